@@ -1,0 +1,94 @@
+// Package httpapi is the invoices REST API.
+package httpapi
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/google/uuid"
+
+	"github.com/orderflow/orderflow/apps/invoices/internal/domain"
+	"github.com/orderflow/orderflow/pkg/httpkit"
+)
+
+// App is the use cases the API calls.
+type App interface {
+	GetInvoice(ctx context.Context, id string) (domain.Invoice, error)
+	InvoicesOfOrder(ctx context.Context, orderID string) ([]domain.Invoice, error)
+}
+
+type api struct {
+	app App
+	log *slog.Logger
+}
+
+// Routes returns the invoices routes, for mounting on the service's router.
+func Routes(a App, log *slog.Logger) func(chi.Router) {
+	h := api{app: a, log: log}
+	return func(r chi.Router) {
+		r.Get("/invoices", h.listInvoices)
+		r.Get("/invoices/{id}", h.getInvoice)
+	}
+}
+
+type invoiceResponse struct {
+	ID         string    `json:"id"`
+	OrderID    string    `json:"order_id"`
+	CustomerID string    `json:"customer_id"`
+	Amount     int64     `json:"amount"`
+	Currency   string    `json:"currency"`
+	IssuedAt   time.Time `json:"issued_at"`
+}
+
+type invoiceListResponse struct {
+	Items []invoiceResponse `json:"items"`
+}
+
+func toResponse(i domain.Invoice) invoiceResponse {
+	return invoiceResponse{ID: i.ID, OrderID: i.OrderID, CustomerID: i.CustomerID, Amount: i.Amount, Currency: i.Currency, IssuedAt: i.IssuedAt}
+}
+
+func (h api) getInvoice(w http.ResponseWriter, r *http.Request) {
+	id, err := uuid.Parse(chi.URLParam(r, "id"))
+	if err != nil {
+		httpkit.Error(w, r, http.StatusBadRequest, "invalid_id", "the invoice id must be a UUID")
+		return
+	}
+	inv, err := h.app.GetInvoice(r.Context(), id.String())
+	switch {
+	case errors.Is(err, domain.ErrInvoiceNotFound):
+		httpkit.Error(w, r, http.StatusNotFound, "invoice_not_found", "no invoice with this id")
+	case err != nil:
+		httpkit.Internal(w, r, h.log, err)
+	default:
+		httpkit.JSON(w, http.StatusOK, toResponse(inv))
+	}
+}
+
+func (h api) listInvoices(w http.ResponseWriter, r *http.Request) {
+	raw := r.URL.Query().Get("order_id")
+	orderID, err := uuid.Parse(raw)
+	if err != nil {
+		detail := "order_id must be a UUID"
+		if raw == "" {
+			detail = "order_id is required"
+		}
+		httpkit.WriteProblem(w, r, httpkit.Problem{Status: http.StatusBadRequest, Code: "invalid_query", Detail: detail,
+			Errors: []httpkit.FieldError{{Field: "order_id", Message: detail}}})
+		return
+	}
+	invs, err := h.app.InvoicesOfOrder(r.Context(), orderID.String())
+	if err != nil {
+		httpkit.Internal(w, r, h.log, err)
+		return
+	}
+	resp := invoiceListResponse{Items: make([]invoiceResponse, len(invs))}
+	for i, inv := range invs {
+		resp.Items[i] = toResponse(inv)
+	}
+	httpkit.JSON(w, http.StatusOK, resp)
+}

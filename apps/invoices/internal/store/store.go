@@ -1,0 +1,105 @@
+// Package store persists invoices in PostgreSQL with bun, and appends their
+// events to the transactional outbox in the same transaction.
+package store
+
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill"
+	"github.com/uptrace/bun"
+
+	"github.com/orderflow/orderflow/apps/invoices/internal/domain"
+	"github.com/orderflow/orderflow/pkg/messaging"
+)
+
+//go:embed migrations/*.sql
+var migrations embed.FS
+
+// Migrations returns the store's SQL migrations.
+func Migrations() fs.FS {
+	sub, err := fs.Sub(migrations, "migrations")
+	if err != nil {
+		panic(err) // the embedded directory exists at compile time
+	}
+	return sub
+}
+
+// Store is the invoices store.
+type Store struct {
+	db  *bun.DB
+	log watermill.LoggerAdapter
+}
+
+// New returns a store on db.
+func New(db *bun.DB, log watermill.LoggerAdapter) *Store { return &Store{db: db, log: log} }
+
+type invoiceRow struct {
+	bun.BaseModel `bun:"table:invoices"`
+
+	ID         string    `bun:"id,pk,type:uuid"`
+	OrderID    string    `bun:"order_id,type:uuid"`
+	CustomerID string    `bun:"customer_id"`
+	Amount     int64     `bun:"amount"`
+	Currency   string    `bun:"currency"`
+	IssuedAt   time.Time `bun:"issued_at"`
+}
+
+func toRow(i domain.Invoice) *invoiceRow {
+	return &invoiceRow{ID: i.ID, OrderID: i.OrderID, CustomerID: i.CustomerID, Amount: i.Amount, Currency: i.Currency, IssuedAt: i.IssuedAt}
+}
+
+func (r *invoiceRow) toDomain() domain.Invoice {
+	return domain.Invoice{ID: r.ID, OrderID: r.OrderID, CustomerID: r.CustomerID, Amount: r.Amount, Currency: r.Currency, IssuedAt: r.IssuedAt.UTC()}
+}
+
+// Issue inserts the invoice and appends the events that newEvents returns for
+// it to the outbox, in one transaction. When the order has an invoice already
+// (a redelivered OrderPlaced) it does nothing and reports false: that
+// invoice's events were appended when it was inserted.
+func (s *Store) Issue(ctx context.Context, inv domain.Invoice, newEvents func(domain.Invoice) []any) (bool, error) {
+	var issued bool
+	err := s.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
+		res, err := tx.NewInsert().Model(toRow(inv)).On("CONFLICT (order_id) DO NOTHING").Exec(ctx)
+		if err != nil {
+			return fmt.Errorf("insert invoice for order %s: %w", inv.OrderID, err)
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return nil
+		}
+		issued = true
+		return messaging.PublishInTx(ctx, tx.Tx, s.log, newEvents(inv)...)
+	})
+	return issued, err
+}
+
+// Get returns the invoice with id, or domain.ErrInvoiceNotFound.
+func (s *Store) Get(ctx context.Context, id string) (domain.Invoice, error) {
+	row := new(invoiceRow)
+	err := s.db.NewSelect().Model(row).Where("id = ?", id).Scan(ctx)
+	if errors.Is(err, sql.ErrNoRows) {
+		return domain.Invoice{}, domain.ErrInvoiceNotFound
+	}
+	if err != nil {
+		return domain.Invoice{}, fmt.Errorf("select invoice %s: %w", id, err)
+	}
+	return row.toDomain(), nil
+}
+
+// ByOrder returns the invoices of an order: none or one.
+func (s *Store) ByOrder(ctx context.Context, orderID string) ([]domain.Invoice, error) {
+	var rows []invoiceRow
+	if err := s.db.NewSelect().Model(&rows).Where("order_id = ?", orderID).OrderExpr("id").Scan(ctx); err != nil {
+		return nil, fmt.Errorf("select invoices of order %s: %w", orderID, err)
+	}
+	out := make([]domain.Invoice, len(rows))
+	for i := range rows {
+		out[i] = rows[i].toDomain()
+	}
+	return out, nil
+}

@@ -1,0 +1,134 @@
+// Package database opens a service's PostgreSQL database with bun and applies
+// its embedded SQL migrations.
+package database
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	_ "github.com/jackc/pgx/v5/stdlib" // database/sql driver "pgx"
+	"github.com/uptrace/bun"
+	"github.com/uptrace/bun/dialect/pgdialect"
+	"github.com/uptrace/bun/extra/bunotel"
+	"github.com/uptrace/bun/migrate"
+)
+
+// Config configures the connection pool.
+type Config struct {
+	URL          string
+	Name         string // the logical database name for traces: "orders"
+	MaxOpenConns int
+	// CreateIfMissing creates the database when the server says it does not
+	// exist (SQLSTATE 3D000). For local development: in production the role
+	// usually may not create databases, and the error says why.
+	CreateIfMissing bool
+}
+
+// Open opens the database over pgx's database/sql driver with bun's
+// PostgreSQL dialect. (bun's own pgdriver breaks watermill-sql's JSON
+// inserts, which share the *sql.Tx.) Queries are traced by bunotel.
+func Open(ctx context.Context, cfg Config) (*bun.DB, error) {
+	sqldb, err := open(ctx, cfg.URL)
+	var pgErr *pgconn.PgError
+	if cfg.CreateIfMissing && errors.As(err, &pgErr) && pgErr.Code == "3D000" {
+		if err := createDatabase(ctx, cfg.URL); err != nil {
+			return nil, err
+		}
+		sqldb, err = open(ctx, cfg.URL)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if cfg.MaxOpenConns <= 0 {
+		cfg.MaxOpenConns = 20
+	}
+	sqldb.SetMaxOpenConns(cfg.MaxOpenConns)
+	sqldb.SetMaxIdleConns(cfg.MaxOpenConns)
+	sqldb.SetConnMaxIdleTime(5 * time.Minute)
+	db := bun.NewDB(sqldb, pgdialect.New())
+	db.WithQueryHook(bunotel.NewQueryHook(bunotel.WithDBName(cfg.Name)))
+	return db, nil
+}
+
+func open(ctx context.Context, dsn string) (*sql.DB, error) {
+	sqldb, err := sql.Open("pgx", dsn)
+	if err != nil {
+		return nil, fmt.Errorf("open database: %w", err)
+	}
+	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := sqldb.PingContext(pctx); err != nil {
+		return nil, errors.Join(fmt.Errorf("ping database: %w", err), sqldb.Close())
+	}
+	return sqldb, nil
+}
+
+func createDatabase(ctx context.Context, dsn string) error {
+	u, err := url.Parse(dsn)
+	if err != nil {
+		return fmt.Errorf("parse database url: %w", err)
+	}
+	name := strings.TrimPrefix(u.Path, "/")
+	u.Path = "/postgres"
+	admin, err := open(ctx, u.String())
+	if err != nil {
+		return fmt.Errorf("create database %s: %w", name, err)
+	}
+	defer admin.Close()
+	_, err = admin.ExecContext(ctx, "CREATE DATABASE "+quoteIdent(name))
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && pgErr.Code == "42P04" { // created meanwhile by a replica
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("create database %s: %w", name, err)
+	}
+	return nil
+}
+
+func quoteIdent(s string) string { return `"` + strings.ReplaceAll(s, `"`, `""`) + `"` }
+
+// migrationLockKey is the advisory lock migrations run under. Advisory locks
+// are scoped to one database, so one constant serves every service.
+const migrationLockKey int64 = 0x6f72646572666c6f // "orderflo"
+
+// Migrate applies the *.up.sql files of migrations that are not applied yet.
+//
+// Replicas that start together migrate one at a time under a PostgreSQL
+// advisory lock held on one pinned connection: a second replica waits for the
+// first and then finds nothing to do. bun's own Migrator.Lock is a row in a
+// table: a second replica fails at once instead of waiting, and a replica
+// killed mid-migration leaves the row behind, blocking every later start. The
+// advisory lock is released by the server when the connection dies.
+func Migrate(ctx context.Context, db *bun.DB, migrations fs.FS) error {
+	ms := migrate.NewMigrations()
+	if err := ms.Discover(migrations); err != nil {
+		return fmt.Errorf("discover migrations: %w", err)
+	}
+	conn, err := db.DB.Conn(ctx)
+	if err != nil {
+		return fmt.Errorf("pin connection for migration lock: %w", err)
+	}
+	defer conn.Close()
+	if _, err := conn.ExecContext(ctx, "SELECT pg_advisory_lock($1)", migrationLockKey); err != nil {
+		return fmt.Errorf("take migration lock: %w", err)
+	}
+	defer func() {
+		_, _ = conn.ExecContext(context.WithoutCancel(ctx), "SELECT pg_advisory_unlock($1)", migrationLockKey)
+	}()
+	m := migrate.NewMigrator(db, ms)
+	if err := m.Init(ctx); err != nil {
+		return fmt.Errorf("init migrations: %w", err)
+	}
+	if _, err := m.Migrate(ctx); err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	return nil
+}

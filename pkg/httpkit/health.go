@@ -1,0 +1,59 @@
+package httpkit
+
+import (
+	"context"
+	"net/http"
+	"time"
+)
+
+// Component states reported by /readyz.
+const (
+	StateUp       = "up"
+	StateDown     = "down"
+	StateDegraded = "degraded"
+)
+
+// Health serves /healthz and /readyz.
+type Health struct {
+	// Ping checks the database, the one dependency without which the
+	// service cannot serve HTTP.
+	Ping func(ctx context.Context) error
+	// Components reports the other dependencies (broker, router, forwarder).
+	// Their being down degrades the service but does not make it unready:
+	// the outbox keeps accepting orders while RabbitMQ is away.
+	Components func() map[string]string
+}
+
+type readiness struct {
+	Status     string            `json:"status"`
+	Components map[string]string `json:"components"`
+}
+
+// Live answers 200 while the process runs.
+func (h Health) Live(w http.ResponseWriter, _ *http.Request) {
+	JSON(w, http.StatusOK, map[string]string{"status": StateUp})
+}
+
+// Ready answers 200 while the database answers (status "up", or "degraded"
+// when another dependency is down) and 503 when it does not.
+func (h Health) Ready(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), time.Second)
+	defer cancel()
+	res := readiness{Status: StateUp, Components: map[string]string{}}
+	if h.Components != nil {
+		for name, state := range h.Components() {
+			res.Components[name] = state
+			if state != StateUp {
+				res.Status = StateDegraded
+			}
+		}
+	}
+	status := http.StatusOK
+	res.Components["database"] = StateUp
+	if err := h.Ping(ctx); err != nil {
+		res.Components["database"] = StateDown
+		res.Status = StateDown
+		status = http.StatusServiceUnavailable
+	}
+	JSON(w, status, res)
+}

@@ -1,0 +1,161 @@
+package messaging
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill"
+	"github.com/ThreeDotsLabs/watermill-amqp/v3/pkg/amqp"
+	amqp091 "github.com/rabbitmq/amqp091-go"
+)
+
+// BrokerConfig configures the connection to RabbitMQ.
+type BrokerConfig struct {
+	URL string
+	// Prefetch is how many unacknowledged deliveries RabbitMQ keeps in flight
+	// per consumer. watermill-amqp's default of 1 leaves the consumer idle for
+	// a network round trip after every ack.
+	Prefetch int
+	// PublisherChannels is the size of the publisher's channel pool. Without a
+	// pool watermill-amqp opens and closes a channel for every publish.
+	PublisherChannels int
+	// ReconnectMaxInterval caps the backoff between reconnection attempts
+	// (watermill-amqp's default cap is a minute).
+	ReconnectMaxInterval time.Duration
+	Topology             Topology
+}
+
+func (c BrokerConfig) withDefaults() BrokerConfig {
+	if c.Prefetch <= 0 {
+		c.Prefetch = 64
+	}
+	if c.PublisherChannels <= 0 {
+		c.PublisherChannels = 4
+	}
+	if c.ReconnectMaxInterval <= 0 {
+		c.ReconnectMaxInterval = 5 * time.Second
+	}
+	if c.Topology.Subscriptions == nil {
+		c.Topology = SystemTopology()
+	}
+	return c
+}
+
+// amqpConfig is the watermill-amqp configuration every connection, publisher
+// and subscriber uses: durable fanout exchanges per topic, durable quorum
+// queues per handler (declared by the topology), persistent messages,
+// publisher confirms and manual acks.
+func (c BrokerConfig) amqpConfig(queueName amqp.QueueNameGenerator) amqp.Config {
+	cfg := amqp.NewDurablePubSubConfig(c.URL, queueName)
+	cfg.Connection.Reconnect = &amqp.ReconnectConfig{
+		BackoffInitialInterval:     100 * time.Millisecond,
+		BackoffRandomizationFactor: 0.5,
+		BackoffMultiplier:          1.5,
+		BackoffMaxInterval:         c.ReconnectMaxInterval,
+	}
+	cfg.Marshaler = amqpMarshaler{}
+	cfg.Queue.Arguments = quorumArgs()
+	cfg.Publish.ConfirmDelivery = true
+	cfg.Publish.ChannelPoolSize = c.PublisherChannels
+	cfg.Consume.Qos.PrefetchCount = c.Prefetch
+	cfg.TopologyBuilder = topologyBuilder{topology: c.Topology}
+	return cfg
+}
+
+// Broker holds a process's two RabbitMQ connections (RabbitMQ throttles a
+// publishing connection under flow control, so consumers get their own) and
+// the confirming publisher. Both connections reconnect by themselves after
+// the first one succeeded.
+type Broker struct {
+	cfg       BrokerConfig
+	log       watermill.LoggerAdapter
+	pubConn   *amqp.ConnectionWrapper
+	subConn   *amqp.ConnectionWrapper
+	publisher *amqp.Publisher
+}
+
+// ConnectBroker dials RabbitMQ, retrying with backoff until it answers or ctx
+// ends, so a service can start (and accept orders into its outbox) while the
+// broker is down.
+func ConnectBroker(ctx context.Context, cfg BrokerConfig, log watermill.LoggerAdapter) (*Broker, error) {
+	cfg = cfg.withDefaults()
+	if log == nil {
+		log = watermill.NopLogger{}
+	}
+	b := &Broker{cfg: cfg, log: log}
+	connCfg := cfg.amqpConfig(nil).Connection
+	delay := 100 * time.Millisecond
+	for {
+		err := b.dial(connCfg)
+		if err == nil {
+			return b, nil
+		}
+		log.Error("cannot connect to rabbitmq, retrying", err, watermill.LogFields{"retry_in": delay.String()})
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("connect to rabbitmq: %w", errors.Join(ctx.Err(), err))
+		case <-time.After(delay):
+		}
+		delay = min(delay*2, cfg.ReconnectMaxInterval)
+	}
+}
+
+func (b *Broker) dial(connCfg amqp.ConnectionConfig) error {
+	pubConn, err := amqp.NewConnection(connCfg, b.log)
+	if err != nil {
+		return fmt.Errorf("dial publisher connection: %w", err)
+	}
+	subConn, err := amqp.NewConnection(connCfg, b.log)
+	if err != nil {
+		return errors.Join(fmt.Errorf("dial subscriber connection: %w", err), pubConn.Close())
+	}
+	pub, err := amqp.NewPublisherWithConnection(b.cfg.amqpConfig(nil), b.log, pubConn)
+	if err != nil {
+		return errors.Join(fmt.Errorf("create publisher: %w", err), pubConn.Close(), subConn.Close())
+	}
+	b.pubConn, b.subConn, b.publisher = pubConn, subConn, pub
+	return nil
+}
+
+// Publisher returns the confirming publisher. Publish fails while the
+// connection is down; callers (the forwarder, the poison middleware) then
+// leave the message where it was.
+func (b *Broker) Publisher() *amqp.Publisher { return b.publisher }
+
+// Subscriber returns a subscriber for one handler's queue. The subscription
+// joins the topology, so its queue is declared with the same arguments
+// everywhere.
+func (b *Broker) Subscriber(sub Subscription) (*amqp.Subscriber, error) {
+	cfg := b.cfg
+	cfg.Topology = cfg.Topology.With(sub)
+	s, err := amqp.NewSubscriberWithConnection(cfg.amqpConfig(amqp.GenerateQueueNameTopicNameWithSuffix(sub.Handler)), b.log, b.subConn)
+	if err != nil {
+		return nil, fmt.Errorf("create subscriber for %s: %w", sub.Queue(), err)
+	}
+	return s, nil
+}
+
+// Connected reports whether both connections are up.
+func (b *Broker) Connected() bool {
+	return b.pubConn.IsConnected() && b.subConn.IsConnected()
+}
+
+// Channel opens a plain channel on the publishing connection, for tools that
+// need more than Watermill's publisher (poison inspection).
+func (b *Broker) Channel() (*amqp091.Channel, error) {
+	if !b.pubConn.IsConnected() {
+		return nil, errors.New("not connected to rabbitmq")
+	}
+	ch, err := b.pubConn.Connection().Channel()
+	if err != nil {
+		return nil, fmt.Errorf("open channel: %w", err)
+	}
+	return ch, nil
+}
+
+// Close closes the publisher and both connections.
+func (b *Broker) Close() error {
+	return errors.Join(b.publisher.Close(), b.pubConn.Close(), b.subConn.Close())
+}

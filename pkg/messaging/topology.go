@@ -1,0 +1,163 @@
+package messaging
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/ThreeDotsLabs/watermill"
+	"github.com/ThreeDotsLabs/watermill-amqp/v3/pkg/amqp"
+	amqp091 "github.com/rabbitmq/amqp091-go"
+)
+
+// Handler names are queue names: keep them stable.
+const (
+	// HandlerIssueInvoice is invoices' OrderPlaced handler.
+	HandlerIssueInvoice = "invoices.IssueInvoiceOnOrderPlaced"
+	// HandlerMarkInvoiced is orders' InvoiceIssued handler.
+	HandlerMarkInvoiced = "orders.MarkOrderInvoicedOnInvoiceIssued"
+)
+
+// PoisonPrefix prefixes each service's poison queue (and its exchange).
+const PoisonPrefix = "poison."
+
+// PoisonQueue returns the name of a service's poison queue: poison.invoices.
+func PoisonQueue(service string) string { return PoisonPrefix + service }
+
+// Subscription is one handler's durable queue on one topic.
+type Subscription struct {
+	Service string // the consuming service; its poison queue is the dead-letter target
+	Handler string // the handler name, unique in the system
+	Topic   string // the event topic, e.g. events.OrderPlaced
+}
+
+// Queue is the subscription's queue name, "<topic>_<handler>", the name
+// watermill-amqp's GenerateQueueNameTopicNameWithSuffix gives it.
+func (s Subscription) Queue() string { return s.Topic + "_" + s.Handler }
+
+// Topology is the set of durable subscriptions in the system.
+//
+// Events go to fanout exchanges, and RabbitMQ drops a message published to an
+// exchange that has no queue bound yet, with a positive publisher confirm. If
+// orders forwarded OrderPlaced before invoices had ever started, the event
+// would be lost although the outbox row was deleted. So every publisher
+// declares the known subscriptions of a topic (idempotently) before its first
+// publish to it, and a queue exists from the first event on.
+type Topology struct {
+	Subscriptions []Subscription
+	// DeliveryLimit bounds how often RabbitMQ redelivers one message (a
+	// consumer that crashes on it every time); past it the message is
+	// dead-lettered to the service's poison queue instead of dropped.
+	DeliveryLimit int
+}
+
+// SystemTopology is orderflow's topology.
+func SystemTopology() Topology {
+	return Topology{
+		Subscriptions: []Subscription{
+			{Service: "invoices", Handler: HandlerIssueInvoice, Topic: EventTopic("OrderPlaced")},
+			{Service: "orders", Handler: HandlerMarkInvoiced, Topic: EventTopic("InvoiceIssued")},
+		},
+		DeliveryLimit: 20,
+	}
+}
+
+// With returns a copy of t that also holds sub (when it is not there yet).
+func (t Topology) With(sub Subscription) Topology {
+	for _, s := range t.Subscriptions {
+		if s == sub {
+			return t
+		}
+	}
+	subs := append(append([]Subscription(nil), t.Subscriptions...), sub)
+	return Topology{Subscriptions: subs, DeliveryLimit: t.DeliveryLimit}
+}
+
+// quorumArgs are the arguments of every queue. Quorum queues replicate on a
+// cluster (Amazon MQ's cluster deployment) and the same declaration works on
+// a single node.
+func quorumArgs() amqp091.Table { return amqp091.Table{"x-queue-type": "quorum"} }
+
+func (t Topology) subscriptionArgs(s Subscription) amqp091.Table {
+	args := quorumArgs()
+	limit := t.DeliveryLimit
+	if limit <= 0 {
+		limit = 20
+	}
+	args["x-delivery-limit"] = int64(limit)
+	args["x-dead-letter-exchange"] = PoisonQueue(s.Service)
+	return args
+}
+
+// declareExchange declares a durable fanout exchange.
+func declareExchange(ch *amqp091.Channel, name string) error {
+	if err := ch.ExchangeDeclare(name, "fanout", true, false, false, false, nil); err != nil {
+		return fmt.Errorf("declare exchange %s: %w", name, err)
+	}
+	return nil
+}
+
+// declareQueue declares a durable queue and binds it to a fanout exchange.
+func declareQueue(ch *amqp091.Channel, queue, exchange string, args amqp091.Table) error {
+	if _, err := ch.QueueDeclare(queue, true, false, false, false, args); err != nil {
+		return fmt.Errorf("declare queue %s: %w", queue, err)
+	}
+	if err := ch.QueueBind(queue, "", exchange, false, nil); err != nil {
+		return fmt.Errorf("bind queue %s to %s: %w", queue, exchange, err)
+	}
+	return nil
+}
+
+func declarePoison(ch *amqp091.Channel, service string) error {
+	name := PoisonQueue(service)
+	if err := declareExchange(ch, name); err != nil {
+		return err
+	}
+	return declareQueue(ch, name, name, quorumArgs())
+}
+
+func (t Topology) declareSubscription(ch *amqp091.Channel, s Subscription) error {
+	if err := declarePoison(ch, s.Service); err != nil {
+		return err
+	}
+	if err := declareExchange(ch, s.Topic); err != nil {
+		return err
+	}
+	return declareQueue(ch, s.Queue(), s.Topic, t.subscriptionArgs(s))
+}
+
+// Declare declares the exchange of topic and every queue subscribed to it.
+// A poison topic gets its poison queue.
+func (t Topology) Declare(ch *amqp091.Channel, topic string) error {
+	if service, ok := strings.CutPrefix(topic, PoisonPrefix); ok {
+		return declarePoison(ch, service)
+	}
+	if err := declareExchange(ch, topic); err != nil {
+		return err
+	}
+	for _, s := range t.Subscriptions {
+		if s.Topic != topic {
+			continue
+		}
+		if err := t.declareSubscription(ch, s); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// topologyBuilder plugs Topology into watermill-amqp, whose default builder
+// declares only the one exchange (publisher) or queue (subscriber) at hand.
+type topologyBuilder struct{ topology Topology }
+
+func (b topologyBuilder) ExchangeDeclare(ch *amqp091.Channel, exchange string, _ amqp.Config) error {
+	return b.topology.Declare(ch, exchange)
+}
+
+func (b topologyBuilder) BuildTopology(ch *amqp091.Channel, p amqp.BuildTopologyParams, _ amqp.Config, _ watermill.LoggerAdapter) error {
+	for _, s := range b.topology.Subscriptions {
+		if s.Topic == p.Topic && s.Queue() == p.QueueName {
+			return b.topology.Declare(ch, p.Topic)
+		}
+	}
+	return fmt.Errorf("queue %s on %s is not in the topology", p.QueueName, p.Topic)
+}

@@ -1,0 +1,171 @@
+package platform
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill"
+	"github.com/go-chi/chi/v5"
+	"github.com/uptrace/bun"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/orderflow/orderflow/pkg/database"
+	"github.com/orderflow/orderflow/pkg/httpkit"
+	"github.com/orderflow/orderflow/pkg/messaging"
+	"github.com/orderflow/orderflow/pkg/observability"
+)
+
+// App is what a service plugs into the platform.
+type App struct {
+	// Migrations holds the service's *.up.sql files.
+	Migrations fs.FS
+	// Build wires the service on its database: it returns the HTTP routes
+	// (mounted beside /healthz and /readyz) and registers the event handlers.
+	Build func(db *bun.DB, log *slog.Logger) (routes func(chi.Router), register func(*messaging.EventProcessor) error, err error)
+}
+
+// Run opens and migrates the database, then serves HTTP on ln and runs the
+// messaging runtime until ctx ends, and then drains: the server stops
+// accepting and finishes in-flight requests, the router finishes in-flight
+// handlers, each bounded by cfg.ShutdownTimeout.
+//
+// HTTP is served as soon as the database is ready, not when RabbitMQ is:
+// orders go into the outbox whatever the broker does.
+func Run(ctx context.Context, cfg Config, log *slog.Logger, ln net.Listener, app App) error {
+	defer ln.Close() // Serve closes it too; this covers the early returns
+	db, err := database.Open(ctx, database.Config{
+		URL: cfg.DatabaseURL, Name: cfg.Service, MaxOpenConns: cfg.DBMaxConns, CreateIfMissing: cfg.CreateDatabase,
+	})
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	if err := database.Migrate(ctx, db, app.Migrations); err != nil {
+		return err
+	}
+	routes, register, err := app.Build(db, log)
+	if err != nil {
+		return err
+	}
+
+	wlog := watermill.NewSlogLogger(log)
+	rt := &messaging.Runtime{
+		Broker: messaging.BrokerConfig{URL: cfg.BrokerURL, Prefetch: cfg.Prefetch},
+		Router: messaging.RouterConfig{
+			Service: cfg.Service, Version: cfg.Version,
+			MaxRetries: cfg.MaxRetries, RetryInitial: cfg.RetryInitial, RetryMax: cfg.RetryMax,
+			HandlerTimeout: cfg.HandlerTimeout, CloseTimeout: cfg.ShutdownTimeout,
+		},
+		Forwarder: messaging.ForwarderConfig{
+			PollInterval: cfg.OutboxPollInterval, BatchSize: cfg.OutboxBatchSize, CloseTimeout: cfg.ShutdownTimeout,
+		},
+		Outbox:   db.DB,
+		Register: register,
+		Log:      wlog,
+	}
+
+	health := httpkit.Health{Ping: db.PingContext, Components: rt.Status}
+	srv := &http.Server{
+		Handler:           Handler(log, health, routes),
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return rt.Run(gctx) })
+	g.Go(func() error {
+		log.InfoContext(ctx, "serving http", "addr", ln.Addr().String(), "version", cfg.Version)
+		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("serve http: %w", err)
+		}
+		return nil
+	})
+	g.Go(func() error {
+		<-gctx.Done()
+		log.InfoContext(ctx, "shutting down")
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.ShutdownTimeout)
+		defer cancel()
+		if err := srv.Shutdown(sctx); err != nil {
+			return fmt.Errorf("shut down http: %w", err)
+		}
+		return nil
+	})
+	return g.Wait()
+}
+
+// Handler is the service's root HTTP handler: panics become 500 problems,
+// every request has a correlation id, unknown routes get 404 problems, and
+// /healthz and /readyz sit beside the service's routes.
+func Handler(log *slog.Logger, health httpkit.Health, routes func(chi.Router)) http.Handler {
+	r := chi.NewRouter()
+	r.Use(httpkit.Recoverer(log), httpkit.CorrelationID)
+	r.NotFound(httpkit.NotFound)
+	r.MethodNotAllowed(httpkit.MethodNotAllowed)
+	r.Get("/healthz", health.Live)
+	r.Get("/readyz", health.Ready)
+	routes(r)
+	return r
+}
+
+// Healthcheck asks the service on port for /healthz: the container
+// HEALTHCHECK runs it as the binary's "healthcheck" subcommand, so the image
+// needs no shell or curl.
+func Healthcheck(ctx context.Context, port int) error {
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("http://127.0.0.1:%d/healthz", port), nil)
+	if err != nil {
+		return fmt.Errorf("build health request: %w", err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("health request: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("health: %s", resp.Status)
+	}
+	return nil
+}
+
+// Main is both services' main function, given the process's arguments,
+// environment and standard output. It loads the configuration, builds the
+// logger, listens on PORT and runs until ctx ends. With the argument
+// "healthcheck" it checks a running instance instead. It returns the exit
+// code.
+func Main(ctx context.Context, service string, defaultPort int, args []string, getenv func(string) string, stdout io.Writer, app App) int {
+	cfg, err := LoadConfig(service, defaultPort, getenv)
+	log := observability.NewLogger(stdout, service, cfg.LogLevel)
+	if err != nil {
+		log.Error("invalid configuration", "error", err)
+		return 2
+	}
+	if len(args) > 1 && args[1] == "healthcheck" {
+		if err := Healthcheck(ctx, cfg.Port); err != nil {
+			log.Error("unhealthy", "error", err)
+			return 1
+		}
+		return 0
+	}
+	ln, err := (&net.ListenConfig{}).Listen(ctx, "tcp", fmt.Sprintf(":%d", cfg.Port))
+	if err != nil {
+		log.Error("listen", "error", err, "port", cfg.Port)
+		return 1
+	}
+	if err := Run(ctx, cfg, log, ln, app); err != nil {
+		log.Error(service+" stopped", "error", err)
+		return 1
+	}
+	log.Info(service + " stopped")
+	return 0
+}
