@@ -9,7 +9,7 @@ import (
 	"os/signal"
 	"syscall"
 
-	"github.com/orderflow/orderflow/apps/invoices/internal/service"
+	"github.com/orderflow/orderflow/apps/invoices/service"
 	"github.com/orderflow/orderflow/pkg/platform"
 )
 

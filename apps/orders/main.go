@@ -9,7 +9,7 @@ import (
 	"os/signal"
 	"syscall"
 
-	"github.com/orderflow/orderflow/apps/orders/internal/service"
+	"github.com/orderflow/orderflow/apps/orders/service"
 	"github.com/orderflow/orderflow/pkg/platform"
 )
 
