@@ -150,8 +150,13 @@ func recordFailure(service, version, host string) message.HandlerMiddleware {
 	return func(h message.HandlerFunc) message.HandlerFunc {
 		return func(msg *message.Message) ([]*message.Message, error) {
 			f := &failures{}
-			msg.SetContext(context.WithValue(msg.Context(), failuresKey{}, f))
+			ctx := context.WithValue(msg.Context(), failuresKey{}, f)
+			msg.SetContext(ctx)
 			out, err := h(msg)
+			// The timeout middleware leaves its cancelled context on the
+			// message; the poison queue publishes with the message's
+			// context, so give it back the live one.
+			msg.SetContext(ctx)
 			if err == nil {
 				return out, nil
 			}

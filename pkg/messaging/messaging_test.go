@@ -1,0 +1,304 @@
+package messaging_test
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill"
+	"github.com/ThreeDotsLabs/watermill/components/cqrs"
+	"github.com/google/uuid"
+	amqp091 "github.com/rabbitmq/amqp091-go"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/orderflow/orderflow/pkg/events"
+	"github.com/orderflow/orderflow/pkg/messaging"
+	"github.com/orderflow/orderflow/pkg/observability"
+	"github.com/orderflow/orderflow/pkg/testkit"
+)
+
+// env is one test's outbox database and vhost.
+type env struct {
+	db     *sql.DB
+	broker string
+}
+
+func newEnv(t *testing.T) env {
+	t.Helper()
+	db, err := sql.Open("pgx", testkit.NewDatabase(t))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = db.Close() })
+	_, err = db.ExecContext(t.Context(), messaging.OutboxTableDDL)
+	require.NoError(t, err)
+	return env{db: db, broker: testkit.NewVhost(t)}
+}
+
+// run starts a Runtime for service with the handler and waits until its
+// router and forwarder run.
+func (e env) run(t *testing.T, service string, maxRetries int, handlers ...cqrs.EventHandler) *messaging.Runtime {
+	t.Helper()
+	rt := &messaging.Runtime{
+		Broker: messaging.BrokerConfig{URL: e.broker},
+		Router: messaging.RouterConfig{
+			Service: service, MaxRetries: maxRetries,
+			RetryInitial: 5 * time.Millisecond, RetryMax: 20 * time.Millisecond,
+			HandlerTimeout: 5 * time.Second, CloseTimeout: 5 * time.Second,
+		},
+		Forwarder: messaging.ForwarderConfig{PollInterval: 10 * time.Millisecond},
+		Outbox:    e.db,
+		Register:  func(p *messaging.EventProcessor) error { return p.AddHandlers(handlers...) },
+		Log:       watermill.NopLogger{},
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- rt.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		require.NoError(t, <-done)
+	})
+	select {
+	case <-rt.Ready():
+	case err := <-done:
+		t.Fatalf("runtime stopped: %v", err)
+	case <-time.After(30 * time.Second):
+		t.Fatal("runtime not ready")
+	}
+	return rt
+}
+
+// publish appends events to the outbox in one committed transaction.
+func (e env) publish(t *testing.T, ctx context.Context, evs ...any) {
+	t.Helper()
+	tx, err := e.db.BeginTx(ctx, nil)
+	require.NoError(t, err)
+	require.NoError(t, messaging.PublishInTx(ctx, tx, watermill.NopLogger{}, evs...))
+	require.NoError(t, tx.Commit())
+}
+
+func (e env) channel(t *testing.T) *amqp091.Channel {
+	t.Helper()
+	conn, err := amqp091.Dial(e.broker)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = conn.Close() })
+	ch, err := conn.Channel()
+	require.NoError(t, err)
+	return ch
+}
+
+// nextPoisoned waits for the next message in the poison queue and acks it.
+func (e env) nextPoisoned(t *testing.T, ch *amqp091.Channel, service string) amqp091.Delivery {
+	t.Helper()
+	var got amqp091.Delivery
+	testkit.Eventually(t, 20*time.Second, 20*time.Millisecond, func() error {
+		d, ok, err := ch.Get(messaging.PoisonQueue(service), false)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return errors.New("poison queue is empty")
+		}
+		got = d
+		return d.Ack(false)
+	})
+	return got
+}
+
+func placedEvent(orderID string) *events.OrderPlaced {
+	now := time.Now().UTC()
+	return &events.OrderPlaced{
+		Header:  events.Header{ID: uuid.NewString(), OccurredAt: now},
+		OrderID: orderID, CustomerID: "c-1", Amount: 1999, Currency: "EUR", PlacedAt: now,
+	}
+}
+
+type received struct {
+	event         events.OrderPlaced
+	correlationID string
+}
+
+func TestOutbox_event_reaches_handler_with_its_identity(t *testing.T) {
+	testkit.Integration(t)
+	t.Parallel()
+	e := newEnv(t)
+	got := make(chan received, 10)
+	e.run(t, "test", 3, cqrs.NewEventHandler("test.Receive", func(ctx context.Context, ev *events.OrderPlaced) error {
+		got <- received{event: *ev, correlationID: observability.CorrelationID(ctx)}
+		return nil
+	}))
+
+	sent := placedEvent("o-1")
+	e.publish(t, observability.WithCorrelationID(t.Context(), "corr-42"), sent)
+
+	select {
+	case r := <-got:
+		assert.Equal(t, sent.ID, r.event.ID)
+		assert.Equal(t, sent.OrderID, r.event.OrderID)
+		assert.Equal(t, "corr-42", r.correlationID)
+	case <-time.After(20 * time.Second):
+		t.Fatal("event not delivered")
+	}
+	testkit.Eventually(t, 10*time.Second, 10*time.Millisecond, func() error {
+		var rows int
+		if err := e.db.QueryRowContext(t.Context(), `SELECT count(*) FROM `+messaging.OutboxTable).Scan(&rows); err != nil {
+			return err
+		}
+		if rows != 0 {
+			return fmt.Errorf("%d outbox rows left; forwarded rows are deleted", rows)
+		}
+		return nil
+	})
+}
+
+func TestTopology_event_published_before_consumer_ever_ran_is_kept(t *testing.T) {
+	testkit.Integration(t)
+	t.Parallel()
+	e := newEnv(t)
+	// A publisher on its own declares the system's subscription queues.
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	b, err := messaging.ConnectBroker(ctx, messaging.BrokerConfig{URL: e.broker}, watermill.NopLogger{})
+	require.NoError(t, err)
+	defer b.Close()
+	msg, err := messaging.NewMarshaler().Marshal(placedEvent("o-early"))
+	require.NoError(t, err)
+	require.NoError(t, b.Publisher().Publish(messaging.EventTopic("OrderPlaced"), msg))
+
+	ch := e.channel(t)
+	q, err := ch.QueueDeclarePassive(messaging.Subscription{
+		Service: "invoices", Handler: messaging.HandlerIssueInvoice, Topic: messaging.EventTopic("OrderPlaced"),
+	}.Queue(), true, false, false, false, amqp091.Table{"x-queue-type": "quorum"})
+	require.NoError(t, err, "the invoices queue exists before invoices ever ran")
+	assert.Equal(t, 1, q.Messages)
+}
+
+func TestRouter_transient_failures_are_retried(t *testing.T) {
+	testkit.Integration(t)
+	t.Parallel()
+	e := newEnv(t)
+	var calls atomic.Int32
+	done := make(chan struct{})
+	e.run(t, "test", 5, cqrs.NewEventHandler("test.Flaky", func(context.Context, *events.OrderPlaced) error {
+		if calls.Add(1) <= 3 {
+			return errors.New("database is restarting")
+		}
+		close(done)
+		return nil
+	}))
+	e.publish(t, t.Context(), placedEvent("o-flaky"))
+	select {
+	case <-done:
+	case <-time.After(20 * time.Second):
+		t.Fatal("handler never succeeded")
+	}
+	assert.Equal(t, int32(4), calls.Load())
+}
+
+func TestRouter_exhausted_retries_go_to_poison_queue_with_failure_context(t *testing.T) {
+	testkit.Integration(t)
+	t.Parallel()
+	e := newEnv(t)
+	var calls atomic.Int32
+	e.run(t, "test", 2, cqrs.NewEventHandler("test.Broken", func(context.Context, *events.OrderPlaced) error {
+		calls.Add(1)
+		return errors.New("lock timeout")
+	}))
+	sent := placedEvent("o-broken")
+	e.publish(t, observability.WithCorrelationID(t.Context(), "corr-p"), sent)
+
+	d := e.nextPoisoned(t, e.channel(t), "test")
+	assert.Equal(t, sent.ID, d.Headers["_watermill_message_uuid"])
+	assert.Equal(t, "3", d.Headers[messaging.MetadataAttempts], "1 attempt + 2 retries")
+	assert.Equal(t, int32(3), calls.Load())
+	assert.Contains(t, d.Headers["reason_poisoned"], "lock timeout")
+	assert.Equal(t, "test.Broken", d.Headers["handler_poisoned"])
+	assert.Equal(t, messaging.EventTopic("OrderPlaced"), d.Headers["topic_poisoned"])
+	assert.Equal(t, "corr-p", d.Headers["correlation_id"])
+	assert.Equal(t, "OrderPlaced", d.Headers["name"])
+	assert.Contains(t, d.Headers[messaging.MetadataErrorType], "transient")
+	first, err := time.Parse(time.RFC3339Nano, fmt.Sprint(d.Headers[messaging.MetadataFirstFailureAt]))
+	require.NoError(t, err)
+	last, err := time.Parse(time.RFC3339Nano, fmt.Sprint(d.Headers[messaging.MetadataLastFailureAt]))
+	require.NoError(t, err)
+	assert.True(t, last.After(first))
+	assert.JSONEq(t, mustJSON(t, sent), string(d.Body))
+}
+
+func TestRouter_undecodable_message_is_poisoned_without_retries(t *testing.T) {
+	testkit.Integration(t)
+	t.Parallel()
+	e := newEnv(t)
+	var calls atomic.Int32
+	e.run(t, "test", 5, cqrs.NewEventHandler("test.Strict", func(context.Context, *events.OrderPlaced) error {
+		calls.Add(1)
+		return nil
+	}))
+	ch := e.channel(t)
+	tests := []struct {
+		name    string
+		headers amqp091.Table
+		body    string
+	}{
+		{"not json", amqp091.Table{"name": "OrderPlaced"}, "{not json"},
+		{"invalid event", amqp091.Table{"name": "OrderPlaced"}, `{"order_id":""}`},
+		{"no event name", nil, `{}`},
+	}
+	for _, tt := range tests {
+		require.NoError(t, ch.PublishWithContext(t.Context(), messaging.EventTopic("OrderPlaced"), "", false, false,
+			amqp091.Publishing{Headers: tt.headers, Body: []byte(tt.body), DeliveryMode: amqp091.Persistent}))
+	}
+	for range tests {
+		d := e.nextPoisoned(t, ch, "test")
+		assert.Equal(t, "1", d.Headers[messaging.MetadataAttempts], "no retries for %s", d.Body)
+		assert.Contains(t, d.Headers[messaging.MetadataErrorType], "permanent")
+	}
+	assert.Zero(t, calls.Load())
+}
+
+func TestRouter_redelivered_message_is_handled(t *testing.T) {
+	testkit.Integration(t)
+	t.Parallel()
+	e := newEnv(t)
+	var mu sync.Mutex
+	seen := map[string]int{}
+	done := make(chan struct{}, 1)
+	e.run(t, "test", 0, cqrs.NewEventHandler("test.Count", func(_ context.Context, ev *events.OrderPlaced) error {
+		mu.Lock()
+		defer mu.Unlock()
+		seen[ev.ID]++
+		if seen[ev.ID] == 2 {
+			done <- struct{}{}
+		}
+		return nil
+	}))
+	// The same event twice, the second time as RabbitMQ redelivers it: with
+	// an integer x-delivery-count header, which Watermill's default
+	// marshaler rejects.
+	ev := placedEvent("o-twice")
+	msg, err := messaging.NewMarshaler().Marshal(ev)
+	require.NoError(t, err)
+	ch := e.channel(t)
+	for i := range 2 {
+		h := amqp091.Table{"_watermill_message_uuid": msg.UUID}
+		for k, v := range msg.Metadata {
+			h[k] = v
+		}
+		if i == 1 {
+			h["x-delivery-count"] = int64(1)
+		}
+		require.NoError(t, ch.PublishWithContext(t.Context(), messaging.EventTopic("OrderPlaced"), "", false, false,
+			amqp091.Publishing{Headers: h, Body: msg.Payload, DeliveryMode: amqp091.Persistent}))
+	}
+	select {
+	case <-done:
+	case <-time.After(20 * time.Second):
+		mu.Lock()
+		defer mu.Unlock()
+		t.Fatalf("handled %v", seen)
+	}
+}
