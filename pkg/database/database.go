@@ -49,6 +49,9 @@ func Open(ctx context.Context, cfg Config) (*bun.DB, error) {
 	if cfg.MaxOpenConns <= 0 {
 		cfg.MaxOpenConns = 20
 	}
+	// Migrate holds one connection for its lock while it migrates through
+	// another, and the forwarder holds one per batch: one is never enough.
+	cfg.MaxOpenConns = max(cfg.MaxOpenConns, 2)
 	sqldb.SetMaxOpenConns(cfg.MaxOpenConns)
 	sqldb.SetMaxIdleConns(cfg.MaxOpenConns)
 	sqldb.SetConnMaxIdleTime(5 * time.Minute)
@@ -123,7 +126,9 @@ func Migrate(ctx context.Context, db *bun.DB, migrations fs.FS) error {
 	defer func() {
 		_, _ = conn.ExecContext(context.WithoutCancel(ctx), "SELECT pg_advisory_unlock($1)", migrationLockKey)
 	}()
-	m := migrate.NewMigrator(db, ms)
+	// Record a migration only once it succeeded (bun's default records it
+	// first), so that a failed or interrupted migration runs again.
+	m := migrate.NewMigrator(db, ms, migrate.WithMarkAppliedOnSuccess(true))
 	if err := m.Init(ctx); err != nil {
 		return fmt.Errorf("init migrations: %w", err)
 	}

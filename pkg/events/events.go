@@ -51,7 +51,7 @@ type OrderPlaced struct {
 
 // Validate reports every missing or impossible field at once.
 func (e *OrderPlaced) Validate() error {
-	errs := []error{e.Header.validate()}
+	errs := []error{e.validate()}
 	if e.OrderID == "" {
 		errs = append(errs, errors.New("order_id is required"))
 	}
@@ -83,7 +83,7 @@ type InvoiceIssued struct {
 
 // Validate reports every missing or impossible field at once.
 func (e *InvoiceIssued) Validate() error {
-	errs := []error{e.Header.validate()}
+	errs := []error{e.validate()}
 	if e.InvoiceID == "" {
 		errs = append(errs, errors.New("invoice_id is required"))
 	}

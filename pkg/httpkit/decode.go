@@ -37,8 +37,10 @@ func DecodeJSON(w http.ResponseWriter, r *http.Request, dst any) error {
 	if err != nil {
 		var tooLarge *http.MaxBytesError
 		if errors.As(err, &tooLarge) {
-			return &DecodeError{Status: http.StatusRequestEntityTooLarge, Code: "body_too_large",
-				Detail: fmt.Sprintf("the body exceeds %d bytes", MaxBodyBytes)}
+			return &DecodeError{
+				Status: http.StatusRequestEntityTooLarge, Code: "body_too_large",
+				Detail: fmt.Sprintf("the body exceeds %d bytes", MaxBodyBytes),
+			}
 		}
 		return &DecodeError{Status: http.StatusBadRequest, Code: "unreadable_body", Detail: "the body could not be read"}
 	}
@@ -64,8 +66,10 @@ func DecodeJSONBytes(body []byte, dst any) error {
 func requireJSON(contentType string) error {
 	mt, _, err := mime.ParseMediaType(contentType)
 	if err != nil || (mt != "application/json" && !strings.HasSuffix(mt, "+json")) {
-		return &DecodeError{Status: http.StatusUnsupportedMediaType, Code: "unsupported_media_type",
-			Detail: "send the body as application/json"}
+		return &DecodeError{
+			Status: http.StatusUnsupportedMediaType, Code: "unsupported_media_type",
+			Detail: "send the body as application/json",
+		}
 	}
 	return nil
 }
@@ -81,12 +85,16 @@ func decodeError(err error) error {
 		if field == "" {
 			return &DecodeError{Status: http.StatusBadRequest, Code: "malformed_json", Detail: "the body must be a JSON object"}
 		}
-		return &DecodeError{Status: http.StatusUnprocessableEntity, Code: "invalid_field", Field: field,
-			Detail: fmt.Sprintf("%s must be %s, got a JSON %s", field, jsonKind(typeErr.Type.Kind().String()), typeErr.Value)}
+		return &DecodeError{
+			Status: http.StatusUnprocessableEntity, Code: "invalid_field", Field: field,
+			Detail: fmt.Sprintf("%s must be %s, got a JSON %s", field, jsonKind(typeErr.Type.Kind().String()), typeErr.Value),
+		}
 	case strings.HasPrefix(err.Error(), "json: unknown field "):
 		field := strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)
-		return &DecodeError{Status: http.StatusUnprocessableEntity, Code: "unknown_field", Field: field,
-			Detail: fmt.Sprintf("unknown field %q", field)}
+		return &DecodeError{
+			Status: http.StatusUnprocessableEntity, Code: "unknown_field", Field: field,
+			Detail: fmt.Sprintf("unknown field %q", field),
+		}
 	default:
 		return &DecodeError{Status: http.StatusBadRequest, Code: "malformed_json", Detail: "the body is not a JSON object"}
 	}

@@ -7,6 +7,9 @@ import (
 	"encoding/json"
 	"log/slog"
 	"net/http"
+	"strings"
+
+	"github.com/go-chi/chi/v5"
 )
 
 // ProblemContentType is the media type of RFC 9457 problem documents.
@@ -72,7 +75,20 @@ func NotFound(w http.ResponseWriter, r *http.Request) {
 	Error(w, r, http.StatusNotFound, "route_not_found", "no route for "+r.Method+" "+r.URL.Path)
 }
 
-// MethodNotAllowed answers a known route with a wrong method.
+// MethodNotAllowed answers a known route with a wrong method. It lists the
+// route's methods in Allow (RFC 9110 §15.5.6), which chi's own 405 handler
+// does and a custom one must do itself.
 func MethodNotAllowed(w http.ResponseWriter, r *http.Request) {
+	if rctx := chi.RouteContext(r.Context()); rctx != nil && rctx.Routes != nil {
+		var allow []string
+		for _, m := range []string{http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete, http.MethodOptions} {
+			if rctx.Routes.Match(chi.NewRouteContext(), m, r.URL.Path) {
+				allow = append(allow, m)
+			}
+		}
+		if len(allow) > 0 {
+			w.Header().Set("Allow", strings.Join(allow, ", "))
+		}
+	}
 	Error(w, r, http.StatusMethodNotAllowed, "method_not_allowed", r.Method+" is not allowed on "+r.URL.Path)
 }

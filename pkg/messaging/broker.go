@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill"
@@ -74,6 +75,13 @@ type Broker struct {
 	pubConn   *amqp.ConnectionWrapper
 	subConn   *amqp.ConnectionWrapper
 	publisher *amqp.Publisher
+
+	// up is what Connected reports. It is kept by a monitor connection of
+	// our own rather than read from watermill-amqp's ConnectionWrapper,
+	// whose IsConnected races with its reconnect loop (watermill #693).
+	up      atomic.Bool
+	closing chan struct{}
+	stopped chan struct{}
 }
 
 // ConnectBroker dials RabbitMQ, retrying with backoff until it answers or ctx
@@ -84,12 +92,14 @@ func ConnectBroker(ctx context.Context, cfg BrokerConfig, log watermill.LoggerAd
 	if log == nil {
 		log = watermill.NopLogger{}
 	}
-	b := &Broker{cfg: cfg, log: log}
+	b := &Broker{cfg: cfg, log: log, closing: make(chan struct{}), stopped: make(chan struct{})}
 	connCfg := cfg.amqpConfig(nil).Connection
 	delay := 100 * time.Millisecond
 	for {
 		err := b.dial(connCfg)
 		if err == nil {
+			b.up.Store(true)
+			go b.monitor()
 			return b, nil
 		}
 		log.Error("cannot connect to rabbitmq, retrying", err, watermill.LogFields{"retry_in": delay.String()})
@@ -137,25 +147,40 @@ func (b *Broker) Subscriber(sub Subscription) (*amqp.Subscriber, error) {
 	return s, nil
 }
 
-// Connected reports whether both connections are up.
-func (b *Broker) Connected() bool {
-	return b.pubConn.IsConnected() && b.subConn.IsConnected()
-}
+// Connected reports whether RabbitMQ is reachable.
+func (b *Broker) Connected() bool { return b.up.Load() }
 
-// Channel opens a plain channel on the publishing connection, for tools that
-// need more than Watermill's publisher (poison inspection).
-func (b *Broker) Channel() (*amqp091.Channel, error) {
-	if !b.pubConn.IsConnected() {
-		return nil, errors.New("not connected to rabbitmq")
+// monitor holds a connection of its own to RabbitMQ and reports its state
+// in b.up, redialling with backoff after it drops, until Close.
+func (b *Broker) monitor() {
+	defer close(b.stopped)
+	delay := 100 * time.Millisecond
+	for {
+		conn, err := amqp091.DialConfig(b.cfg.URL, amqp091.Config{Heartbeat: 5 * time.Second, Properties: amqp091.Table{"connection_name": "orderflow-monitor"}})
+		if err == nil {
+			b.up.Store(true)
+			delay = 100 * time.Millisecond
+			select {
+			case cerr := <-conn.NotifyClose(make(chan *amqp091.Error, 1)):
+				b.log.Info("rabbitmq connection lost", watermill.LogFields{"error": fmt.Sprint(cerr)})
+			case <-b.closing:
+				_ = conn.Close()
+				return
+			}
+		}
+		b.up.Store(false)
+		select {
+		case <-b.closing:
+			return
+		case <-time.After(delay):
+		}
+		delay = min(delay*2, b.cfg.ReconnectMaxInterval)
 	}
-	ch, err := b.pubConn.Connection().Channel()
-	if err != nil {
-		return nil, fmt.Errorf("open channel: %w", err)
-	}
-	return ch, nil
 }
 
 // Close closes the publisher and both connections.
 func (b *Broker) Close() error {
+	close(b.closing)
+	<-b.stopped
 	return errors.Join(b.publisher.Close(), b.pubConn.Close(), b.subConn.Close())
 }

@@ -48,8 +48,8 @@ func (r *Runtime) Run(ctx context.Context) error {
 	delay := 100 * time.Millisecond
 	for {
 		b, err := ConnectBroker(ctx, r.Broker, r.Log)
-		if err != nil {
-			return nil //nolint:nilerr // ctx ended while connecting: a normal stop
+		if err != nil { // ConnectBroker gives up only when ctx ends
+			return ignoreStop(ctx, err)
 		}
 		r.broker.Store(b)
 		err = r.runOnce(ctx, b)
@@ -57,7 +57,7 @@ func (r *Runtime) Run(ctx context.Context) error {
 		if cerr := b.Close(); cerr != nil {
 			r.Log.Error("close broker", cerr, nil)
 		}
-		if ctx.Err() != nil {
+		if err == nil { // runOnce returns nil only when ctx ended
 			return nil
 		}
 		var cfgErr configError
@@ -65,13 +65,29 @@ func (r *Runtime) Run(ctx context.Context) error {
 			return cfgErr.err
 		}
 		r.Log.Error("messaging stopped, restarting", err, watermill.LogFields{"retry_in": delay.String()})
-		select {
-		case <-ctx.Done():
+		if !sleep(ctx, delay) {
 			return nil
-		case <-time.After(delay):
 		}
 		delay = min(delay*2, 5*time.Second)
 	}
+}
+
+// sleep waits for d, or less if ctx ends; it reports whether ctx is alive.
+func sleep(ctx context.Context, d time.Duration) bool {
+	select {
+	case <-ctx.Done():
+		return false
+	case <-time.After(d):
+		return true
+	}
+}
+
+// ignoreStop drops err when ctx has ended: stopping is not a failure.
+func ignoreStop(ctx context.Context, err error) error {
+	if ctx.Err() != nil {
+		return nil //nolint:nilerr // the point of this function
+	}
+	return err
 }
 
 type configError struct{ err error }
@@ -130,11 +146,10 @@ func (r *Runtime) runOnce(ctx context.Context, b *Broker) error {
 		r.forwardUp.Store(false)
 		return errors.Join(router.Close(), fwd.Close())
 	})
-	err = g.Wait()
-	if ctx.Err() != nil {
-		return nil
+	if err := g.Wait(); err != nil && ctx.Err() == nil {
+		return err
 	}
-	return err
+	return nil
 }
 
 // Status reports the broker, router and forwarder for /readyz.

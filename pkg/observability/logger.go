@@ -7,7 +7,6 @@ import (
 	"context"
 	"io"
 	"log/slog"
-	"strings"
 
 	"go.opentelemetry.io/otel/trace"
 )
@@ -18,16 +17,6 @@ import (
 func NewLogger(w io.Writer, service string, level slog.Leveler) *slog.Logger {
 	h := slog.NewJSONHandler(w, &slog.HandlerOptions{Level: level})
 	return slog.New(contextHandler{h}).With("service", service)
-}
-
-// ParseLevel maps LOG_LEVEL values (debug, info, warn, error) to a slog level.
-// Anything else is info.
-func ParseLevel(s string) slog.Level {
-	var l slog.Level
-	if err := l.UnmarshalText([]byte(strings.TrimSpace(s))); err != nil {
-		return slog.LevelInfo
-	}
-	return l
 }
 
 type contextHandler struct{ slog.Handler }

@@ -35,17 +35,3 @@ func TestNewLogger_adds_correlation_and_trace_ids(t *testing.T) {
 	assert.Equal(t, "o-1", rec["order_id"])
 	assert.Equal(t, "v", rec["k"])
 }
-
-func TestParseLevel(t *testing.T) {
-	t.Parallel()
-	tests := []struct {
-		in   string
-		want slog.Level
-	}{
-		{"debug", slog.LevelDebug}, {"INFO", slog.LevelInfo}, {"warn", slog.LevelWarn},
-		{"error", slog.LevelError}, {"", slog.LevelInfo}, {"nonsense", slog.LevelInfo},
-	}
-	for _, tt := range tests {
-		assert.Equal(t, tt.want, observability.ParseLevel(tt.in), tt.in)
-	}
-}

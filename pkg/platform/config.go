@@ -9,8 +9,6 @@ import (
 	"log/slog"
 	"strconv"
 	"time"
-
-	"github.com/orderflow/orderflow/pkg/observability"
 )
 
 // Config is a service's configuration. It comes from environment variables
@@ -47,7 +45,7 @@ func LoadConfig(service string, defaultPort int, getenv func(string) string) (Co
 		Port:               l.int("PORT", defaultPort),
 		DatabaseURL:        l.str("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/"+service+"?sslmode=disable"),
 		BrokerURL:          l.str("BROKER_URL", "amqp://guest:guest@127.0.0.1:5672/"),
-		LogLevel:           observability.ParseLevel(l.str("LOG_LEVEL", "info")),
+		LogLevel:           l.level("LOG_LEVEL", slog.LevelInfo),
 		CreateDatabase:     l.bool("DATABASE_CREATE", true),
 		DBMaxConns:         l.int("DATABASE_MAX_CONNS", 20),
 		ShutdownTimeout:    l.duration("SHUTDOWN_TIMEOUT", 20*time.Second),
@@ -61,6 +59,15 @@ func LoadConfig(service string, defaultPort int, getenv func(string) string) (Co
 	}
 	if cfg.Port < 0 || cfg.Port > 65535 {
 		l.errs = append(l.errs, fmt.Errorf("PORT must be 0-65535, got %d", cfg.Port))
+	}
+	if cfg.DBMaxConns < 2 {
+		l.errs = append(l.errs, fmt.Errorf("DATABASE_MAX_CONNS must be at least 2, got %d", cfg.DBMaxConns))
+	}
+	if cfg.Prefetch < 1 {
+		l.errs = append(l.errs, fmt.Errorf("BROKER_PREFETCH must be at least 1, got %d", cfg.Prefetch))
+	}
+	if cfg.OutboxBatchSize < 1 {
+		l.errs = append(l.errs, fmt.Errorf("OUTBOX_BATCH_SIZE must be at least 1, got %d", cfg.OutboxBatchSize))
 	}
 	if cfg.MaxRetries < 0 {
 		l.errs = append(l.errs, fmt.Errorf("HANDLER_MAX_RETRIES must not be negative, got %d", cfg.MaxRetries))
@@ -91,6 +98,19 @@ func (l *loader) int(key string, def int) int {
 		return def
 	}
 	return n
+}
+
+func (l *loader) level(key string, def slog.Level) slog.Level {
+	v := l.getenv(key)
+	if v == "" {
+		return def
+	}
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(v)); err != nil {
+		l.errs = append(l.errs, fmt.Errorf("%s must be debug, info, warn or error, got %q", key, v))
+		return def
+	}
+	return lvl
 }
 
 func (l *loader) bool(key string, def bool) bool {

@@ -42,7 +42,7 @@ func StartServiceNoWait(tb testing.TB, name string, app platform.App, env map[st
 	if err != nil {
 		tb.Fatalf("config: %v", err)
 	}
-	var w io.Writer = io.Discard
+	w := io.Discard
 	if os.Getenv("TEST_LOG") == "1" {
 		w = os.Stderr
 	}

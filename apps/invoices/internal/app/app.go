@@ -36,7 +36,7 @@ func (a *App) IssueInvoice(ctx context.Context, e *events.OrderPlaced) (bool, er
 	if err != nil {
 		return false, fmt.Errorf("new invoice id: %w", err)
 	}
-	now := a.now().UTC()
+	now := a.now().UTC().Truncate(time.Microsecond) // PostgreSQL's precision
 	inv := domain.Invoice{ID: id.String(), OrderID: e.OrderID, CustomerID: e.CustomerID, Amount: e.Amount, Currency: e.Currency, IssuedAt: now}
 	issued, err := a.store.Issue(ctx, inv, func(inv domain.Invoice) []any {
 		return []any{&events.InvoiceIssued{

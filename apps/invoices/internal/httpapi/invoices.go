@@ -77,8 +77,10 @@ func (h api) listInvoices(w http.ResponseWriter, r *http.Request) {
 		if raw == "" {
 			detail = "order_id is required"
 		}
-		httpkit.WriteProblem(w, r, httpkit.Problem{Status: http.StatusBadRequest, Code: "invalid_query", Detail: detail,
-			Errors: []httpkit.FieldError{{Field: "order_id", Message: detail}}})
+		httpkit.WriteProblem(w, r, httpkit.Problem{
+			Status: http.StatusBadRequest, Code: "invalid_query", Detail: detail,
+			Errors: []httpkit.FieldError{{Field: "order_id", Message: detail}},
+		})
 		return
 	}
 	invs, err := h.app.InvoicesOfOrder(r.Context(), orderID.String())

@@ -75,7 +75,10 @@ func (s *Store) Issue(ctx context.Context, inv domain.Invoice, newEvents func(do
 		issued = true
 		return messaging.PublishInTx(ctx, tx.Tx, s.log, newEvents(inv)...)
 	})
-	return issued, err
+	if err != nil {
+		return false, err
+	}
+	return issued, nil
 }
 
 // Get returns the invoice with id, or domain.ErrInvoiceNotFound.

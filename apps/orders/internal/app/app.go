@@ -46,7 +46,7 @@ func (a *App) PlaceOrder(ctx context.Context, n domain.NewOrder, idempotencyKey 
 	if err != nil {
 		return domain.Order{}, false, fmt.Errorf("new order id: %w", err)
 	}
-	now := a.now().UTC()
+	now := a.now().UTC().Truncate(time.Microsecond) // PostgreSQL's precision
 	o := domain.Order{
 		ID: id.String(), CustomerID: *n.CustomerID, Amount: *n.Amount, Currency: *n.Currency,
 		Status: domain.StatusPending, CreatedAt: now, UpdatedAt: now,
@@ -82,7 +82,7 @@ func (a *App) ListOrders(ctx context.Context, q store.ListQuery) ([]domain.Order
 // changes nothing.
 func (a *App) MarkInvoiced(ctx context.Context, orderID, invoiceID string) error {
 	err := a.store.Update(ctx, orderID, func(o *domain.Order) (bool, error) {
-		return o.MarkInvoiced(invoiceID, a.now().UTC())
+		return o.MarkInvoiced(invoiceID, a.now().UTC().Truncate(time.Microsecond))
 	})
 	if err != nil {
 		return fmt.Errorf("mark order %s invoiced: %w", orderID, err)

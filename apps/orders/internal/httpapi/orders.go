@@ -135,9 +135,11 @@ func (h api) listOrders(w http.ResponseWriter, r *http.Request) {
 	if v := r.URL.Query().Get("limit"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 1 || n > MaxLimit {
-			httpkit.WriteProblem(w, r, httpkit.Problem{Status: http.StatusBadRequest, Code: "invalid_query",
+			httpkit.WriteProblem(w, r, httpkit.Problem{
+				Status: http.StatusBadRequest, Code: "invalid_query",
 				Detail: "limit must be an integer from 1 to " + strconv.Itoa(MaxLimit),
-				Errors: []httpkit.FieldError{{Field: "limit", Message: "must be an integer from 1 to " + strconv.Itoa(MaxLimit)}}})
+				Errors: []httpkit.FieldError{{Field: "limit", Message: "must be an integer from 1 to " + strconv.Itoa(MaxLimit)}},
+			})
 			return
 		}
 		q.Limit = n
@@ -145,9 +147,11 @@ func (h api) listOrders(w http.ResponseWriter, r *http.Request) {
 	if v := r.URL.Query().Get("cursor"); v != "" {
 		after, ok := decodeCursor(v)
 		if !ok {
-			httpkit.WriteProblem(w, r, httpkit.Problem{Status: http.StatusBadRequest, Code: "invalid_query",
+			httpkit.WriteProblem(w, r, httpkit.Problem{
+				Status: http.StatusBadRequest, Code: "invalid_query",
 				Detail: "cursor is not one this API returned",
-				Errors: []httpkit.FieldError{{Field: "cursor", Message: "is not one this API returned"}}})
+				Errors: []httpkit.FieldError{{Field: "cursor", Message: "is not one this API returned"}},
+			})
 			return
 		}
 		q.After = after

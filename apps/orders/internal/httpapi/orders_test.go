@@ -1,0 +1,607 @@
+package httpapi_test
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/orderflow/orderflow/apps/orders/internal/domain"
+	"github.com/orderflow/orderflow/apps/orders/internal/httpapi"
+	"github.com/orderflow/orderflow/apps/orders/internal/store"
+	"github.com/orderflow/orderflow/pkg/httpkit"
+	"github.com/orderflow/orderflow/pkg/observability"
+	"github.com/orderflow/orderflow/pkg/platform"
+)
+
+// fakeApp is an in-memory httpapi.App. Like the real app it validates the
+// new order first, so validation errors reach the API as they do in
+// production. Every test builds its own.
+type fakeApp struct {
+	mu sync.Mutex
+	// orders, newest first, as the store lists them.
+	orders []domain.Order
+	// replay makes PlaceOrder report created=false.
+	replay bool
+	// placeErr and getErr are returned instead of doing the work.
+	placeErr, getErr error
+	// Recorded calls.
+	keys    []string
+	queries []store.ListQuery
+}
+
+var _ httpapi.App = (*fakeApp)(nil)
+
+func (f *fakeApp) PlaceOrder(_ context.Context, n domain.NewOrder, key string) (domain.Order, bool, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.keys = append(f.keys, key)
+	if err := n.Validate(); err != nil {
+		return domain.Order{}, false, err
+	}
+	if f.placeErr != nil {
+		return domain.Order{}, false, f.placeErr
+	}
+	now := time.Now().UTC()
+	o := domain.Order{
+		ID: uuid.Must(uuid.NewV7()).String(), CustomerID: *n.CustomerID, Amount: *n.Amount, Currency: *n.Currency,
+		Status: domain.StatusPending, CreatedAt: now, UpdatedAt: now,
+	}
+	f.orders = append([]domain.Order{o}, f.orders...)
+	return o, !f.replay, nil
+}
+
+func (f *fakeApp) GetOrder(_ context.Context, id string) (domain.Order, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.getErr != nil {
+		return domain.Order{}, f.getErr
+	}
+	for _, o := range f.orders {
+		if o.ID == id {
+			return o, nil
+		}
+	}
+	return domain.Order{}, domain.ErrOrderNotFound
+}
+
+func (f *fakeApp) ListOrders(_ context.Context, q store.ListQuery) ([]domain.Order, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.queries = append(f.queries, q)
+	var out []domain.Order
+	for _, o := range f.orders {
+		if q.CustomerID != "" && o.CustomerID != q.CustomerID {
+			continue
+		}
+		if q.After != "" && o.ID >= q.After {
+			continue
+		}
+		if len(out) == q.Limit {
+			break
+		}
+		out = append(out, o)
+	}
+	return out, nil
+}
+
+func (f *fakeApp) placedCount() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.orders)
+}
+
+func (f *fakeApp) recordedQueries() []store.ListQuery {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.queries)
+}
+
+// seed stores n orders of customer, newest first, and returns them.
+func (f *fakeApp) seed(tb testing.TB, customer string, n int) []domain.Order {
+	tb.Helper()
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for range n {
+		now := time.Now().UTC()
+		o := domain.Order{
+			ID: uuid.Must(uuid.NewV7()).String(), CustomerID: customer, Amount: 100, Currency: "EUR",
+			Status: domain.StatusPending, CreatedAt: now, UpdatedAt: now,
+		}
+		f.orders = append([]domain.Order{o}, f.orders...)
+	}
+	return slices.Clone(f.orders)
+}
+
+func newHandler(tb testing.TB, app httpapi.App) http.Handler {
+	tb.Helper()
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	health := httpkit.Health{Ping: func(context.Context) error { return nil }}
+	return platform.Handler(log, health, httpapi.Routes(app, log))
+}
+
+// do serves one request in memory. A non-empty contentType sets the header.
+func do(tb testing.TB, h http.Handler, method, target, contentType, body string, header http.Header) *httptest.ResponseRecorder {
+	tb.Helper()
+	req := httptest.NewRequestWithContext(tb.Context(), method, target, strings.NewReader(body))
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
+	}
+	for k, vs := range header {
+		for _, v := range vs {
+			req.Header.Add(k, v)
+		}
+	}
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	return rec
+}
+
+// problemOf checks that rec is a problem document with status and code and
+// returns it.
+func problemOf(tb testing.TB, rec *httptest.ResponseRecorder, status int, code string) httpkit.Problem {
+	tb.Helper()
+	require.Equal(tb, status, rec.Code, "body: %s", rec.Body.String())
+	require.Equal(tb, httpkit.ProblemContentType, rec.Header().Get("Content-Type"))
+	var p httpkit.Problem
+	require.NoError(tb, json.Unmarshal(rec.Body.Bytes(), &p), "body: %s", rec.Body.String())
+	assert.Equal(tb, code, p.Code)
+	assert.Equal(tb, status, p.Status)
+	assert.Equal(tb, "urn:orderflow:problem:"+code, p.Type)
+	assert.NotEmpty(tb, p.Title)
+	return p
+}
+
+type orderBody struct {
+	ID         string    `json:"id"`
+	CustomerID string    `json:"customer_id"`
+	Amount     int64     `json:"amount"`
+	Currency   string    `json:"currency"`
+	Status     string    `json:"status"`
+	InvoiceID  string    `json:"invoice_id"`
+	CreatedAt  time.Time `json:"created_at"`
+	UpdatedAt  time.Time `json:"updated_at"`
+}
+
+type listBody struct {
+	Items      []orderBody `json:"items"`
+	NextCursor string      `json:"next_cursor"`
+}
+
+func decodeJSON[T any](tb testing.TB, rec *httptest.ResponseRecorder) T {
+	tb.Helper()
+	require.Equal(tb, "application/json", rec.Header().Get("Content-Type"))
+	var v T
+	require.NoError(tb, json.Unmarshal(rec.Body.Bytes(), &v), "body: %s", rec.Body.String())
+	return v
+}
+
+func fieldsOf(p httpkit.Problem) []string {
+	var fs []string
+	for _, e := range p.Errors {
+		fs = append(fs, e.Field)
+	}
+	return fs
+}
+
+const validBody = `{"customer_id":"c-1","amount":1999,"currency":"EUR"}`
+
+func TestOrders_PlaceOrder_rejects_bad_bodies(t *testing.T) {
+	t.Parallel()
+	const jsonType = "application/json"
+	oversize := `{"customer_id":"` + strings.Repeat("x", httpkit.MaxBodyBytes) + `","amount":1,"currency":"EUR"}`
+	tests := []struct {
+		name        string
+		contentType string
+		body        string
+		status      int
+		code        string
+		fields      []string // field errors expected in the problem, in order
+	}{
+		{name: "malformed json", contentType: jsonType, body: `{"customer_id": "c-1",`, status: 400, code: "malformed_json"},
+		{name: "bare word", contentType: jsonType, body: `{"customer_id": c}`, status: 400, code: "malformed_json"},
+		{name: "single quotes", contentType: jsonType, body: `{'customer_id':'c'}`, status: 400, code: "malformed_json"},
+		{name: "empty body", contentType: jsonType, body: ``, status: 400, code: "empty_body"},
+		{name: "whitespace body", contentType: jsonType, body: " \n\t ", status: 400, code: "empty_body"},
+		{name: "amount as string", contentType: jsonType, body: `{"customer_id":"c-1","amount":"100","currency":"EUR"}`, status: 422, code: "invalid_field", fields: []string{"amount"}},
+		{name: "customer_id as number", contentType: jsonType, body: `{"customer_id":42,"amount":100,"currency":"EUR"}`, status: 422, code: "invalid_field", fields: []string{"customer_id"}},
+		{name: "currency as object", contentType: jsonType, body: `{"customer_id":"c","amount":100,"currency":{}}`, status: 422, code: "invalid_field", fields: []string{"currency"}},
+		{name: "amount as bool", contentType: jsonType, body: `{"customer_id":"c","amount":true,"currency":"EUR"}`, status: 422, code: "invalid_field", fields: []string{"amount"}},
+		{name: "fractional amount", contentType: jsonType, body: `{"customer_id":"c-1","amount":12.5,"currency":"EUR"}`, status: 422, code: "invalid_field", fields: []string{"amount"}},
+		{name: "amount 1e30", contentType: jsonType, body: `{"customer_id":"c-1","amount":1e30,"currency":"EUR"}`, status: 422, code: "invalid_field", fields: []string{"amount"}},
+		{name: "amount overflows int64", contentType: jsonType, body: `{"customer_id":"c-1","amount":99999999999999999999,"currency":"EUR"}`, status: 422, code: "invalid_field", fields: []string{"amount"}},
+		{name: "amount underflows int64", contentType: jsonType, body: `{"customer_id":"c-1","amount":-99999999999999999999,"currency":"EUR"}`, status: 422, code: "invalid_field", fields: []string{"amount"}},
+		{name: "unknown field", contentType: jsonType, body: `{"customer_id":"c-1","amount":1,"currency":"EUR","discount":5}`, status: 422, code: "unknown_field", fields: []string{"discount"}},
+		{name: "trailing object", contentType: jsonType, body: validBody + validBody, status: 400, code: "malformed_json"},
+		{name: "trailing garbage", contentType: jsonType, body: validBody + ` x`, status: 400, code: "malformed_json"},
+		{name: "trailing array", contentType: jsonType, body: validBody + "\n[]", status: 400, code: "malformed_json"},
+		{name: "oversize body", contentType: jsonType, body: oversize, status: 413, code: "body_too_large"},
+		{name: "oversize whitespace", contentType: jsonType, body: validBody + strings.Repeat(" ", httpkit.MaxBodyBytes), status: 413, code: "body_too_large"},
+		{name: "unknown currency", contentType: jsonType, body: `{"customer_id":"c-1","amount":1,"currency":"ABC"}`, status: 422, code: "invalid_order", fields: []string{"currency"}},
+		{name: "lowercase currency", contentType: jsonType, body: `{"customer_id":"c-1","amount":1,"currency":"eur"}`, status: 422, code: "invalid_order", fields: []string{"currency"}},
+		{name: "empty object", contentType: jsonType, body: `{}`, status: 422, code: "invalid_order", fields: []string{"customer_id", "amount", "currency"}},
+		{name: "null body", contentType: jsonType, body: `null`, status: 422, code: "invalid_order", fields: []string{"customer_id", "amount", "currency"}},
+		{name: "missing amount", contentType: jsonType, body: `{"customer_id":"c-1","currency":"EUR"}`, status: 422, code: "invalid_order", fields: []string{"amount"}},
+		{name: "null customer_id", contentType: jsonType, body: `{"customer_id":null,"amount":1,"currency":"EUR"}`, status: 422, code: "invalid_order", fields: []string{"customer_id"}},
+		{name: "blank customer_id", contentType: jsonType, body: `{"customer_id":"  ","amount":1,"currency":"EUR"}`, status: 422, code: "invalid_order", fields: []string{"customer_id"}},
+		{name: "amount zero", contentType: jsonType, body: `{"customer_id":"c-1","amount":0,"currency":"EUR"}`, status: 422, code: "invalid_order", fields: []string{"amount"}},
+		{name: "amount negative", contentType: jsonType, body: `{"customer_id":"c-1","amount":-1,"currency":"EUR"}`, status: 422, code: "invalid_order", fields: []string{"amount"}},
+		{name: "amount over 10^12", contentType: jsonType, body: `{"customer_id":"c-1","amount":1000000000001,"currency":"EUR"}`, status: 422, code: "invalid_order", fields: []string{"amount"}},
+		{name: "text/plain", contentType: "text/plain", body: validBody, status: 415, code: "unsupported_media_type"},
+		{name: "no content type", contentType: "", body: validBody, status: 415, code: "unsupported_media_type"},
+		{name: "form content type", contentType: "application/x-www-form-urlencoded", body: `amount=1`, status: 415, code: "unsupported_media_type"},
+		{name: "unparsable content type", contentType: "application/json; charset", body: validBody, status: 415, code: "unsupported_media_type"},
+		{name: "json array", contentType: jsonType, body: `[` + validBody + `]`, status: 400, code: "malformed_json"},
+		{name: "json string", contentType: jsonType, body: `"order"`, status: 400, code: "malformed_json"},
+		{name: "json number", contentType: jsonType, body: `42`, status: 400, code: "malformed_json"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			app := &fakeApp{}
+			rec := do(t, newHandler(t, app), http.MethodPost, "/orders", tt.contentType, tt.body, nil)
+
+			p := problemOf(t, rec, tt.status, tt.code)
+			assert.Less(t, rec.Code, 500)
+			assert.NotEmpty(t, p.Detail)
+			assert.Equal(t, "/orders", p.Instance)
+			assert.Equal(t, tt.fields, fieldsOf(p))
+			assert.Empty(t, rec.Header().Get("Location"))
+			assert.Zero(t, app.placedCount(), "no order may be placed")
+		})
+	}
+}
+
+func TestOrders_PlaceOrder(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name        string
+		contentType string
+		key         string // Idempotency-Key; none when empty
+		replay      bool
+		status      int
+	}{
+		{name: "created", contentType: "application/json", status: http.StatusCreated},
+		{name: "charset parameter", contentType: "application/json; charset=utf-8", status: http.StatusCreated},
+		{name: "with idempotency key", contentType: "application/json", key: "key-1", status: http.StatusCreated},
+		{name: "idempotent replay", contentType: "application/json", key: "key-1", replay: true, status: http.StatusOK},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			app := &fakeApp{replay: tt.replay}
+			header := http.Header{}
+			if tt.key != "" {
+				header.Set(httpapi.IdempotencyKeyHeader, tt.key)
+			}
+			rec := do(t, newHandler(t, app), http.MethodPost, "/orders", tt.contentType, validBody, header)
+
+			require.Equal(t, tt.status, rec.Code, "body: %s", rec.Body.String())
+			got := decodeJSON[orderBody](t, rec)
+			_, err := uuid.Parse(got.ID)
+			require.NoError(t, err)
+			assert.Equal(t, "/orders/"+got.ID, rec.Header().Get("Location"))
+			assert.Equal(t, "c-1", got.CustomerID)
+			assert.Equal(t, int64(1999), got.Amount)
+			assert.Equal(t, "EUR", got.Currency)
+			assert.Equal(t, "pending", got.Status)
+			assert.Empty(t, got.InvoiceID)
+			assert.False(t, got.CreatedAt.IsZero())
+			if tt.replay {
+				assert.Equal(t, "true", rec.Header().Get("Idempotent-Replayed"))
+			} else {
+				assert.Empty(t, rec.Header().Values("Idempotent-Replayed"))
+			}
+			assert.Equal(t, []string{tt.key}, app.keys, "the key reaches the app unchanged")
+		})
+	}
+}
+
+func TestOrders_PlaceOrder_maps_app_errors(t *testing.T) {
+	t.Parallel()
+	secret := errors.New("pq: connection refused to 10.0.0.7")
+	tests := []struct {
+		name   string
+		err    error
+		status int
+		code   string
+	}{
+		{name: "idempotency key reused", err: domain.ErrIdempotencyKeyReused, status: 422, code: "idempotency_key_reused"},
+		{name: "wrapped key reused", err: errors.Join(errors.New("tx"), domain.ErrIdempotencyKeyReused), status: 422, code: "idempotency_key_reused"},
+		{name: "unexpected error", err: secret, status: 500, code: "internal"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			app := &fakeApp{placeErr: tt.err}
+			header := http.Header{httpapi.IdempotencyKeyHeader: {"key-1"}}
+			rec := do(t, newHandler(t, app), http.MethodPost, "/orders", "application/json", validBody, header)
+
+			problemOf(t, rec, tt.status, tt.code)
+			assert.NotContains(t, rec.Body.String(), "10.0.0.7", "internal errors must not leak")
+			assert.Empty(t, rec.Header().Get("Location"))
+		})
+	}
+}
+
+func TestOrders_PlaceOrder_rejects_bad_idempotency_keys(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		key  string
+	}{
+		{name: "too long", key: strings.Repeat("k", 300)},
+		{name: "256 chars", key: strings.Repeat("k", 256)},
+		{name: "empty", key: ""},
+		{name: "non-ascii", key: "ключ"},
+		{name: "control character", key: "key\x01"},
+		{name: "delete character", key: "key\x7f"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			app := &fakeApp{}
+			header := http.Header{httpapi.IdempotencyKeyHeader: {tt.key}}
+			rec := do(t, newHandler(t, app), http.MethodPost, "/orders", "application/json", validBody, header)
+
+			problemOf(t, rec, http.StatusBadRequest, "invalid_idempotency_key")
+			assert.Empty(t, app.keys, "the app must not be called")
+		})
+	}
+
+	t.Run("255 chars are accepted", func(t *testing.T) {
+		t.Parallel()
+		app := &fakeApp{}
+		key := strings.Repeat("k", 255)
+		header := http.Header{httpapi.IdempotencyKeyHeader: {key}}
+		rec := do(t, newHandler(t, app), http.MethodPost, "/orders", "application/json", validBody, header)
+
+		require.Equal(t, http.StatusCreated, rec.Code, "body: %s", rec.Body.String())
+		assert.Equal(t, []string{key}, app.keys)
+	})
+}
+
+func TestOrders_GetOrder(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name   string
+		path   func(known domain.Order) string
+		getErr error
+		status int
+		code   string // problem code; empty for success
+	}{
+		{name: "found", path: func(o domain.Order) string { return "/orders/" + o.ID }, status: 200},
+		{name: "found by upper-case id", path: func(o domain.Order) string { return "/orders/" + strings.ToUpper(o.ID) }, status: 200},
+		{name: "not a uuid", path: func(domain.Order) string { return "/orders/not-a-uuid" }, status: 400, code: "invalid_id"},
+		{name: "sql injection", path: func(domain.Order) string { return "/orders/1%27%20OR%201=1" }, status: 400, code: "invalid_id"},
+		{name: "truncated uuid", path: func(o domain.Order) string { return "/orders/" + o.ID[:35] }, status: 400, code: "invalid_id"},
+		{name: "unknown id", path: func(domain.Order) string { return "/orders/" + uuid.NewString() }, status: 404, code: "order_not_found"},
+		{name: "store failure", path: func(o domain.Order) string { return "/orders/" + o.ID }, getErr: errors.New("boom"), status: 500, code: "internal"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			app := &fakeApp{getErr: tt.getErr}
+			known := app.seed(t, "c-1", 1)[0]
+			rec := do(t, newHandler(t, app), http.MethodGet, tt.path(known), "", "", nil)
+
+			if tt.code != "" {
+				problemOf(t, rec, tt.status, tt.code)
+				return
+			}
+			require.Equal(t, tt.status, rec.Code, "body: %s", rec.Body.String())
+			got := decodeJSON[orderBody](t, rec)
+			assert.Equal(t, known.ID, got.ID)
+			assert.Equal(t, known.CustomerID, got.CustomerID)
+			assert.Equal(t, known.Amount, got.Amount)
+			assert.Equal(t, known.Currency, got.Currency)
+			assert.Equal(t, string(known.Status), got.Status)
+			assert.True(t, known.CreatedAt.Equal(got.CreatedAt))
+		})
+	}
+}
+
+func TestOrders_ListOrders_rejects_bad_queries(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name  string
+		query string
+		field string
+	}{
+		{name: "limit zero", query: "limit=0", field: "limit"},
+		{name: "limit over max", query: "limit=101", field: "limit"},
+		{name: "limit negative", query: "limit=-1", field: "limit"},
+		{name: "limit not a number", query: "limit=abc", field: "limit"},
+		{name: "limit fraction", query: "limit=1.5", field: "limit"},
+		{name: "limit huge", query: "limit=99999999999999999999", field: "limit"},
+		{name: "cursor not base64", query: "cursor=!!!", field: "cursor"},
+		{name: "cursor not a uuid", query: "cursor=" + base64.RawURLEncoding.EncodeToString([]byte("not-a-uuid")), field: "cursor"},
+		{name: "cursor raw uuid", query: "cursor=" + uuid.NewString(), field: "cursor"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			app := &fakeApp{}
+			rec := do(t, newHandler(t, app), http.MethodGet, "/orders?"+tt.query, "", "", nil)
+
+			p := problemOf(t, rec, http.StatusBadRequest, "invalid_query")
+			assert.Equal(t, []string{tt.field}, fieldsOf(p))
+			assert.Empty(t, app.recordedQueries(), "the app must not be called")
+		})
+	}
+}
+
+func TestOrders_ListOrders(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name      string
+		query     string
+		seed      int
+		wantQuery store.ListQuery
+		wantItems int
+		cursor    bool
+	}{
+		{name: "defaults", query: "", seed: 3, wantQuery: store.ListQuery{Limit: httpapi.DefaultLimit}, wantItems: 3},
+		{name: "empty", query: "", seed: 0, wantQuery: store.ListQuery{Limit: httpapi.DefaultLimit}, wantItems: 0},
+		{name: "customer filter", query: "customer_id=c-2", seed: 3, wantQuery: store.ListQuery{CustomerID: "c-2", Limit: httpapi.DefaultLimit}, wantItems: 0},
+		{name: "max limit", query: "limit=100", seed: 2, wantQuery: store.ListQuery{Limit: httpapi.MaxLimit}, wantItems: 2},
+		{name: "full page has a cursor", query: "limit=2", seed: 2, wantQuery: store.ListQuery{Limit: 2}, wantItems: 2, cursor: true},
+		{name: "short page has none", query: "limit=3", seed: 2, wantQuery: store.ListQuery{Limit: 3}, wantItems: 2},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			app := &fakeApp{}
+			app.seed(t, "c-1", tt.seed)
+			rec := do(t, newHandler(t, app), http.MethodGet, "/orders?"+tt.query, "", "", nil)
+
+			require.Equal(t, http.StatusOK, rec.Code, "body: %s", rec.Body.String())
+			assert.NotContains(t, rec.Body.String(), `"items":null`)
+			got := decodeJSON[listBody](t, rec)
+			assert.Len(t, got.Items, tt.wantItems)
+			assert.Equal(t, tt.cursor, got.NextCursor != "", "next_cursor %q", got.NextCursor)
+			assert.Equal(t, []store.ListQuery{tt.wantQuery}, app.recordedQueries())
+		})
+	}
+}
+
+func TestOrders_ListOrders_pages_with_next_cursor(t *testing.T) {
+	t.Parallel()
+	app := &fakeApp{}
+	app.seed(t, "c-2", 2)
+	all := app.seed(t, "c-1", 5) // newest first, c-2's among them
+	var want []string
+	for _, o := range all {
+		if o.CustomerID == "c-1" {
+			want = append(want, o.ID)
+		}
+	}
+	h := newHandler(t, app)
+
+	var got []string
+	var cursors []string
+	target := "/orders?customer_id=c-1&limit=2"
+	for page := 0; ; page++ {
+		require.Less(t, page, 10, "pagination does not end")
+		rec := do(t, h, http.MethodGet, target, "", "", nil)
+		require.Equal(t, http.StatusOK, rec.Code, "body: %s", rec.Body.String())
+		body := decodeJSON[listBody](t, rec)
+		for _, it := range body.Items {
+			got = append(got, it.ID)
+		}
+		if body.NextCursor == "" {
+			break
+		}
+		cursors = append(cursors, body.NextCursor)
+		target = "/orders?customer_id=c-1&limit=2&cursor=" + body.NextCursor
+	}
+
+	assert.Equal(t, want, got, "every order once, newest first")
+	require.Len(t, cursors, 2)
+	queries := app.recordedQueries()
+	require.Len(t, queries, 3)
+	assert.Equal(t, store.ListQuery{CustomerID: "c-1", Limit: 2}, queries[0])
+	assert.Equal(t, store.ListQuery{CustomerID: "c-1", Limit: 2, After: want[1]}, queries[1], "the cursor is the last id of the page")
+	assert.Equal(t, store.ListQuery{CustomerID: "c-1", Limit: 2, After: want[3]}, queries[2])
+}
+
+func TestOrders_routing(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name   string
+		method string
+		target string
+		status int
+		code   string
+	}{
+		{name: "unknown route", method: http.MethodGet, target: "/nope", status: 404, code: "route_not_found"},
+		{name: "unknown nested route", method: http.MethodGet, target: "/orders/" + uuid.NewString() + "/items", status: 404, code: "route_not_found"},
+		{name: "delete collection", method: http.MethodDelete, target: "/orders", status: 405, code: "method_not_allowed"},
+		{name: "put order", method: http.MethodPut, target: "/orders/" + uuid.NewString(), status: 405, code: "method_not_allowed"},
+		{name: "post order", method: http.MethodPost, target: "/orders/" + uuid.NewString(), status: 405, code: "method_not_allowed"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			rec := do(t, newHandler(t, &fakeApp{}), tt.method, tt.target, "application/json", validBody, nil)
+			problemOf(t, rec, tt.status, tt.code)
+		})
+	}
+}
+
+func TestOrders_correlation_id(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name   string
+		method string
+		target string
+		given  string // X-Correlation-ID sent; none when empty
+		echoed bool   // whether the given id comes back, else a new UUID
+	}{
+		{name: "echoed", method: http.MethodGet, target: "/orders", given: "corr-123", echoed: true},
+		{name: "echoed on problem", method: http.MethodGet, target: "/orders/bad", given: "corr-456", echoed: true},
+		{name: "echoed on 404", method: http.MethodGet, target: "/nope", given: "corr-789", echoed: true},
+		{name: "generated when absent", method: http.MethodGet, target: "/orders"},
+		{name: "generated on problem", method: http.MethodPost, target: "/orders"},
+		{name: "replaced when too long", method: http.MethodGet, target: "/orders", given: strings.Repeat("c", 129)},
+		{name: "replaced when it has spaces", method: http.MethodGet, target: "/orders", given: "a b"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			header := http.Header{}
+			if tt.given != "" {
+				header.Set(observability.CorrelationHeader, tt.given)
+			}
+			rec := do(t, newHandler(t, &fakeApp{}), tt.method, tt.target, "", "", header)
+
+			got := rec.Header().Get(observability.CorrelationHeader)
+			if tt.echoed {
+				assert.Equal(t, tt.given, got)
+				return
+			}
+			_, err := uuid.Parse(got)
+			assert.NoError(t, err, "generated correlation id %q", got)
+		})
+	}
+}
+
+func TestOrders_method_not_allowed_lists_allowed_methods(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name   string
+		method string
+		target string
+		allow  []string
+	}{
+		{name: "collection", method: http.MethodDelete, target: "/orders", allow: []string{"GET", "POST"}},
+		{name: "item", method: http.MethodPut, target: "/orders/" + uuid.NewString(), allow: []string{"GET"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			rec := do(t, newHandler(t, &fakeApp{}), tt.method, tt.target, "", "", nil)
+
+			problemOf(t, rec, http.StatusMethodNotAllowed, "method_not_allowed")
+			got := strings.Split(strings.Join(rec.Header().Values("Allow"), ","), ",")
+			for i := range got {
+				got[i] = strings.TrimSpace(got[i])
+			}
+			slices.Sort(got)
+			assert.Equal(t, tt.allow, got, "RFC 9110 15.5.6: a 405 must carry Allow")
+		})
+	}
+}
