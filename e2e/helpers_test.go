@@ -55,11 +55,19 @@ type order struct {
 // postOrder places an order and returns the status code and the order.
 func postOrder(ctx context.Context, baseURL, customer string, amount int64) (int, order, error) {
 	body := fmt.Sprintf(`{"customer_id":%q,"amount":%d,"currency":"EUR"}`, customer, amount)
+	return postOrderWith(ctx, baseURL, body, nil)
+}
+
+// postOrderWith posts body with extra headers.
+func postOrderWith(ctx context.Context, baseURL, body string, headers map[string]string) (int, order, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, baseURL+"/orders", bytes.NewBufferString(body))
 	if err != nil {
 		return 0, order{}, err
 	}
 	req.Header.Set("Content-Type", "application/json")
+	for k, v := range headers {
+		req.Header.Set(k, v)
+	}
 	resp, err := client.Do(req)
 	if err != nil {
 		return 0, order{}, err
