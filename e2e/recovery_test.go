@@ -146,6 +146,7 @@ func TestRecovery_scale_out_two_replicas_of_each_service(t *testing.T) {
 	t.Parallel()
 	broker := testkit.NewVhost(t)
 	s := startStack(t, broker, broker)
+	const perReplica = 8 // HANDLER_CONCURRENCY's default: consumers per replica and queue
 	orders2 := testkit.StartService(t, ordersName, ordersApp(), s.ordersEnv) // same database, same outbox
 	testkit.StartService(t, invoicesName, invoicesApp(), s.invoicesEnv)      // same queue
 
@@ -174,8 +175,8 @@ func TestRecovery_scale_out_two_replicas_of_each_service(t *testing.T) {
 	} {
 		// The management API refreshes its figures every few seconds.
 		testkit.Eventually(t, 30*time.Second, 200*time.Millisecond, func() error {
-			if n := queueConsumers(t, broker, q); n != 2 {
-				return fmt.Errorf("%s has %d consumers, want one per replica", q, n)
+			if n := queueConsumers(t, broker, q); n != 2*perReplica {
+				return fmt.Errorf("%s has %d consumers, want %d per replica", q, n, perReplica)
 			}
 			return nil
 		})

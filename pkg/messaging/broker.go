@@ -25,7 +25,10 @@ type BrokerConfig struct {
 	// ReconnectMaxInterval caps the backoff between reconnection attempts
 	// (watermill-amqp's default cap is a minute).
 	ReconnectMaxInterval time.Duration
-	Topology             Topology
+	// Consumers is how many messages of one handler's queue a process
+	// handles at once (see Concurrent).
+	Consumers int
+	Topology  Topology
 }
 
 func (c BrokerConfig) withDefaults() BrokerConfig {

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill"
@@ -15,6 +16,7 @@ import (
 	"github.com/ThreeDotsLabs/watermill/message/router/middleware"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/propagation"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/orderflow/orderflow/pkg/observability"
 )
@@ -88,49 +90,131 @@ func injectContext(p cqrs.OnEventSendParams) error {
 
 // ForwarderConfig configures the outbox forwarder.
 type ForwarderConfig struct {
-	// PollInterval is how long the forwarder waits after finding the outbox
-	// empty. watermill-sql's default is 1 s.
+	// Workers is how many forwarders relay the outbox side by side. Each
+	// publishes one message at a time and waits for RabbitMQ's confirm, so
+	// throughput grows with workers until PostgreSQL or RabbitMQ is busy.
+	Workers int
+	// BatchSize is how many rows one forwarding transaction locks.
+	BatchSize int
+	// PollInterval is how long an idle forwarder waits before looking at the
+	// outbox again. It is a safety net: OutboxCommitted wakes the forwarders
+	// of the process at once.
 	PollInterval time.Duration
-	// BatchSize is how many rows one forwarding transaction reads.
-	BatchSize    int
 	CloseTimeout time.Duration
 }
 
-// NewForwarder returns Watermill's forwarder relaying outbox rows from db to
-// pub (RabbitMQ, with publisher confirms). A row is deleted only after its
-// message was confirmed, in the transaction that locked it: a crash between
-// the two republishes it (at least once), and consumers deduplicate.
-// Several instances may forward the same outbox: the rows are locked FOR
-// UPDATE, so one instance forwards a batch while the other waits.
-func NewForwarder(db *sql.DB, pub message.Publisher, cfg ForwarderConfig, log watermill.LoggerAdapter) (*forwarder.Forwarder, error) {
-	if cfg.PollInterval <= 0 {
-		cfg.PollInterval = 100 * time.Millisecond
+func (c ForwarderConfig) withDefaults() ForwarderConfig {
+	if c.Workers <= 0 {
+		c.Workers = 4
 	}
-	if cfg.BatchSize <= 0 {
-		cfg.BatchSize = 100
+	if c.BatchSize <= 0 {
+		c.BatchSize = 16
 	}
-	sub, err := wsql.NewSubscriber(wsql.BeginnerFromStdSQL(db), wsql.SubscriberConfig{
-		SchemaAdapter:  outboxSchema(cfg.BatchSize),
-		OffsetsAdapter: wsql.PostgreSQLQueueOffsetsAdapter{DeleteOnAck: true, GenerateMessagesTableName: outboxTableName},
-		PollInterval:   cfg.PollInterval,
-		ResendInterval: cfg.PollInterval,
-		RetryInterval:  time.Second,
-	}, log)
+	if c.PollInterval <= 0 {
+		c.PollInterval = time.Second
+	}
+	return c
+}
+
+// skipLockedSchema is the queue schema with SKIP LOCKED added to its row
+// locks, so that forwarders (in one process or in replicas) each take a
+// different batch instead of queueing behind one another's locks.
+// PostgreSQLQueueSchema has no option for it.
+type skipLockedSchema struct{ wsql.PostgreSQLQueueSchema }
+
+func (s skipLockedSchema) SelectQuery(p wsql.SelectQueryParams) (wsql.Query, error) {
+	q, err := s.PostgreSQLQueueSchema.SelectQuery(p)
 	if err != nil {
-		return nil, fmt.Errorf("create outbox subscriber: %w", err)
+		return q, fmt.Errorf("outbox select query: %w", err)
 	}
-	fwd, err := forwarder.NewForwarder(sub, pub, log, forwarder.Config{
-		ForwarderTopic: OutboxTopic,
-		CloseTimeout:   cfg.CloseTimeout,
-		// An outbox row that is not an envelope was not written by
-		// NewOutboxEventBus. Nacking keeps it (nothing is lost) and the
-		// forwarder logs it on every attempt.
-		AckWhenCannotUnwrap: false,
-	})
-	if err != nil {
-		return nil, errors.Join(fmt.Errorf("create forwarder: %w", err), sub.Close())
+	if !strings.HasSuffix(strings.TrimSpace(q.Query), "FOR UPDATE") {
+		return q, fmt.Errorf("outbox select query does not end in FOR UPDATE: %q", q.Query)
 	}
-	return fwd, nil
+	q.Query = strings.TrimSpace(q.Query) + " SKIP LOCKED"
+	return q, nil
+}
+
+// Forwarder relays the outbox to RabbitMQ with Watermill's forwarder, in
+// cfg.Workers instances. A row is deleted only after its message was
+// confirmed, in the transaction that locked it: a crash between the two
+// republishes it (at least once), and consumers deduplicate.
+type Forwarder struct {
+	fwds  []*forwarder.Forwarder
+	wakes []chan struct{}
+	stop  chan struct{}
+}
+
+// NewForwarder returns the outbox forwarder from db to pub.
+func NewForwarder(db *sql.DB, pub message.Publisher, cfg ForwarderConfig, log watermill.LoggerAdapter) (*Forwarder, error) {
+	cfg = cfg.withDefaults()
+	f := &Forwarder{stop: make(chan struct{})}
+	for range cfg.Workers {
+		wake := committed.register()
+		f.wakes = append(f.wakes, wake)
+		backoff := notifyBackoff{wake: wake, fallback: cfg.PollInterval, retry: time.Second, closing: f.stop}
+		sub, err := wsql.NewSubscriber(wsql.BeginnerFromStdSQL(db), wsql.SubscriberConfig{
+			SchemaAdapter:  skipLockedSchema{outboxSchema(cfg.BatchSize)},
+			OffsetsAdapter: wsql.PostgreSQLQueueOffsetsAdapter{DeleteOnAck: true, GenerateMessagesTableName: outboxTableName},
+			PollInterval:   cfg.PollInterval,
+			ResendInterval: 100 * time.Millisecond,
+			RetryInterval:  time.Second,
+			BackoffManager: backoff,
+		}, log)
+		if err != nil {
+			return nil, errors.Join(fmt.Errorf("create outbox subscriber: %w", err), f.Close())
+		}
+		fwd, err := forwarder.NewForwarder(sub, pub, log, forwarder.Config{
+			ForwarderTopic: OutboxTopic,
+			CloseTimeout:   cfg.CloseTimeout,
+			// An outbox row that is not an envelope was not written by
+			// NewOutboxEventBus. Nacking keeps it (nothing is lost) and the
+			// forwarder logs it on every attempt.
+			AckWhenCannotUnwrap: false,
+		})
+		if err != nil {
+			return nil, errors.Join(fmt.Errorf("create forwarder: %w", err), sub.Close(), f.Close())
+		}
+		f.fwds = append(f.fwds, fwd)
+	}
+	return f, nil
+}
+
+// Run runs every forwarder until ctx ends or one of them stops.
+func (f *Forwarder) Run(ctx context.Context) error {
+	g, gctx := errgroup.WithContext(ctx)
+	for _, fwd := range f.fwds {
+		g.Go(func() error { return fwd.Run(gctx) })
+	}
+	return g.Wait()
+}
+
+// Running is closed once every forwarder runs.
+func (f *Forwarder) Running() <-chan struct{} {
+	ch := make(chan struct{})
+	go func() {
+		defer close(ch)
+		for _, fwd := range f.fwds {
+			<-fwd.Running()
+		}
+	}()
+	return ch
+}
+
+// Close stops the forwarders.
+func (f *Forwarder) Close() error {
+	select {
+	case <-f.stop:
+	default:
+		close(f.stop)
+		for _, w := range f.wakes {
+			committed.unregister(w)
+		}
+	}
+	var errs []error
+	for _, fwd := range f.fwds {
+		errs = append(errs, fwd.Close())
+	}
+	return errors.Join(errs...)
 }
 
 // PublishInTx appends events to the outbox inside tx, through the outbox

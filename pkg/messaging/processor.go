@@ -17,7 +17,11 @@ type SubscriberFactory interface {
 type brokerSubscribers struct{ b *Broker }
 
 func (f brokerSubscribers) Subscriber(sub Subscription) (message.Subscriber, error) {
-	return f.b.Subscriber(sub)
+	s, err := f.b.Subscriber(sub)
+	if err != nil {
+		return nil, err
+	}
+	return Concurrent(s, f.b.cfg.Consumers), nil
 }
 
 // Subscribers returns the broker as a SubscriberFactory.

@@ -124,7 +124,7 @@ func (r *Runtime) runOnce(ctx context.Context, b *Broker) error {
 		return errors.New("router stopped")
 	})
 	g.Go(func() error {
-		if err := fwd.Run(context.WithoutCancel(gctx)); err != nil {
+		if err := fwd.Run(gctx); err != nil {
 			return fmt.Errorf("forwarder: %w", err)
 		}
 		return errors.New("forwarder stopped")

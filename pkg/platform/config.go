@@ -31,6 +31,8 @@ type Config struct {
 	RetryMax           time.Duration // HANDLER_RETRY_MAX_INTERVAL
 	HandlerTimeout     time.Duration // HANDLER_TIMEOUT
 	Prefetch           int           // BROKER_PREFETCH
+	Concurrency        int           // HANDLER_CONCURRENCY
+	OutboxWorkers      int           // OUTBOX_WORKERS
 	OutboxPollInterval time.Duration // OUTBOX_POLL_INTERVAL
 	OutboxBatchSize    int           // OUTBOX_BATCH_SIZE
 }
@@ -54,8 +56,10 @@ func LoadConfig(service string, defaultPort int, getenv func(string) string) (Co
 		RetryMax:           l.duration("HANDLER_RETRY_MAX_INTERVAL", 5*time.Second),
 		HandlerTimeout:     l.duration("HANDLER_TIMEOUT", 30*time.Second),
 		Prefetch:           l.int("BROKER_PREFETCH", 64),
-		OutboxPollInterval: l.duration("OUTBOX_POLL_INTERVAL", 50*time.Millisecond),
-		OutboxBatchSize:    l.int("OUTBOX_BATCH_SIZE", 100),
+		Concurrency:        l.int("HANDLER_CONCURRENCY", 8),
+		OutboxWorkers:      l.int("OUTBOX_WORKERS", 4),
+		OutboxPollInterval: l.duration("OUTBOX_POLL_INTERVAL", time.Second),
+		OutboxBatchSize:    l.int("OUTBOX_BATCH_SIZE", 16),
 	}
 	if cfg.Port < 0 || cfg.Port > 65535 {
 		l.errs = append(l.errs, fmt.Errorf("PORT must be 0-65535, got %d", cfg.Port))
@@ -65,6 +69,12 @@ func LoadConfig(service string, defaultPort int, getenv func(string) string) (Co
 	}
 	if cfg.Prefetch < 1 {
 		l.errs = append(l.errs, fmt.Errorf("BROKER_PREFETCH must be at least 1, got %d", cfg.Prefetch))
+	}
+	if cfg.Concurrency < 1 {
+		l.errs = append(l.errs, fmt.Errorf("HANDLER_CONCURRENCY must be at least 1, got %d", cfg.Concurrency))
+	}
+	if cfg.OutboxWorkers < 1 {
+		l.errs = append(l.errs, fmt.Errorf("OUTBOX_WORKERS must be at least 1, got %d", cfg.OutboxWorkers))
 	}
 	if cfg.OutboxBatchSize < 1 {
 		l.errs = append(l.errs, fmt.Errorf("OUTBOX_BATCH_SIZE must be at least 1, got %d", cfg.OutboxBatchSize))

@@ -57,14 +57,15 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ln net.Listener, app
 
 	wlog := watermill.NewSlogLogger(log)
 	rt := &messaging.Runtime{
-		Broker: messaging.BrokerConfig{URL: cfg.BrokerURL, Prefetch: cfg.Prefetch},
+		Broker: messaging.BrokerConfig{URL: cfg.BrokerURL, Prefetch: cfg.Prefetch, Consumers: cfg.Concurrency},
 		Router: messaging.RouterConfig{
 			Service: cfg.Service, Version: cfg.Version,
 			MaxRetries: cfg.MaxRetries, RetryInitial: cfg.RetryInitial, RetryMax: cfg.RetryMax,
 			HandlerTimeout: cfg.HandlerTimeout, CloseTimeout: cfg.ShutdownTimeout,
 		},
 		Forwarder: messaging.ForwarderConfig{
-			PollInterval: cfg.OutboxPollInterval, BatchSize: cfg.OutboxBatchSize, CloseTimeout: cfg.ShutdownTimeout,
+			Workers: cfg.OutboxWorkers, BatchSize: cfg.OutboxBatchSize, PollInterval: cfg.OutboxPollInterval,
+			CloseTimeout: cfg.ShutdownTimeout,
 		},
 		Outbox:   db.DB,
 		Register: register,

@@ -141,7 +141,7 @@ func ServiceEnv(tb testing.TB, brokerURL string) map[string]string {
 		"BROKER_URL":                     brokerURL,
 		"HANDLER_RETRY_INITIAL_INTERVAL": "10ms",
 		"HANDLER_RETRY_MAX_INTERVAL":     "200ms",
-		"OUTBOX_POLL_INTERVAL":           "20ms",
+		"OUTBOX_POLL_INTERVAL":           "1s",
 		"SHUTDOWN_TIMEOUT":               "10s",
 		"DATABASE_MAX_CONNS":             "10",
 	}

@@ -78,6 +78,9 @@ func (s *Store) Issue(ctx context.Context, inv domain.Invoice, newEvents func(do
 	if err != nil {
 		return false, err
 	}
+	if issued {
+		messaging.OutboxCommitted()
+	}
 	return issued, nil
 }
 

@@ -121,6 +121,9 @@ func (s *Store) Create(ctx context.Context, o domain.Order, idem *Idempotency, e
 	if err != nil {
 		return domain.Order{}, false, err
 	}
+	if created {
+		messaging.OutboxCommitted()
+	}
 	return got, created, nil
 }
 
