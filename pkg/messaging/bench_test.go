@@ -1,0 +1,79 @@
+package messaging_test
+
+import (
+	"context"
+	"database/sql"
+	"testing"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill"
+	"github.com/google/uuid"
+
+	"github.com/orderflow/orderflow/pkg/events"
+	"github.com/orderflow/orderflow/pkg/messaging"
+	"github.com/orderflow/orderflow/pkg/testkit"
+)
+
+func benchEvent() *events.OrderPlaced {
+	now := time.Now().UTC()
+	return &events.OrderPlaced{
+		Header:  events.Header{ID: uuid.NewString(), OccurredAt: now},
+		OrderID: uuid.NewString(), CustomerID: "c-12345", Amount: 1999, Currency: "EUR", PlacedAt: now,
+	}
+}
+
+func BenchmarkMarshaler_Marshal(b *testing.B) {
+	m := messaging.NewMarshaler()
+	ev := benchEvent()
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := m.Marshal(ev); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkMarshaler_Unmarshal(b *testing.B) {
+	m := messaging.NewMarshaler()
+	msg, err := m.Marshal(benchEvent())
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		var ev events.OrderPlaced
+		if err := m.Unmarshal(msg, &ev); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkPublishInTx is one event appended to the outbox in its own
+// committed transaction on the real PostgreSQL: the cost the outbox adds to
+// POST /orders.
+func BenchmarkPublishInTx(b *testing.B) {
+	testkit.Integration(b)
+	db, err := sql.Open("pgx", testkit.NewDatabase(b))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = db.Close() })
+	ctx := context.Background()
+	if _, err := db.ExecContext(ctx, messaging.OutboxTableDDL); err != nil {
+		b.Fatal(err)
+	}
+	ev := benchEvent()
+	b.ReportAllocs()
+	for b.Loop() {
+		tx, err := db.BeginTx(ctx, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := messaging.PublishInTx(ctx, tx, watermill.NopLogger{}, ev); err != nil {
+			b.Fatal(err)
+		}
+		if err := tx.Commit(); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
