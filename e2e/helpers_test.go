@@ -13,6 +13,7 @@ import (
 
 	invoices "github.com/orderflow/orderflow/apps/invoices/service"
 	orders "github.com/orderflow/orderflow/apps/orders/service"
+	"github.com/orderflow/orderflow/pkg/observability"
 	"github.com/orderflow/orderflow/pkg/testkit"
 )
 
@@ -95,14 +96,14 @@ type stack struct {
 
 // startStack starts both services. ordersBroker and invoicesBroker are the
 // AMQP URLs each one uses (the same vhost, possibly through a proxy).
-func startStack(t *testing.T, ordersBroker, invoicesBroker string) *stack {
+func startStack(t *testing.T, ordersBroker, invoicesBroker string, opts ...observability.SetupOption) *stack {
 	t.Helper()
 	s := &stack{
 		ordersEnv:   testkit.ServiceEnv(t, ordersBroker),
 		invoicesEnv: testkit.ServiceEnv(t, invoicesBroker),
 	}
-	s.orders = testkit.StartService(t, ordersName, ordersApp(), s.ordersEnv)
-	s.invoices = testkit.StartService(t, invoicesName, invoicesApp(), s.invoicesEnv)
+	s.orders = testkit.StartService(t, ordersName, ordersApp(), s.ordersEnv, opts...)
+	s.invoices = testkit.StartService(t, invoicesName, invoicesApp(), s.invoicesEnv, opts...)
 	s.ordersDB = openDB(t, s.ordersEnv["DATABASE_URL"])
 	s.invoicesDB = openDB(t, s.invoicesEnv["DATABASE_URL"])
 	return s

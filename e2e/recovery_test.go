@@ -146,7 +146,7 @@ func TestRecovery_scale_out_two_replicas_of_each_service(t *testing.T) {
 	t.Parallel()
 	broker := testkit.NewVhost(t)
 	s := startStack(t, broker, broker)
-	const perReplica = 8 // HANDLER_CONCURRENCY's default: consumers per replica and queue
+	const perReplica = 8                                                     // HANDLER_CONCURRENCY's default: consumers per replica and queue
 	orders2 := testkit.StartService(t, ordersName, ordersApp(), s.ordersEnv) // same database, same outbox
 	testkit.StartService(t, invoicesName, invoicesApp(), s.invoicesEnv)      // same queue
 

@@ -18,6 +18,8 @@ import (
 	"github.com/uptrace/bun/dialect/pgdialect"
 	"github.com/uptrace/bun/extra/bunotel"
 	"github.com/uptrace/bun/migrate"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Config configures the connection pool.
@@ -29,6 +31,10 @@ type Config struct {
 	// exist (SQLSTATE 3D000). For local development: in production the role
 	// usually may not create databases, and the error says why.
 	CreateIfMissing bool
+	// TracerProvider and MeterProvider receive bunotel's query spans and
+	// metrics (nil: the global ones).
+	TracerProvider trace.TracerProvider
+	MeterProvider  metric.MeterProvider
 }
 
 // Open opens the database over pgx's database/sql driver with bun's
@@ -56,7 +62,14 @@ func Open(ctx context.Context, cfg Config) (*bun.DB, error) {
 	sqldb.SetMaxIdleConns(cfg.MaxOpenConns)
 	sqldb.SetConnMaxIdleTime(5 * time.Minute)
 	db := bun.NewDB(sqldb, pgdialect.New())
-	db.WithQueryHook(bunotel.NewQueryHook(bunotel.WithDBName(cfg.Name)))
+	hookOpts := []bunotel.Option{bunotel.WithDBName(cfg.Name)}
+	if cfg.TracerProvider != nil {
+		hookOpts = append(hookOpts, bunotel.WithTracerProvider(cfg.TracerProvider))
+	}
+	if cfg.MeterProvider != nil {
+		hookOpts = append(hookOpts, bunotel.WithMeterProvider(cfg.MeterProvider))
+	}
+	db = db.WithQueryHook(bunotel.NewQueryHook(hookOpts...)) // returns a new handle
 	return db, nil
 }
 

@@ -69,7 +69,7 @@ func BenchmarkPublishInTx(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		if err := messaging.PublishInTx(ctx, tx, watermill.NopLogger{}, ev); err != nil {
+		if err := messaging.PublishInTx(ctx, tx, watermill.NopLogger{}, []any{ev}); err != nil {
 			b.Fatal(err)
 		}
 		if err := tx.Commit(); err != nil {

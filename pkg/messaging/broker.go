@@ -83,6 +83,7 @@ type Broker struct {
 	// our own rather than read from watermill-amqp's ConnectionWrapper,
 	// whose IsConnected races with its reconnect loop (watermill #693).
 	up      atomic.Bool
+	monConn atomic.Pointer[amqp091.Connection]
 	closing chan struct{}
 	stopped chan struct{}
 }
@@ -153,6 +154,29 @@ func (b *Broker) Subscriber(sub Subscription) (*amqp.Subscriber, error) {
 // Connected reports whether RabbitMQ is reachable.
 func (b *Broker) Connected() bool { return b.up.Load() }
 
+// QueueDepth returns how many messages are ready in queue, asked over the
+// monitor connection; 0 for a queue that does not exist yet.
+func (b *Broker) QueueDepth(queue string) (int, error) {
+	conn := b.monConn.Load()
+	if conn == nil {
+		return 0, errors.New("not connected to rabbitmq")
+	}
+	ch, err := conn.Channel()
+	if err != nil {
+		return 0, fmt.Errorf("open channel: %w", err)
+	}
+	defer ch.Close()
+	q, err := ch.QueueDeclarePassive(queue, true, false, false, false, nil)
+	var amqpErr *amqp091.Error
+	if errors.As(err, &amqpErr) && amqpErr.Code == amqp091.NotFound {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("inspect %s: %w", queue, err)
+	}
+	return q.Messages, nil
+}
+
 // monitor holds a connection of its own to RabbitMQ and reports its state
 // in b.up, redialling with backoff after it drops, until Close.
 func (b *Broker) monitor() {
@@ -161,6 +185,7 @@ func (b *Broker) monitor() {
 	for {
 		conn, err := amqp091.DialConfig(b.cfg.URL, amqp091.Config{Heartbeat: 5 * time.Second, Properties: amqp091.Table{"connection_name": "orderflow-monitor"}})
 		if err == nil {
+			b.monConn.Store(conn)
 			b.up.Store(true)
 			delay = 100 * time.Millisecond
 			select {
@@ -172,6 +197,7 @@ func (b *Broker) monitor() {
 			}
 		}
 		b.up.Store(false)
+		b.monConn.Store(nil)
 		select {
 		case <-b.closing:
 			return

@@ -77,7 +77,7 @@ func (e env) publish(t *testing.T, ctx context.Context, evs ...any) {
 	t.Helper()
 	tx, err := e.db.BeginTx(ctx, nil)
 	require.NoError(t, err)
-	require.NoError(t, messaging.PublishInTx(ctx, tx, watermill.NopLogger{}, evs...))
+	require.NoError(t, messaging.PublishInTx(ctx, tx, watermill.NopLogger{}, evs))
 	require.NoError(t, tx.Commit())
 }
 

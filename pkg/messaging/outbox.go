@@ -14,8 +14,6 @@ import (
 	"github.com/ThreeDotsLabs/watermill/components/forwarder"
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/ThreeDotsLabs/watermill/message/router/middleware"
-	"go.opentelemetry.io/otel"
-	"go.opentelemetry.io/otel/propagation"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/orderflow/orderflow/pkg/observability"
@@ -55,13 +53,16 @@ func outboxSchema(batch int) wsql.PostgreSQLQueueSchema {
 // NewOutboxEventBus returns a CQRS event bus that appends events to the
 // outbox inside tx. They reach RabbitMQ only through the forwarder, after tx
 // commits; if tx rolls back, they never existed.
-func NewOutboxEventBus(tx *sql.Tx, log watermill.LoggerAdapter) (*cqrs.EventBus, error) {
+//
+// Each event gets a PRODUCER span "create <topic>" whose trace context is
+// stored with it, so the forwarder and the consumer continue the trace.
+func NewOutboxEventBus(tx *sql.Tx, log watermill.LoggerAdapter, otelOpts ...observability.Option) (*cqrs.EventBus, error) {
 	pub, err := wsql.NewPublisher(wsql.TxFromStdSQL(tx), wsql.PublisherConfig{SchemaAdapter: outboxSchema(0)}, log)
 	if err != nil {
 		return nil, fmt.Errorf("create outbox publisher: %w", err)
 	}
 	bus, err := cqrs.NewEventBusWithConfig(
-		forwarder.NewPublisher(pub, forwarder.PublisherConfig{ForwarderTopic: OutboxTopic}),
+		observability.OutboxPublisher(forwarder.NewPublisher(pub, forwarder.PublisherConfig{ForwarderTopic: OutboxTopic}), otelOpts...),
 		cqrs.EventBusConfig{
 			GeneratePublishTopic: func(p cqrs.GenerateEventPublishTopicParams) (string, error) {
 				return EventTopic(p.EventName), nil
@@ -77,14 +78,13 @@ func NewOutboxEventBus(tx *sql.Tx, log watermill.LoggerAdapter) (*cqrs.EventBus,
 	return bus, nil
 }
 
-// injectContext writes the correlation id and the W3C trace context of the
-// publishing context into the message metadata.
+// injectContext writes the correlation id of the publishing context into the
+// message metadata (the trace context is written by the outbox publisher's
+// span).
 func injectContext(p cqrs.OnEventSendParams) error {
-	ctx := p.Message.Context()
-	if id := observability.CorrelationID(ctx); id != "" {
+	if id := observability.CorrelationID(p.Message.Context()); id != "" {
 		p.Message.Metadata.Set(middleware.CorrelationIDMetadataKey, id)
 	}
-	otel.GetTextMapPropagator().Inject(ctx, propagation.MapCarrier(p.Message.Metadata))
 	return nil
 }
 
@@ -217,13 +217,24 @@ func (f *Forwarder) Close() error {
 	return errors.Join(errs...)
 }
 
+// Outbox appends events to a service's outbox.
+type Outbox struct {
+	Log  watermill.LoggerAdapter
+	Otel []observability.Option
+}
+
+// Publish appends events to the outbox inside tx.
+func (o Outbox) Publish(ctx context.Context, tx *sql.Tx, events ...any) error {
+	return PublishInTx(ctx, tx, o.Log, events, o.Otel...)
+}
+
 // PublishInTx appends events to the outbox inside tx, through the outbox
 // event bus.
-func PublishInTx(ctx context.Context, tx *sql.Tx, log watermill.LoggerAdapter, events ...any) error {
+func PublishInTx(ctx context.Context, tx *sql.Tx, log watermill.LoggerAdapter, events []any, otelOpts ...observability.Option) error {
 	if len(events) == 0 {
 		return nil
 	}
-	bus, err := NewOutboxEventBus(tx, log)
+	bus, err := NewOutboxEventBus(tx, log, otelOpts...)
 	if err != nil {
 		return err
 	}

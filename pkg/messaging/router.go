@@ -12,8 +12,6 @@ import (
 	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/ThreeDotsLabs/watermill/message/router/middleware"
-	"go.opentelemetry.io/otel"
-	"go.opentelemetry.io/otel/propagation"
 
 	"github.com/orderflow/orderflow/pkg/observability"
 )
@@ -42,6 +40,8 @@ type RouterConfig struct {
 	HandlerTimeout  time.Duration
 	CloseTimeout    time.Duration
 	PoisonPublisher message.Publisher
+	// Otel selects the tracer and meter providers (nil: the globals).
+	Otel []observability.Option
 }
 
 func (c RouterConfig) withDefaults() RouterConfig {
@@ -69,8 +69,8 @@ func (c RouterConfig) withDefaults() RouterConfig {
 // NewRouter returns a Watermill router with orderflow's middleware stack,
 // outermost first:
 //
-//  1. context extraction: the W3C trace context and the correlation id in
-//     the message metadata become the handler's context;
+//  1. a consumer span: the W3C trace context and the correlation id in the
+//     message metadata become the handler's context;
 //  2. correlation id (Watermill's, for messages a handler returns);
 //  3. poison queue: a message whose handling finally failed is published to
 //     poison.<service> with the failure's details, then acked;
@@ -89,15 +89,18 @@ func NewRouter(cfg RouterConfig, log watermill.LoggerAdapter) (*message.Router, 
 	if err != nil {
 		return nil, fmt.Errorf("create router: %w", err)
 	}
-	poison, err := middleware.PoisonQueue(cfg.PoisonPublisher, PoisonQueue(cfg.Service))
+	poison, err := middleware.PoisonQueueWithFilter(observability.PoisonPublisher(cfg.PoisonPublisher, cfg.Otel...),
+		PoisonQueue(cfg.Service), shouldPoison)
 	if err != nil {
 		return nil, fmt.Errorf("create poison queue middleware: %w", err)
 	}
+	metrics := observability.NewHandlerMetrics(cfg.Otel...)
 	host, _ := os.Hostname()
 	router.AddMiddleware(
-		ExtractContext,
+		observability.ConsumeSpan(cfg.Otel...), // trace and correlation id into the context
 		middleware.CorrelationID,
 		poison,
+		metrics.Message,
 		recordFailure(cfg.Service, cfg.Version, host),
 		middleware.Retry{
 			MaxRetries:          cfg.MaxRetries,
@@ -109,6 +112,7 @@ func NewRouter(cfg RouterConfig, log watermill.LoggerAdapter) (*message.Router, 
 			ShouldRetry:         func(p middleware.RetryParams) bool { return !IsPermanent(p.Err) },
 			Logger:              log,
 		}.Middleware,
+		metrics.Attempt,
 		countAttempt,
 		middleware.Recoverer,
 		middleware.Timeout(cfg.HandlerTimeout),
@@ -116,18 +120,10 @@ func NewRouter(cfg RouterConfig, log watermill.LoggerAdapter) (*message.Router, 
 	return router, nil
 }
 
-// ExtractContext puts the trace context and correlation id from the message
-// metadata into the message's context, so handler spans join the producer's
-// trace and log lines carry the correlation id.
-func ExtractContext(h message.HandlerFunc) message.HandlerFunc {
-	return func(msg *message.Message) ([]*message.Message, error) {
-		ctx := otel.GetTextMapPropagator().Extract(msg.Context(), propagation.MapCarrier(msg.Metadata))
-		if id := middleware.MessageCorrelationID(msg); id != "" {
-			ctx = observability.WithCorrelationID(ctx, id)
-		}
-		msg.SetContext(ctx)
-		return h(msg)
-	}
+// shouldPoison keeps a message whose handling was cut short by the
+// process stopping out of the poison queue: it is nacked, and redelivered.
+func shouldPoison(err error) bool {
+	return !errors.Is(err, context.Canceled)
 }
 
 // failures records the attempts made on one message. Watermill's poison

@@ -11,6 +11,8 @@ import (
 
 	"github.com/ThreeDotsLabs/watermill"
 	"golang.org/x/sync/errgroup"
+
+	"github.com/orderflow/orderflow/pkg/observability"
 )
 
 // Component states, as /readyz reports them.
@@ -96,7 +98,7 @@ func (e configError) Error() string { return e.err.Error() }
 
 func (r *Runtime) runOnce(ctx context.Context, b *Broker) error {
 	rcfg := r.Router
-	rcfg.PoisonPublisher = b.Publisher()
+	rcfg.PoisonPublisher = b.Publisher() // NewRouter wraps it in a tracing publisher
 	router, err := NewRouter(rcfg, r.Log)
 	if err != nil {
 		return configError{err}
@@ -108,7 +110,7 @@ func (r *Runtime) runOnce(ctx context.Context, b *Broker) error {
 	if err := r.Register(proc); err != nil {
 		return configError{fmt.Errorf("register handlers: %w", err)}
 	}
-	fwd, err := NewForwarder(r.Outbox, b.Publisher(), r.Forwarder, r.Log)
+	fwd, err := NewForwarder(r.Outbox, observability.ForwarderPublisher(b.Publisher(), r.Router.Otel...), r.Forwarder, r.Log)
 	if err != nil {
 		return configError{err}
 	}
@@ -150,6 +152,16 @@ func (r *Runtime) runOnce(ctx context.Context, b *Broker) error {
 		return err
 	}
 	return nil
+}
+
+// PoisonDepth is how many messages wait in the service's poison queue.
+func (r *Runtime) PoisonDepth(context.Context) (int64, error) {
+	b := r.broker.Load()
+	if b == nil {
+		return 0, errors.New("not connected to rabbitmq")
+	}
+	n, err := b.QueueDepth(PoisonQueue(r.Router.Service))
+	return int64(n), err
 }
 
 // Status reports the broker, router and forwarder for /readyz.

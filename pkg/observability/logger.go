@@ -1,6 +1,12 @@
 // Package observability holds what every orderflow process shares for being
-// watched: the JSON slog logger, the correlation id carried in contexts, and
-// (in later steps) OpenTelemetry setup.
+// watched: the JSON slog logger, the correlation id carried in contexts, the
+// OpenTelemetry SDK configured by the standard OTEL_* variables (Setup), the
+// Prometheus /metrics handler, and the instrumentation of HTTP (chi +
+// otelhttp) and Watermill (trace context through the outbox, the forwarder
+// and RabbitMQ; handler, retry, poison and outbox metrics).
+//
+// docs/observability.md lists every span and metric and how the pieces are
+// wired into pkg/platform and pkg/messaging.
 package observability
 
 import (

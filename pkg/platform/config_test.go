@@ -40,8 +40,10 @@ func TestLoadConfig_defaults(t *testing.T) {
 				RetryMax:           5 * time.Second,
 				HandlerTimeout:     30 * time.Second,
 				Prefetch:           64,
-				OutboxPollInterval: 50 * time.Millisecond,
-				OutboxBatchSize:    100,
+				Concurrency:        8,
+				OutboxWorkers:      4,
+				OutboxPollInterval: time.Second,
+				OutboxBatchSize:    16,
 			},
 		},
 		{
@@ -59,8 +61,10 @@ func TestLoadConfig_defaults(t *testing.T) {
 				RetryMax:           5 * time.Second,
 				HandlerTimeout:     30 * time.Second,
 				Prefetch:           64,
-				OutboxPollInterval: 50 * time.Millisecond,
-				OutboxBatchSize:    100,
+				Concurrency:        8,
+				OutboxWorkers:      4,
+				OutboxPollInterval: time.Second,
+				OutboxBatchSize:    16,
 			},
 		},
 	}
@@ -90,6 +94,8 @@ func TestLoadConfig_overrides(t *testing.T) {
 		"HANDLER_RETRY_MAX_INTERVAL":     "1m",
 		"HANDLER_TIMEOUT":                "2s",
 		"BROKER_PREFETCH":                "8",
+		"HANDLER_CONCURRENCY":            "3",
+		"OUTBOX_WORKERS":                 "2",
 		"OUTBOX_POLL_INTERVAL":           "250ms",
 		"OUTBOX_BATCH_SIZE":              "10",
 	}))
@@ -107,6 +113,8 @@ func TestLoadConfig_overrides(t *testing.T) {
 		RetryMax:           time.Minute,
 		HandlerTimeout:     2 * time.Second,
 		Prefetch:           8,
+		Concurrency:        3,
+		OutboxWorkers:      2,
 		OutboxPollInterval: 250 * time.Millisecond,
 		OutboxBatchSize:    10,
 	}, got)

@@ -26,9 +26,17 @@ import (
 type App struct {
 	// Migrations holds the service's *.up.sql files.
 	Migrations fs.FS
-	// Build wires the service on its database: it returns the HTTP routes
-	// (mounted beside /healthz and /readyz) and registers the event handlers.
-	Build func(db *bun.DB, log *slog.Logger) (routes func(chi.Router), register func(*messaging.EventProcessor) error, err error)
+	// Build wires the service on its dependencies: it returns the HTTP
+	// routes (mounted beside /healthz, /readyz and /metrics) and registers
+	// the event handlers.
+	Build func(Deps) (routes func(chi.Router), register func(*messaging.EventProcessor) error, err error)
+}
+
+// Deps are what the platform gives a service.
+type Deps struct {
+	DB        *bun.DB
+	Log       *slog.Logger
+	Telemetry *observability.Telemetry
 }
 
 // Run opens and migrates the database, then serves HTTP on ln and runs the
@@ -38,10 +46,13 @@ type App struct {
 //
 // HTTP is served as soon as the database is ready, not when RabbitMQ is:
 // orders go into the outbox whatever the broker does.
-func Run(ctx context.Context, cfg Config, log *slog.Logger, ln net.Listener, app App) error {
+//
+// tel is the process's telemetry (nil: none); /metrics serves its registry.
+func Run(ctx context.Context, cfg Config, log *slog.Logger, tel *observability.Telemetry, ln net.Listener, app App) error {
 	defer ln.Close() // Serve closes it too; this covers the early returns
 	db, err := database.Open(ctx, database.Config{
 		URL: cfg.DatabaseURL, Name: cfg.Service, MaxOpenConns: cfg.DBMaxConns, CreateIfMissing: cfg.CreateDatabase,
+		TracerProvider: tel.TracerProvider(), MeterProvider: tel.MeterProvider(),
 	})
 	if err != nil {
 		return err
@@ -50,7 +61,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ln net.Listener, app
 	if err := database.Migrate(ctx, db, app.Migrations); err != nil {
 		return err
 	}
-	routes, register, err := app.Build(db, log)
+	routes, register, err := app.Build(Deps{DB: db, Log: log, Telemetry: tel})
 	if err != nil {
 		return err
 	}
@@ -62,6 +73,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ln net.Listener, app
 			Service: cfg.Service, Version: cfg.Version,
 			MaxRetries: cfg.MaxRetries, RetryInitial: cfg.RetryInitial, RetryMax: cfg.RetryMax,
 			HandlerTimeout: cfg.HandlerTimeout, CloseTimeout: cfg.ShutdownTimeout,
+			Otel: tel.Options(),
 		},
 		Forwarder: messaging.ForwarderConfig{
 			Workers: cfg.OutboxWorkers, BatchSize: cfg.OutboxBatchSize, PollInterval: cfg.OutboxPollInterval,
@@ -72,9 +84,18 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ln net.Listener, app
 		Log:      wlog,
 	}
 
+	if tel != nil {
+		if err := tel.RegisterOutboxBacklog(outboxBacklog(db)); err != nil {
+			return fmt.Errorf("register outbox gauges: %w", err)
+		}
+		if err := tel.RegisterPoisonDepth(rt.PoisonDepth); err != nil {
+			return fmt.Errorf("register poison gauge: %w", err)
+		}
+	}
+
 	health := httpkit.Health{Ping: db.PingContext, Components: rt.Status}
 	srv := &http.Server{
-		Handler:           Handler(log, health, routes),
+		Handler:           handler(log, tel, cfg.Service, health, routes),
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      30 * time.Second,
@@ -108,14 +129,42 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ln net.Listener, app
 // every request has a correlation id, unknown routes get 404 problems, and
 // /healthz and /readyz sit beside the service's routes.
 func Handler(log *slog.Logger, health httpkit.Health, routes func(chi.Router)) http.Handler {
+	return handler(log, nil, "", health, routes)
+}
+
+// handler is Handler with telemetry: a server span and duration metric per
+// request named by its route template, and /metrics.
+func handler(log *slog.Logger, tel *observability.Telemetry, service string, health httpkit.Health, routes func(chi.Router)) http.Handler {
 	r := chi.NewRouter()
+	if tel != nil {
+		// Inside chi, not around it: the route template is known only
+		// while chi's routing context is alive.
+		r.Use(observability.HTTPMiddleware(service, tel.Options()...))
+	}
 	r.Use(httpkit.Recoverer(log), httpkit.CorrelationID)
 	r.NotFound(httpkit.NotFound)
 	r.MethodNotAllowed(httpkit.MethodNotAllowed)
 	r.Get("/healthz", health.Live)
 	r.Get("/readyz", health.Ready)
+	if tel != nil {
+		r.Method(http.MethodGet, "/metrics", tel.MetricsHandler())
+	}
 	routes(r)
 	return r
+}
+
+// outboxBacklog measures the outbox: rows waiting and the oldest one's age.
+func outboxBacklog(db *bun.DB) observability.BacklogFunc {
+	return func(ctx context.Context) (int64, time.Duration, error) {
+		var rows int64
+		var age float64
+		err := db.QueryRowContext(ctx, `SELECT count(*), coalesce(extract(epoch FROM now() - min(created_at)), 0) FROM `+
+			messaging.OutboxTable).Scan(&rows, &age)
+		if err != nil {
+			return 0, 0, fmt.Errorf("measure outbox: %w", err)
+		}
+		return rows, time.Duration(age * float64(time.Second)), nil
+	}
 }
 
 // Healthcheck asks the service on port for /healthz: the container
@@ -158,12 +207,24 @@ func Main(ctx context.Context, service string, defaultPort int, args []string, g
 		}
 		return 0
 	}
+	tel, err := observability.Setup(ctx, service, cfg.Version, getenv, observability.WithLogger(log))
+	if err != nil {
+		log.Error("set up telemetry", "error", err)
+		return 2
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.ShutdownTimeout)
+		defer cancel()
+		if err := tel.Shutdown(sctx); err != nil {
+			log.Warn("flush telemetry", "error", err)
+		}
+	}()
 	ln, err := (&net.ListenConfig{}).Listen(ctx, "tcp", fmt.Sprintf(":%d", cfg.Port))
 	if err != nil {
 		log.Error("listen", "error", err, "port", cfg.Port)
 		return 1
 	}
-	if err := Run(ctx, cfg, log, ln, app); err != nil {
+	if err := Run(ctx, cfg, log, tel, ln, app); err != nil {
 		log.Error(service+" stopped", "error", err)
 		return 1
 	}

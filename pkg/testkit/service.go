@@ -23,21 +23,32 @@ type Service struct {
 }
 
 // StartService runs app as service name on 127.0.0.1:0 with the given
-// environment (DATABASE_URL, BROKER_URL, ...) and waits until /readyz
-// reports its router and forwarder up. It is stopped when the test ends.
-// Logs go nowhere unless TEST_LOG=1.
-func StartService(tb testing.TB, name string, app platform.App, env map[string]string) *Service {
+// environment (DATABASE_URL, BROKER_URL, OTEL_*, ...) and waits until
+// /readyz reports its router and forwarder up. It is stopped when the test
+// ends. Logs go nowhere unless TEST_LOG=1. Its telemetry is its own (not
+// the process's globals): traces are not exported unless
+// OTEL_TRACES_EXPORTER or opts say otherwise, and /metrics serves its own
+// registry.
+func StartService(tb testing.TB, name string, app platform.App, env map[string]string, opts ...observability.SetupOption) *Service {
 	tb.Helper()
-	s := StartServiceNoWait(tb, name, app, env)
+	s := StartServiceNoWait(tb, name, app, env, opts...)
 	WaitReady(tb, s.URL, 30*time.Second)
 	return s
 }
 
 // StartServiceNoWait is StartService without waiting for the broker side:
 // for tests that start a service while RabbitMQ is out of reach.
-func StartServiceNoWait(tb testing.TB, name string, app platform.App, env map[string]string) *Service {
+func StartServiceNoWait(tb testing.TB, name string, app platform.App, env map[string]string, opts ...observability.SetupOption) *Service {
 	tb.Helper()
-	getenv := func(k string) string { return env[k] }
+	getenv := func(k string) string {
+		if v, ok := env[k]; ok {
+			return v
+		}
+		if k == "OTEL_TRACES_EXPORTER" {
+			return "none"
+		}
+		return ""
+	}
 	cfg, err := platform.LoadConfig(name, 0, getenv)
 	if err != nil {
 		tb.Fatalf("config: %v", err)
@@ -47,13 +58,18 @@ func StartServiceNoWait(tb testing.TB, name string, app platform.App, env map[st
 		w = os.Stderr
 	}
 	log := observability.NewLogger(w, name, cfg.LogLevel)
+	tel, err := observability.New(context.Background(), name, "test", getenv, append(opts, observability.WithLogger(log))...)
+	if err != nil {
+		tb.Fatalf("telemetry: %v", err)
+	}
+	tb.Cleanup(func() { _ = tel.Shutdown(context.Background()) })
 	ln, err := (&net.ListenConfig{}).Listen(context.Background(), "tcp", "127.0.0.1:0")
 	if err != nil {
 		tb.Fatalf("listen: %v", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Service{URL: "http://" + ln.Addr().String(), cancel: cancel, done: make(chan error, 1)}
-	go func() { s.done <- platform.Run(ctx, cfg, log, ln, app) }()
+	go func() { s.done <- platform.Run(ctx, cfg, log, tel, ln, app) }()
 	tb.Cleanup(func() {
 		if err := s.Stop(); err != nil {
 			tb.Errorf("%s stopped with: %v", name, err)

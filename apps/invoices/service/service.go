@@ -3,11 +3,8 @@
 package service
 
 import (
-	"log/slog"
-
 	"github.com/ThreeDotsLabs/watermill"
 	"github.com/go-chi/chi/v5"
-	"github.com/uptrace/bun"
 
 	"github.com/orderflow/orderflow/apps/invoices/internal/app"
 	"github.com/orderflow/orderflow/apps/invoices/internal/consumers"
@@ -27,10 +24,10 @@ const DefaultPort = 3334
 func App() platform.App {
 	return platform.App{
 		Migrations: store.Migrations(),
-		Build: func(db *bun.DB, log *slog.Logger) (func(chi.Router), func(*messaging.EventProcessor) error, error) {
-			a := app.New(store.New(db, watermill.NewSlogLogger(log)))
+		Build: func(d platform.Deps) (func(chi.Router), func(*messaging.EventProcessor) error, error) {
+			a := app.New(store.New(d.DB, watermill.NewSlogLogger(d.Log), d.Telemetry.Options()...), d.Telemetry)
 			register := func(p *messaging.EventProcessor) error { return consumers.Register(p, a) }
-			return httpapi.Routes(a, log), register, nil
+			return httpapi.Routes(a, d.Log), register, nil
 		},
 	}
 }

@@ -56,7 +56,9 @@ func decode[T any](t *testing.T, b []byte) T {
 // declares it before its first publish, so the test can read it.
 var invoicesQueue = messaging.Subscription{Topic: messaging.EventTopic("OrderPlaced"), Handler: messaging.HandlerIssueInvoice}.Queue()
 
-func TestOrders_component(t *testing.T) {
+// The subtests run in order on one service: the first reads the first
+// OrderPlaced from the queue, the later ones add orders of their own.
+func TestOrders_component(t *testing.T) { //nolint:tparallel // see above
 	testkit.Integration(t)
 	t.Parallel()
 	broker := testkit.NewVhost(t)
@@ -202,4 +204,3 @@ func TestOrders_component(t *testing.T) {
 		assert.Equal(t, map[string]string{"database": "up", "broker": "up", "router": "up", "forwarder": "up"}, r.Components)
 	})
 }
-

@@ -19,14 +19,20 @@ type Store interface {
 	ByOrder(ctx context.Context, orderID string) ([]domain.Invoice, error)
 }
 
-// App runs the use cases.
-type App struct {
-	store Store
-	now   func() time.Time
+// Metrics records the business figures; *observability.Telemetry is one.
+type Metrics interface {
+	RecordInvoiceIssued(ctx context.Context)
 }
 
-// New returns the use cases on s.
-func New(s Store) *App { return &App{store: s, now: time.Now} }
+// App runs the use cases.
+type App struct {
+	store   Store
+	metrics Metrics
+	now     func() time.Time
+}
+
+// New returns the use cases on s, recording figures in m.
+func New(s Store, m Metrics) *App { return &App{store: s, metrics: m, now: time.Now} }
 
 // IssueInvoice issues the order's invoice and appends InvoiceIssued to the
 // outbox, in one transaction. For an order that has its invoice already it
@@ -47,6 +53,9 @@ func (a *App) IssueInvoice(ctx context.Context, e *events.OrderPlaced) (bool, er
 	})
 	if err != nil {
 		return false, fmt.Errorf("issue invoice for order %s: %w", e.OrderID, err)
+	}
+	if issued {
+		a.metrics.RecordInvoiceIssued(ctx)
 	}
 	return issued, nil
 }

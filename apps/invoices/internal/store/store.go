@@ -16,6 +16,7 @@ import (
 
 	"github.com/orderflow/orderflow/apps/invoices/internal/domain"
 	"github.com/orderflow/orderflow/pkg/messaging"
+	"github.com/orderflow/orderflow/pkg/observability"
 )
 
 //go:embed migrations/*.sql
@@ -32,12 +33,15 @@ func Migrations() fs.FS {
 
 // Store is the invoices store.
 type Store struct {
-	db  *bun.DB
-	log watermill.LoggerAdapter
+	db     *bun.DB
+	outbox messaging.Outbox
 }
 
-// New returns a store on db.
-func New(db *bun.DB, log watermill.LoggerAdapter) *Store { return &Store{db: db, log: log} }
+// New returns a store on db. otelOpts select the providers of the outbox
+// spans (none: the global ones).
+func New(db *bun.DB, log watermill.LoggerAdapter, otelOpts ...observability.Option) *Store {
+	return &Store{db: db, outbox: messaging.Outbox{Log: log, Otel: otelOpts}}
+}
 
 type invoiceRow struct {
 	bun.BaseModel `bun:"table:invoices"`
@@ -73,7 +77,7 @@ func (s *Store) Issue(ctx context.Context, inv domain.Invoice, newEvents func(do
 			return nil
 		}
 		issued = true
-		return messaging.PublishInTx(ctx, tx.Tx, s.log, newEvents(inv)...)
+		return s.outbox.Publish(ctx, tx.Tx, newEvents(inv)...)
 	})
 	if err != nil {
 		return false, err

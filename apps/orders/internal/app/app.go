@@ -26,14 +26,21 @@ type Store interface {
 	Update(ctx context.Context, id string, fn func(*domain.Order) (bool, error)) error
 }
 
-// App runs the use cases.
-type App struct {
-	store Store
-	now   func() time.Time
+// Metrics records the business figures; *observability.Telemetry is one.
+type Metrics interface {
+	RecordOrderPlaced(ctx context.Context)
+	RecordOrderInvoiceLag(ctx context.Context, lag time.Duration)
 }
 
-// New returns the use cases on s.
-func New(s Store) *App { return &App{store: s, now: time.Now} }
+// App runs the use cases.
+type App struct {
+	store   Store
+	metrics Metrics
+	now     func() time.Time
+}
+
+// New returns the use cases on s, recording figures in m.
+func New(s Store, m Metrics) *App { return &App{store: s, metrics: m, now: time.Now} }
 
 // PlaceOrder validates the order, stores it and appends OrderPlaced to the
 // outbox in one transaction. With an idempotency key it returns the order of
@@ -55,10 +62,14 @@ func (a *App) PlaceOrder(ctx context.Context, n domain.NewOrder, idempotencyKey 
 	if idempotencyKey != "" {
 		idem = &store.Idempotency{Key: idempotencyKey, Hash: requestHash(n)}
 	}
-	return a.store.Create(ctx, o, idem, &events.OrderPlaced{
+	got, created, err := a.store.Create(ctx, o, idem, &events.OrderPlaced{
 		Header:  events.Header{ID: uuid.NewString(), OccurredAt: now},
 		OrderID: o.ID, CustomerID: o.CustomerID, Amount: o.Amount, Currency: o.Currency, PlacedAt: now,
 	})
+	if err == nil && created {
+		a.metrics.RecordOrderPlaced(ctx)
+	}
+	return got, created, err
 }
 
 // requestHash identifies a request body by its meaning, so the same order
@@ -81,11 +92,19 @@ func (a *App) ListOrders(ctx context.Context, q store.ListQuery) ([]domain.Order
 // MarkInvoiced moves the order to invoiced. A redelivered InvoiceIssued
 // changes nothing.
 func (a *App) MarkInvoiced(ctx context.Context, orderID, invoiceID string) error {
+	var lag time.Duration
 	err := a.store.Update(ctx, orderID, func(o *domain.Order) (bool, error) {
-		return o.MarkInvoiced(invoiceID, a.now().UTC().Truncate(time.Microsecond))
+		changed, err := o.MarkInvoiced(invoiceID, a.now().UTC().Truncate(time.Microsecond))
+		if changed {
+			lag = o.UpdatedAt.Sub(o.CreatedAt)
+		}
+		return changed, err
 	})
 	if err != nil {
 		return fmt.Errorf("mark order %s invoiced: %w", orderID, err)
+	}
+	if lag > 0 {
+		a.metrics.RecordOrderInvoiceLag(ctx, lag)
 	}
 	return nil
 }

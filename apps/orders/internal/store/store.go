@@ -16,6 +16,7 @@ import (
 
 	"github.com/orderflow/orderflow/apps/orders/internal/domain"
 	"github.com/orderflow/orderflow/pkg/messaging"
+	"github.com/orderflow/orderflow/pkg/observability"
 )
 
 //go:embed migrations/*.sql
@@ -32,13 +33,14 @@ func Migrations() fs.FS {
 
 // Store is the orders store.
 type Store struct {
-	db  *bun.DB
-	log watermill.LoggerAdapter
+	db     *bun.DB
+	outbox messaging.Outbox
 }
 
-// New returns a store on db.
-func New(db *bun.DB, log watermill.LoggerAdapter) *Store {
-	return &Store{db: db, log: log}
+// New returns a store on db. otelOpts select the providers of the outbox
+// spans (none: the global ones).
+func New(db *bun.DB, log watermill.LoggerAdapter, otelOpts ...observability.Option) *Store {
+	return &Store{db: db, outbox: messaging.Outbox{Log: log, Otel: otelOpts}}
 }
 
 type orderRow struct {
@@ -112,7 +114,7 @@ func (s *Store) Create(ctx context.Context, o domain.Order, idem *Idempotency, e
 			got = existing.toDomain()
 			return nil
 		}
-		if err := messaging.PublishInTx(ctx, tx.Tx, s.log, events...); err != nil {
+		if err := s.outbox.Publish(ctx, tx.Tx, events...); err != nil {
 			return err
 		}
 		got, created = o, true

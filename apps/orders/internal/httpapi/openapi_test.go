@@ -1,0 +1,340 @@
+package httpapi_test
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/getkin/kin-openapi/openapi3"
+	"github.com/getkin/kin-openapi/openapi3filter"
+	"github.com/getkin/kin-openapi/routers"
+	"github.com/getkin/kin-openapi/routers/gorillamux"
+	"github.com/go-chi/chi/v5"
+	"github.com/google/uuid"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/orderflow/orderflow/apps/orders/internal/domain"
+	"github.com/orderflow/orderflow/apps/orders/internal/httpapi"
+	"github.com/orderflow/orderflow/apps/orders/internal/store"
+	"github.com/orderflow/orderflow/pkg/httpkit"
+	"github.com/orderflow/orderflow/pkg/platform"
+)
+
+// serverURL is the document's server the exchanges are addressed to: the
+// router of the document matches requests against its servers.
+const serverURL = "http://localhost:3333"
+
+// kongURL is the document's server for the API through Kong.
+const kongURL = "http://localhost:8000"
+
+// undocumentedRoutes are served but deliberately not in the document.
+var undocumentedRoutes = []string{"/metrics"}
+
+// contract is the served OpenAPI document with a router over its operations.
+type contract struct {
+	doc    *openapi3.T
+	router routers.Router
+}
+
+// loadContract fetches GET /openapi.yaml from h, so that the document the
+// tests hold the API to is the one the service serves, and validates it.
+func loadContract(tb testing.TB, h http.Handler) contract {
+	tb.Helper()
+	rec := do(tb, h, http.MethodGet, "/openapi.yaml", "", "", nil)
+	require.Equal(tb, http.StatusOK, rec.Code)
+	require.Equal(tb, httpapi.OpenAPIContentType, rec.Header().Get("Content-Type"))
+	doc, err := openapi3.NewLoader().LoadFromData(rec.Body.Bytes())
+	require.NoError(tb, err)
+	require.True(tb, doc.IsOpenAPI31OrLater(), "openapi %s", doc.OpenAPI)
+	require.NoError(tb, doc.Validate(tb.Context()))
+	router, err := gorillamux.NewRouter(doc)
+	require.NoError(tb, err)
+	return contract{doc: doc, router: router}
+}
+
+// check holds one exchange against the document: the request must be valid
+// exactly when reqValid says so (the handler and the document agree on what
+// is acceptable), and the response must always match the document. It
+// returns the operation's id and the response status.
+func (c contract) check(tb testing.TB, h http.Handler, newReq func() *http.Request, reqValid bool, status int) string {
+	tb.Helper()
+	ctx := tb.Context()
+	opts := &openapi3filter.Options{IncludeResponseStatus: true, MultiError: true}
+
+	req := newReq()
+	route, params, err := c.router.FindRoute(req)
+	require.NoError(tb, err, "the document has no operation for %s %s", req.Method, req.URL.Path)
+	in := &openapi3filter.RequestValidationInput{Request: req, PathParams: params, Route: route, Options: opts}
+	err = openapi3filter.ValidateRequest(ctx, in)
+	if reqValid {
+		require.NoError(tb, err, "the document rejects a request the API is meant to accept")
+	} else {
+		require.Error(tb, err, "the document accepts a request the API rejects")
+	}
+
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, newReq())
+	require.Equal(tb, status, rec.Code, "body: %s", rec.Body.String())
+	require.NoError(tb, openapi3filter.ValidateResponse(ctx, &openapi3filter.ResponseValidationInput{
+		RequestValidationInput: in,
+		Status:                 rec.Code,
+		Header:                 rec.Header(),
+		Body:                   io.NopCloser(strings.NewReader(rec.Body.String())),
+		Options:                opts,
+	}), "the response does not match the document; body: %s", rec.Body.String())
+	return route.Operation.OperationID
+}
+
+// documentedStatuses lists "operationId status" for every response of the
+// document.
+func (c contract) documentedStatuses() []string {
+	var out []string
+	for _, item := range c.doc.Paths.Map() {
+		for _, op := range item.Operations() {
+			for status := range op.Responses.Map() {
+				out = append(out, op.OperationID+" "+status)
+			}
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// coverage records which documented responses the exchanges produced.
+type coverage struct {
+	mu   sync.Mutex
+	seen map[string]bool
+}
+
+func (c *coverage) add(op string, status int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.seen == nil {
+		c.seen = map[string]bool{}
+	}
+	c.seen[op+" "+strconv.Itoa(status)] = true
+}
+
+func (c *coverage) has(key string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.seen[key]
+}
+
+// failingListApp fails every ListOrders.
+type failingListApp struct{ *fakeApp }
+
+func (failingListApp) ListOrders(context.Context, store.ListQuery) ([]domain.Order, error) {
+	return nil, errors.New("connection reset")
+}
+
+func TestOpenAPI_exchanges_match_the_document(t *testing.T) {
+	t.Parallel()
+	c := loadContract(t, newHandler(t, &fakeApp{}))
+	var cov coverage
+
+	const jsonType = "application/json"
+	validCursor := base64.RawURLEncoding.EncodeToString([]byte(uuid.NewString()))
+	corr := http.Header{"X-Correlation-ID": {"corr-openapi-1"}}
+	key := func(k string) http.Header { return http.Header{httpapi.IdempotencyKeyHeader: {k}} }
+	down := httpkit.Health{Ping: func(context.Context) error { return errors.New("db down") }}
+	degraded := httpkit.Health{
+		Ping: func(context.Context) error { return nil },
+		Components: func() map[string]string {
+			return map[string]string{"broker": "connecting", "router": "down", "forwarder": "up"}
+		},
+	}
+
+	tests := []struct {
+		name        string
+		app         func(*fakeApp) httpapi.App // wraps the seeded fake; nil uses it as is
+		replay      bool                       // the fake reports a replay
+		placeErr    error                      // the fake's PlaceOrder fails with it
+		getErr      error                      // the fake's GetOrder fails with it
+		health      *httpkit.Health            // nil: the database answers
+		invoiced    bool                       // the stored order is invoiced
+		method      string
+		target      string // "{known}" stands for a stored order's id
+		contentType string
+		body        string
+		header      http.Header
+		reqValid    bool
+		status      int
+	}{
+		// POST /orders
+		{name: "place", method: http.MethodPost, target: "/orders", contentType: jsonType, body: validBody, reqValid: true, status: 201},
+		{name: "place with key and correlation id", method: http.MethodPost, target: "/orders", contentType: jsonType, body: validBody, header: key("key-1"), reqValid: true, status: 201},
+		{name: "place with charset", method: http.MethodPost, target: "/orders", contentType: jsonType + "; charset=utf-8", body: validBody, reqValid: true, status: 201},
+		{name: "idempotent replay", replay: true, method: http.MethodPost, target: "/orders", contentType: jsonType, body: validBody, header: key("key-1"), reqValid: true, status: 200},
+		{name: "key reused with another body", placeErr: domain.ErrIdempotencyKeyReused, method: http.MethodPost, target: "/orders", contentType: jsonType, body: validBody, header: key("key-1"), reqValid: true, status: 422},
+		{name: "place fails inside", placeErr: errors.New("tx aborted"), method: http.MethodPost, target: "/orders", contentType: jsonType, body: validBody, reqValid: true, status: 500},
+		{name: "malformed json", method: http.MethodPost, target: "/orders", contentType: jsonType, body: `{"customer_id":`, status: 400},
+		{name: "empty body", method: http.MethodPost, target: "/orders", contentType: jsonType, body: "", status: 400},
+		{name: "non-ascii idempotency key", method: http.MethodPost, target: "/orders", contentType: jsonType, body: validBody, header: key("ключ"), status: 400},
+		{name: "idempotency key too long", method: http.MethodPost, target: "/orders", contentType: jsonType, body: validBody, header: key(strings.Repeat("k", 256)), status: 400},
+		{name: "oversize body", method: http.MethodPost, target: "/orders", contentType: jsonType, body: `{"customer_id":"` + strings.Repeat("x", httpkit.MaxBodyBytes) + `","amount":1,"currency":"EUR"}`, status: 413},
+		{name: "text/plain", method: http.MethodPost, target: "/orders", contentType: "text/plain", body: validBody, status: 415},
+		{name: "amount as string", method: http.MethodPost, target: "/orders", contentType: jsonType, body: `{"customer_id":"c-1","amount":"100","currency":"EUR"}`, status: 422},
+		{name: "fractional amount", method: http.MethodPost, target: "/orders", contentType: jsonType, body: `{"customer_id":"c-1","amount":12.5,"currency":"EUR"}`, status: 422},
+		{name: "unknown field", method: http.MethodPost, target: "/orders", contentType: jsonType, body: `{"customer_id":"c-1","amount":1,"currency":"EUR","discount":5}`, status: 422},
+		{name: "missing fields", method: http.MethodPost, target: "/orders", contentType: jsonType, body: `{}`, status: 422},
+		{name: "amount zero", method: http.MethodPost, target: "/orders", contentType: jsonType, body: `{"customer_id":"c-1","amount":0,"currency":"EUR"}`, status: 422},
+		{name: "amount over 10^12", method: http.MethodPost, target: "/orders", contentType: jsonType, body: `{"customer_id":"c-1","amount":1000000000001,"currency":"EUR"}`, status: 422},
+		{name: "customer_id too long", method: http.MethodPost, target: "/orders", contentType: jsonType, body: `{"customer_id":"` + strings.Repeat("c", 65) + `","amount":1,"currency":"EUR"}`, status: 422},
+		{name: "lowercase currency", method: http.MethodPost, target: "/orders", contentType: jsonType, body: `{"customer_id":"c-1","amount":1,"currency":"eur"}`, status: 422},
+		// Shaped right, refused by the business rules: the document cannot say it.
+		{name: "not an ISO 4217 currency", method: http.MethodPost, target: "/orders", contentType: jsonType, body: `{"customer_id":"c-1","amount":1,"currency":"ABC"}`, reqValid: true, status: 422},
+		{name: "blank customer_id", method: http.MethodPost, target: "/orders", contentType: jsonType, body: `{"customer_id":"  ","amount":1,"currency":"EUR"}`, reqValid: true, status: 422},
+		// The validator decodes the first JSON value only; the API rejects the rest.
+		{name: "trailing data", method: http.MethodPost, target: "/orders", contentType: jsonType, body: validBody + validBody, reqValid: true, status: 400},
+
+		// GET /orders
+		{name: "list", method: http.MethodGet, target: "/orders", header: corr, reqValid: true, status: 200},
+		{name: "list a full page", method: http.MethodGet, target: "/orders?limit=2", reqValid: true, status: 200},
+		{name: "list by customer after a cursor", method: http.MethodGet, target: "/orders?customer_id=c-1&limit=100&cursor=" + validCursor, reqValid: true, status: 200},
+		{name: "list nothing", method: http.MethodGet, target: "/orders?customer_id=nobody", reqValid: true, status: 200},
+		{name: "list fails inside", app: func(f *fakeApp) httpapi.App { return failingListApp{f} }, method: http.MethodGet, target: "/orders", reqValid: true, status: 500},
+		{name: "limit zero", method: http.MethodGet, target: "/orders?limit=0", status: 400},
+		{name: "limit over max", method: http.MethodGet, target: "/orders?limit=101", status: 400},
+		{name: "limit not a number", method: http.MethodGet, target: "/orders?limit=abc", status: 400},
+		{name: "cursor not base64url", method: http.MethodGet, target: "/orders?cursor=!!!", status: 400},
+		{name: "cursor not one the API made", method: http.MethodGet, target: "/orders?cursor=" + uuid.NewString(), reqValid: true, status: 400},
+
+		// GET /orders/{id}
+		{name: "get", method: http.MethodGet, target: "/orders/{known}", header: corr, reqValid: true, status: 200},
+		{name: "get an invoiced order", invoiced: true, method: http.MethodGet, target: "/orders/{known}", reqValid: true, status: 200},
+		{name: "list invoiced orders", invoiced: true, method: http.MethodGet, target: "/orders?customer_id=c-1", reqValid: true, status: 200},
+		{name: "get by upper-case id", method: http.MethodGet, target: "/orders/{KNOWN}", reqValid: true, status: 200},
+		{name: "get unknown", method: http.MethodGet, target: "/orders/" + uuid.NewString(), reqValid: true, status: 404},
+		{name: "get bad id", method: http.MethodGet, target: "/orders/not-a-uuid", reqValid: true, status: 400},
+		{name: "get fails inside", getErr: errors.New("boom"), method: http.MethodGet, target: "/orders/{known}", reqValid: true, status: 500},
+
+		// operations
+		{name: "live", method: http.MethodGet, target: "/healthz", reqValid: true, status: 200},
+		{name: "ready", method: http.MethodGet, target: "/readyz", reqValid: true, status: 200},
+		{name: "ready but degraded", health: &degraded, method: http.MethodGet, target: "/readyz", reqValid: true, status: 200},
+		{name: "not ready", health: &down, method: http.MethodGet, target: "/readyz", reqValid: true, status: 503},
+		{name: "document", method: http.MethodGet, target: "/openapi.yaml", reqValid: true, status: 200},
+	}
+	// After every exchange: each documented response was produced.
+	t.Cleanup(func() {
+		for _, want := range c.documentedStatuses() {
+			assert.True(t, cov.has(want), "no exchange produces the documented response %q", want)
+		}
+	})
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			fake := &fakeApp{replay: tt.replay, placeErr: tt.placeErr, getErr: tt.getErr}
+			known := fake.seed(t, "c-1", 3)[0]
+			if tt.invoiced {
+				fake.orders[0].Status, fake.orders[0].InvoiceID = domain.StatusInvoiced, uuid.NewString()
+			}
+			var app httpapi.App = fake
+			if tt.app != nil {
+				app = tt.app(fake)
+			}
+			health := httpkit.Health{Ping: func(context.Context) error { return nil }}
+			if tt.health != nil {
+				health = *tt.health
+			}
+			log := slog.New(slog.NewTextHandler(io.Discard, nil))
+			h := platform.Handler(log, health, httpapi.Routes(app, log))
+
+			target := strings.NewReplacer("{known}", known.ID, "{KNOWN}", strings.ToUpper(known.ID)).Replace(tt.target)
+			newReq := func() *http.Request {
+				req := httptest.NewRequestWithContext(t.Context(), tt.method, serverURL+target, strings.NewReader(tt.body))
+				if tt.contentType != "" {
+					req.Header.Set("Content-Type", tt.contentType)
+				}
+				for k, vs := range tt.header {
+					for _, v := range vs {
+						req.Header.Add(k, v)
+					}
+				}
+				return req
+			}
+			op := c.check(t, h, newReq, tt.reqValid, tt.status)
+			cov.add(op, tt.status)
+		})
+	}
+}
+
+func TestOpenAPI_undocumented_requests_get_problems(t *testing.T) {
+	t.Parallel()
+	h := newHandler(t, &fakeApp{})
+	c := loadContract(t, h)
+	problem := c.doc.Components.Schemas["Problem"]
+	require.NotNil(t, problem)
+
+	tests := []struct {
+		name   string
+		method string
+		target string
+		status int
+	}{
+		{name: "unknown route", method: http.MethodGet, target: "/nope", status: 404},
+		{name: "nested below an order", method: http.MethodGet, target: "/orders/" + uuid.NewString() + "/items", status: 404},
+		{name: "delete the collection", method: http.MethodDelete, target: "/orders", status: 405},
+		{name: "put an order", method: http.MethodPut, target: "/orders/" + uuid.NewString(), status: 405},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			req := httptest.NewRequestWithContext(t.Context(), tt.method, serverURL+tt.target, nil)
+			_, _, err := c.router.FindRoute(req)
+			require.Error(t, err, "the document describes %s %s", tt.method, tt.target)
+
+			rec := do(t, h, tt.method, tt.target, "", "", nil)
+			require.Equal(t, tt.status, rec.Code)
+			require.Equal(t, httpkit.ProblemContentType, rec.Header().Get("Content-Type"))
+			var body any
+			require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &body))
+			assert.NoError(t, problem.Value.VisitJSON(body, openapi3.EnableJSONSchema2020()))
+		})
+	}
+}
+
+// TestOpenAPI_documents_every_route walks the real router: every route it
+// serves is in the document and every operation of the document is served.
+func TestOpenAPI_documents_every_route(t *testing.T) {
+	t.Parallel()
+	h := newHandler(t, &fakeApp{})
+	c := loadContract(t, h)
+
+	var served []string
+	routes, ok := h.(chi.Routes)
+	require.True(t, ok, "platform.Handler returns a chi router")
+	require.NoError(t, chi.Walk(routes, func(method, route string, _ http.Handler, _ ...func(http.Handler) http.Handler) error {
+		if !slices.Contains(undocumentedRoutes, route) {
+			served = append(served, method+" "+route)
+		}
+		return nil
+	}))
+	var documented []string
+	for path, item := range c.doc.Paths.Map() {
+		for method := range item.Operations() {
+			documented = append(documented, method+" "+path)
+		}
+	}
+	assert.ElementsMatch(t, served, documented)
+
+	// Kong does not route the operational endpoints (kong/kong.yml), so the
+	// document offers them on the service's own server only.
+	for _, p := range []string{"/healthz", "/readyz", "/openapi.yaml"} {
+		req := httptest.NewRequestWithContext(t.Context(), http.MethodGet, kongURL+p, nil)
+		_, _, err := c.router.FindRoute(req)
+		assert.Error(t, err, "the document offers %s through Kong", p)
+	}
+}

@@ -1,0 +1,337 @@
+package observability_test
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill/message"
+	dto "github.com/prometheus/client_model/go"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/orderflow/orderflow/pkg/observability"
+)
+
+// dashboardsDir holds the Grafana dashboards that compose provisions.
+const dashboardsDir = "../../deploy/grafana/dashboards"
+
+// datasourceUID is the uid of the Prometheus datasource compose provisions.
+const datasourceUID = "prometheus"
+
+// TestDashboards_query_only_metrics_the_services_export checks every query
+// of every dashboard against the metrics a Telemetry really exposes after
+// one of each thing it measures happened: each metric a query names, each
+// label it matches on and each label it groups by.
+func TestDashboards_query_only_metrics_the_services_export(t *testing.T) {
+	t.Parallel()
+	families := exercisedMetrics(t)
+	series := seriesNames(families)
+
+	files, err := filepath.Glob(filepath.Join(dashboardsDir, "*.json"))
+	require.NoError(t, err)
+	require.GreaterOrEqual(t, len(files), 3, "the flow, messaging and HTTP dashboards")
+
+	uids := map[string]string{}
+	for _, file := range files {
+		b, err := os.ReadFile(file)
+		require.NoError(t, err)
+		var d dashboard
+		require.NoError(t, json.Unmarshal(b, &d), file)
+		require.NotEmpty(t, d.UID, file)
+		require.NotEmpty(t, d.Title, file)
+		require.NotContains(t, uids, d.UID, "%s and %s share a uid", file, uids[d.UID])
+		uids[d.UID] = file
+
+		t.Run(filepath.Base(file), func(t *testing.T) {
+			t.Parallel()
+			for _, v := range d.Templating.List {
+				if v.Type != "query" {
+					continue
+				}
+				assert.Equal(t, datasourceUID, v.Datasource.UID, "variable %s", v.Name)
+				m := reLabelValues.FindStringSubmatch(v.query())
+				require.NotNil(t, m, "variable %s: want label_values(metric, label), got %q", v.Name, v.query())
+				assert.True(t, series[m[1]], "variable %s: no metric %s", v.Name, m[1])
+				assert.Contains(t, labelNames(families, m[1]), m[2], "variable %s: %s has no label %s", v.Name, m[1], m[2])
+			}
+			panels := d.allPanels()
+			require.NotEmpty(t, panels)
+			for _, p := range panels {
+				require.NotNil(t, p.Datasource, "panel %q has no datasource", p.Title)
+				assert.Equal(t, datasourceUID, p.Datasource.UID, "panel %q", p.Title)
+				require.NotEmpty(t, p.Targets, "panel %q has no query", p.Title)
+				for _, target := range p.Targets {
+					if target.Datasource != nil {
+						assert.Equal(t, datasourceUID, target.Datasource.UID, "panel %q query %s", p.Title, target.RefID)
+					}
+					checkQuery(t, families, series, p.Title+" "+target.RefID, target.Expr)
+				}
+			}
+		})
+	}
+}
+
+// checkQuery checks one PromQL query against the exposed metrics.
+func checkQuery(t *testing.T, families map[string]*dto.MetricFamily, series map[string]bool, where, expr string) {
+	t.Helper()
+	q := parseQuery(expr)
+	require.NotEmpty(t, q.metrics, "%s: no metric in %q", where, expr)
+	var known []string
+	for _, m := range q.metrics {
+		if assert.True(t, series[m], "%s: %s is not exported (query %q)", where, m, expr) {
+			known = append(known, m)
+		}
+	}
+	for _, s := range q.selectors {
+		if !series[s.metric] {
+			continue
+		}
+		have := labelNames(families, s.metric)
+		for _, l := range s.labels {
+			assert.Contains(t, have, l, "%s: %s has no label %s", where, s.metric, l)
+		}
+	}
+	for _, l := range q.grouping {
+		found := false
+		for _, m := range known {
+			found = found || slices.Contains(labelNames(families, m), l)
+		}
+		assert.True(t, found, "%s: no metric of %q has the label %s it groups by", where, expr, l)
+	}
+}
+
+func TestParseQuery_finds_metrics_and_labels(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		expr      string
+		metrics   []string
+		grouping  []string
+		selectors []selector
+	}{
+		{
+			expr:      `sum(rate(orderflow_orders_placed_total{service_name=~"$service"}[$__rate_interval]))`,
+			metrics:   []string{"orderflow_orders_placed_total"},
+			selectors: []selector{{"orderflow_orders_placed_total", []string{"service_name"}}},
+		},
+		{
+			expr:     `histogram_quantile(0.95, sum by (le, http_route) (rate(http_server_request_duration_seconds_bucket[5m])))`,
+			metrics:  []string{"http_server_request_duration_seconds_bucket"},
+			grouping: []string{"le", "http_route"},
+		},
+		{
+			expr:     `sum without(instance) (a) / on (job) group_left (x) b offset 5m > bool 1e3 and c`,
+			metrics:  []string{"a", "b", "c"},
+			grouping: []string{"instance", "job", "x"},
+		},
+		{
+			expr:      `go_gc_duration_seconds{quantile="1", job!="a,b{}"}`,
+			metrics:   []string{"go_gc_duration_seconds"},
+			selectors: []selector{{"go_gc_duration_seconds", []string{"quantile", "job"}}},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.expr, func(t *testing.T) {
+			t.Parallel()
+			q := parseQuery(tt.expr)
+			assert.Equal(t, tt.metrics, q.metrics)
+			assert.Equal(t, tt.grouping, q.grouping)
+			assert.Equal(t, tt.selectors, q.selectors)
+		})
+	}
+}
+
+// exercisedMetrics scrapes a Telemetry after one of each thing it measures:
+// an HTTP request, a handled, a retried and a poisoned message through the
+// outbox and the forwarder, a failed publish, the business events and the
+// gauges.
+func exercisedMetrics(t *testing.T) map[string]*dto.MetricFamily {
+	t.Helper()
+	tel, _ := newTelemetry(t)
+	p := newPipeline(t, tel)
+	p.placeOrder(t, "o-retried", 1)
+	p.placeOrder(t, "o-poisoned", maxRetries+1)
+	p.stop(t)
+
+	rec := httptest.NewRecorder()
+	newHTTPService(tel).ServeHTTP(rec, httptest.NewRequestWithContext(t.Context(), http.MethodGet, "/boom", nil))
+	require.Equal(t, http.StatusInternalServerError, rec.Code)
+
+	err := observability.ForwarderPublisher(failingPublisher{}, tel.Options()...).Publish(eventTopic, message.NewMessage("m-1", nil))
+	require.ErrorIs(t, err, errBrokerDown)
+
+	ctx := t.Context()
+	tel.RecordOrderPlaced(ctx)
+	tel.RecordInvoiceIssued(ctx)
+	tel.RecordOrderInvoiceLag(ctx, time.Second)
+	require.NoError(t, tel.RegisterOutboxBacklog(func(context.Context) (int64, time.Duration, error) { return 1, time.Second, nil }))
+	require.NoError(t, tel.RegisterPoisonDepth(func(context.Context) (int64, error) { return 1, nil }))
+	return scrape(t, tel.MetricsHandler())
+}
+
+// labelNames returns the labels of the family a series name belongs to:
+// histogram series also have le, summaries quantile.
+func labelNames(families map[string]*dto.MetricFamily, series string) []string {
+	f, ok := families[series]
+	if !ok {
+		for _, suffix := range []string{"_bucket", "_sum", "_count"} {
+			if base, cut := strings.CutSuffix(series, suffix); cut && families[base] != nil {
+				f = families[base]
+			}
+		}
+	}
+	if f == nil {
+		return nil
+	}
+	var names []string
+	switch f.GetType() {
+	case dto.MetricType_HISTOGRAM:
+		names = append(names, "le")
+	case dto.MetricType_SUMMARY:
+		names = append(names, "quantile")
+	}
+	for _, m := range f.GetMetric() {
+		for _, l := range m.GetLabel() {
+			if !slices.Contains(names, l.GetName()) {
+				names = append(names, l.GetName())
+			}
+		}
+	}
+	return names
+}
+
+// The part of a Grafana dashboard the test reads.
+type (
+	dashboard struct {
+		UID        string  `json:"uid"`
+		Title      string  `json:"title"`
+		Panels     []panel `json:"panels"`
+		Templating struct {
+			List []variable `json:"list"`
+		} `json:"templating"`
+	}
+	panel struct {
+		Title      string      `json:"title"`
+		Type       string      `json:"type"`
+		Datasource *datasource `json:"datasource"`
+		Targets    []struct {
+			RefID      string      `json:"refId"`
+			Expr       string      `json:"expr"`
+			Datasource *datasource `json:"datasource"`
+		} `json:"targets"`
+		Panels []panel `json:"panels"` // a collapsed row's
+	}
+	variable struct {
+		Name       string          `json:"name"`
+		Type       string          `json:"type"`
+		Datasource datasource      `json:"datasource"`
+		Query      json.RawMessage `json:"query"`
+	}
+	datasource struct {
+		Type string `json:"type"`
+		UID  string `json:"uid"`
+	}
+)
+
+// allPanels returns the dashboard's panels, those in rows included, rows
+// left out.
+func (d dashboard) allPanels() []panel {
+	var out []panel
+	var walk func([]panel)
+	walk = func(ps []panel) {
+		for _, p := range ps {
+			if p.Type == "row" {
+				walk(p.Panels)
+				continue
+			}
+			out = append(out, p)
+		}
+	}
+	walk(d.Panels)
+	return out
+}
+
+// query returns a variable's query, which Grafana stores as a string or as
+// {"query": "…"}.
+func (v variable) query() string {
+	var s string
+	if json.Unmarshal(v.Query, &s) == nil {
+		return s
+	}
+	var o struct {
+		Query string `json:"query"`
+	}
+	_ = json.Unmarshal(v.Query, &o)
+	return o.Query
+}
+
+// query is what the test reads from a PromQL expression.
+type query struct {
+	metrics   []string   // the metric names it selects
+	grouping  []string   // the labels of its by, without, on, ignoring and group_ clauses
+	selectors []selector // the labels each {…} matches on
+}
+
+type selector struct {
+	metric string
+	labels []string
+}
+
+var (
+	reLabelValues = regexp.MustCompile(`^\s*label_values\(\s*([a-zA-Z_:][a-zA-Z0-9_:]*)\s*,\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*\)\s*$`)
+	reString      = regexp.MustCompile(`"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'|` + "`[^`]*`")
+	reSelector    = regexp.MustCompile(`([a-zA-Z_:][a-zA-Z0-9_:]*)?\s*\{([^}]*)\}`)
+	reMatcher     = regexp.MustCompile(`([a-zA-Z_][a-zA-Z0-9_]*)\s*(?:=~|!~|!=|=)`)
+	reRange       = regexp.MustCompile(`\[[^\]]*\]`)
+	reGrouping    = regexp.MustCompile(`(?i)\b(?:by|without|on|ignoring|group_left|group_right)\s*\(([^)]*)\)`)
+	reToken       = regexp.MustCompile(`\d+(?:\.\d+)?(?:[eE][+-]?\d+)?[a-zA-Z]*|[a-zA-Z_:][a-zA-Z0-9_:]*`)
+	keywords      = []string{"by", "without", "on", "ignoring", "group_left", "group_right", "offset", "bool", "and", "or", "unless", "inf", "nan"}
+)
+
+// parseQuery reads the metric and label names of a PromQL expression, enough
+// of PromQL for dashboards: string literals, label matchers, ranges and
+// grouping clauses are cut out, and what is left that is neither a number,
+// a keyword nor a function call is a metric name.
+func parseQuery(expr string) query {
+	var q query
+	s := reString.ReplaceAllString(expr, `""`)
+	for _, m := range reSelector.FindAllStringSubmatch(s, -1) {
+		sel := selector{metric: m[1]}
+		for _, l := range reMatcher.FindAllStringSubmatch(m[2], -1) {
+			sel.labels = append(sel.labels, l[1])
+		}
+		if sel.metric != "" {
+			q.selectors = append(q.selectors, sel)
+		}
+	}
+	s = reSelector.ReplaceAllString(s, "$1 ")
+	s = reRange.ReplaceAllString(s, " ")
+	for _, m := range reGrouping.FindAllStringSubmatch(s, -1) {
+		for l := range strings.SplitSeq(m[1], ",") {
+			if l = strings.TrimSpace(l); l != "" {
+				q.grouping = append(q.grouping, l)
+			}
+		}
+	}
+	s = reGrouping.ReplaceAllString(s, " ")
+	for _, loc := range reToken.FindAllStringIndex(s, -1) {
+		tok := s[loc[0]:loc[1]]
+		rest := strings.TrimLeft(s[loc[1]:], " \t\n")
+		switch {
+		case tok[0] >= '0' && tok[0] <= '9':
+		case slices.Contains(keywords, strings.ToLower(tok)):
+		case strings.HasPrefix(rest, "("):
+		default:
+			q.metrics = append(q.metrics, tok)
+		}
+	}
+	return q
+}

@@ -1,0 +1,158 @@
+package observability
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"go.opentelemetry.io/otel/metric"
+)
+
+// The OpenTelemetry names of orderflow's own metrics. docs/observability.md
+// lists the names Prometheus shows (dots become underscores, the unit "s"
+// adds _seconds, counters get _total).
+const (
+	metricOrdersPlaced      = "orderflow.orders.placed"
+	metricInvoicesIssued    = "orderflow.invoices.issued"
+	metricOrderInvoiceLag   = "orderflow.order.invoice_lag"
+	metricOutboxBacklog     = "orderflow.outbox.backlog"
+	metricOutboxOldestAge   = "orderflow.outbox.oldest_age"
+	metricOutboxForwardLag  = "orderflow.outbox.forward_lag"
+	metricPoisonDepth       = "orderflow.poison.depth"
+	metricMessagesProcessed = "orderflow.messages.processed"
+	metricMessagesRetried   = "orderflow.messages.retried"
+	metricMessagesPoisoned  = "orderflow.messages.poisoned"
+)
+
+// callbackTimeout bounds one gauge callback: a scrape must not hang on a
+// slow database or broker.
+const callbackTimeout = 5 * time.Second
+
+// Bucket boundaries in seconds. The SDK's default boundaries are meant for
+// milliseconds and would put every observation in the first bucket.
+var (
+	// handlingBuckets: a handler takes milliseconds; with retries and
+	// backoff, seconds.
+	handlingBuckets = []float64{0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10, 30, 60}
+	// lagBuckets: forwarding takes a poll interval or two; while RabbitMQ
+	// is down, the outbox holds events for minutes.
+	lagBuckets = []float64{0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900, 3600}
+)
+
+// instruments are the metrics a Telemetry records itself: the business
+// counters and the gauges whose values come from callbacks.
+type instruments struct {
+	ordersPlaced    metric.Int64Counter
+	invoicesIssued  metric.Int64Counter
+	orderInvoiceLag metric.Float64Histogram
+	outboxBacklog   metric.Int64ObservableGauge
+	outboxOldestAge metric.Float64ObservableGauge
+	poisonDepth     metric.Int64ObservableGauge
+}
+
+func (in *instruments) init(m metric.Meter) error {
+	var errs [6]error
+	in.ordersPlaced, errs[0] = m.Int64Counter(metricOrdersPlaced,
+		metric.WithUnit("{order}"), metric.WithDescription("Orders placed (idempotent replays excluded)."))
+	in.invoicesIssued, errs[1] = m.Int64Counter(metricInvoicesIssued,
+		metric.WithUnit("{invoice}"), metric.WithDescription("Invoices issued (duplicate deliveries excluded)."))
+	in.orderInvoiceLag, errs[2] = m.Float64Histogram(metricOrderInvoiceLag,
+		metric.WithUnit("s"), metric.WithExplicitBucketBoundaries(lagBuckets...),
+		metric.WithDescription("Time from an order's creation to its InvoiceIssued event reaching orders."))
+	in.outboxBacklog, errs[3] = m.Int64ObservableGauge(metricOutboxBacklog,
+		metric.WithUnit("{message}"), metric.WithDescription("Outbox rows waiting for the forwarder."))
+	in.outboxOldestAge, errs[4] = m.Float64ObservableGauge(metricOutboxOldestAge,
+		metric.WithUnit("s"), metric.WithDescription("Age of the oldest outbox row waiting for the forwarder (0 when empty)."))
+	in.poisonDepth, errs[5] = m.Int64ObservableGauge(metricPoisonDepth,
+		metric.WithUnit("{message}"), metric.WithDescription("Messages in the service's poison queue."))
+	if err := errors.Join(errs[:]...); err != nil {
+		return fmt.Errorf("create instruments: %w", err)
+	}
+	return nil
+}
+
+// RecordOrderPlaced counts a placed order. Call it once the order's
+// transaction committed, and not for an idempotent replay.
+func (t *Telemetry) RecordOrderPlaced(ctx context.Context) {
+	if t == nil {
+		return
+	}
+	t.ordersPlaced.Add(ctx, 1)
+}
+
+// RecordInvoiceIssued counts an issued invoice. Call it once the invoice's
+// transaction committed, and not when a redelivery found the invoice there.
+func (t *Telemetry) RecordInvoiceIssued(ctx context.Context) {
+	if t == nil {
+		return
+	}
+	t.invoicesIssued.Add(ctx, 1)
+}
+
+// RecordOrderInvoiceLag records how long an order waited for its invoice:
+// orders calls it when InvoiceIssued moves an order from pending to
+// invoiced, with now minus the order's creation time. A redelivery that
+// changes nothing must not record again.
+func (t *Telemetry) RecordOrderInvoiceLag(ctx context.Context, lag time.Duration) {
+	if t == nil {
+		return
+	}
+	t.orderInvoiceLag.Record(ctx, max(lag, 0).Seconds())
+}
+
+// BacklogFunc reports the outbox backlog: how many rows wait for the
+// forwarder and how old the oldest is (0 when none waits).
+type BacklogFunc func(ctx context.Context) (rows int64, oldestAge time.Duration, err error)
+
+// RegisterOutboxBacklog makes fn the source of the outbox gauges,
+// orderflow.outbox.backlog and orderflow.outbox.oldest_age. fn runs on every
+// collection (every scrape of /metrics), bounded by a few seconds; when it
+// fails the gauges are left out of that collection and the error goes to
+// OpenTelemetry's error handler. Register once per process.
+func (t *Telemetry) RegisterOutboxBacklog(fn BacklogFunc) error {
+	if t == nil {
+		return nil
+	}
+	_, err := t.meter.RegisterCallback(func(ctx context.Context, o metric.Observer) error {
+		ctx, cancel := context.WithTimeout(ctx, callbackTimeout)
+		defer cancel()
+		rows, age, err := fn(ctx)
+		if err != nil {
+			return fmt.Errorf("observe outbox backlog: %w", err)
+		}
+		o.ObserveInt64(t.outboxBacklog, rows)
+		o.ObserveFloat64(t.outboxOldestAge, max(age, 0).Seconds())
+		return nil
+	}, t.outboxBacklog, t.outboxOldestAge)
+	if err != nil {
+		return fmt.Errorf("register outbox backlog callback: %w", err)
+	}
+	return nil
+}
+
+// DepthFunc reports how many messages a queue holds.
+type DepthFunc func(ctx context.Context) (int64, error)
+
+// RegisterPoisonDepth makes fn the source of orderflow.poison.depth, the
+// number of messages in the service's poison queue, like
+// RegisterOutboxBacklog. Register once per process.
+func (t *Telemetry) RegisterPoisonDepth(fn DepthFunc) error {
+	if t == nil {
+		return nil
+	}
+	_, err := t.meter.RegisterCallback(func(ctx context.Context, o metric.Observer) error {
+		ctx, cancel := context.WithTimeout(ctx, callbackTimeout)
+		defer cancel()
+		n, err := fn(ctx)
+		if err != nil {
+			return fmt.Errorf("observe poison queue depth: %w", err)
+		}
+		o.ObserveInt64(t.poisonDepth, n)
+		return nil
+	}, t.poisonDepth)
+	if err != nil {
+		return fmt.Errorf("register poison depth callback: %w", err)
+	}
+	return nil
+}
