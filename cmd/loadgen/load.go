@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -23,6 +24,7 @@ type Config struct {
 	Concurrency                       int
 	Duration, Drain, Progress         time.Duration
 	JSON                              bool
+	OTLPSink                          string
 }
 
 // Result is what a run measured. The JSON keys are the contract of
@@ -156,6 +158,13 @@ func Run(ctx context.Context, cfg Config, progress io.Writer) (*Result, error) {
 	}
 	if err := checkUp(ctx, client, cfg.InvoicesURL); err != nil {
 		return nil, err
+	}
+	if cfg.OTLPSink != "" {
+		stop, err := serveOTLPSink(cfg.OTLPSink)
+		if err != nil {
+			return nil, err
+		}
+		defer stop()
 	}
 	tr := newTracker()
 	stopWatch, err := watch(ctx, cfg.BrokerURL, tr)
@@ -351,4 +360,24 @@ func (r *Result) print(w io.Writer) {
 		r.InvoicedInRun, r.InvoicedPerS, r.Invoiced, r.BacklogAtEnd, r.DrainSeconds)
 	fmt.Fprintf(w, "POST /orders latency ms:   p50 %.2f  p90 %.2f  p99 %.2f  max %.2f\n", r.HTTPP50Ms, r.HTTPP90Ms, r.HTTPP99Ms, r.HTTPMaxMs)
 	fmt.Fprintf(w, "placed → invoiced ms:      p50 %.2f  p90 %.2f  p99 %.2f  max %.2f\n", r.E2EP50Ms, r.E2EP90Ms, r.E2EP99Ms, r.E2EMaxMs)
+}
+
+// serveOTLPSink accepts OTLP/HTTP exports (POST /v1/traces, /v1/metrics,
+// /v1/logs) and discards them, so that a load run pays for exporting traces
+// as in production, without a collector.
+func serveOTLPSink(addr string) (func(), error) {
+	ln, err := (&net.ListenConfig{}).Listen(context.Background(), "tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("otlp sink: %w", err)
+	}
+	srv := &http.Server{
+		ReadHeaderTimeout: 5 * time.Second,
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			_, _ = io.Copy(io.Discard, r.Body)
+			w.Header().Set("Content-Type", "application/x-protobuf")
+			w.WriteHeader(http.StatusOK)
+		}),
+	}
+	go func() { _ = srv.Serve(ln) }()
+	return func() { _ = srv.Close() }, nil
 }

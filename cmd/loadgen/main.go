@@ -63,6 +63,7 @@ func parseFlags(args []string, stderr io.Writer) (Config, error) {
 	fs.DurationVar(&c.Drain, "drain", 30*time.Second, "how long to wait for outstanding invoices after sending")
 	fs.DurationVar(&c.Progress, "progress", 5*time.Second, "progress line interval on stderr (0: none)")
 	fs.BoolVar(&c.JSON, "json", false, "print one JSON object")
+	fs.StringVar(&c.OTLPSink, "otlp-sink", "", "also serve a discarding OTLP/HTTP receiver on this address (e.g. 127.0.0.1:4318), so the services export their traces during the run without a collector")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}

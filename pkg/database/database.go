@@ -150,3 +150,31 @@ func Migrate(ctx context.Context, db *bun.DB, migrations fs.FS) error {
 	}
 	return nil
 }
+
+// OpenRelay opens the connection pool of the outbox forwarders: the same
+// database, with synchronous_commit off for their transactions only.
+//
+// A forwarder's transaction deletes rows it has already published and had
+// confirmed. If PostgreSQL crashed before flushing that commit, the rows
+// would come back and be published again: a duplicate, which every consumer
+// absorbs, never a loss. So these commits need not wait for the WAL flush,
+// and the fsyncs are left to the transactions that must be durable (an
+// accepted order, an issued invoice).
+func OpenRelay(ctx context.Context, dsn string, maxConns int) (*sql.DB, error) {
+	// pgx passes parameters it does not know to the server as settings.
+	if u, err := url.Parse(dsn); err == nil && u.Scheme != "" {
+		q := u.Query()
+		q.Set("synchronous_commit", "off")
+		u.RawQuery = q.Encode()
+		dsn = u.String()
+	} else {
+		dsn += " synchronous_commit=off" // a key=value DSN
+	}
+	db, err := open(ctx, dsn)
+	if err != nil {
+		return nil, fmt.Errorf("outbox relay: %w", err)
+	}
+	db.SetMaxOpenConns(maxConns)
+	db.SetMaxIdleConns(maxConns)
+	return db, nil
+}

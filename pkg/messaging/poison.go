@@ -255,34 +255,15 @@ func (p *PoisonInspector) Replay(ctx context.Context, queues []string, f Filter,
 		return nil, fmt.Errorf("enable confirms: %w", err)
 	}
 	returns := pub.NotifyReturn(make(chan amqp091.Return, 1))
-	var done []PoisonMessage
-	for _, q := range queues {
-		t, err := p.take(q)
-		if err != nil {
-			return done, err
+	return p.removeEach(queues, f, func(d amqp091.Delivery, m PoisonMessage) error {
+		if err := republish(ctx, pub, returns, d, m, opt.Now()); err != nil {
+			return err
 		}
-		for i, m := range t.messages {
-			if !f.Match(m) {
-				continue
-			}
-			if err := republish(ctx, pub, returns, t.deliveries[i], m, opt.Now()); err != nil {
-				return done, errors.Join(err, t.giveBack())
-			}
-			if opt.AfterPublish != nil {
-				if err := opt.AfterPublish(m); err != nil {
-					return done, errors.Join(err, t.giveBack())
-				}
-			}
-			if err := t.remove(i); err != nil {
-				return done, errors.Join(err, t.giveBack())
-			}
-			done = append(done, m)
+		if opt.AfterPublish != nil {
+			return opt.AfterPublish(m)
 		}
-		if err := t.giveBack(); err != nil {
-			return done, fmt.Errorf("give back %s: %w", q, err)
-		}
-	}
-	return done, missing(f.IDs, done)
+		return nil
+	})
 }
 
 func republish(ctx context.Context, ch *amqp091.Channel, returns <-chan amqp091.Return, d amqp091.Delivery, m PoisonMessage, now time.Time) error {
@@ -322,6 +303,15 @@ func republish(ctx context.Context, ch *amqp091.Channel, returns <-chan amqp091.
 
 // Purge removes the matching messages for good and returns them.
 func (p *PoisonInspector) Purge(queues []string, f Filter) ([]PoisonMessage, error) {
+	return p.removeEach(queues, f, nil)
+}
+
+// removeEach takes the messages of each queue in turn and removes those that
+// match f, in queue order, each once act, if not nil, succeeded for it. An
+// error stops it there and gives the queue's other messages back. It returns
+// the messages removed and, once every queue is done, an ErrNotFound for
+// each id of f.IDs that it removed no message of.
+func (p *PoisonInspector) removeEach(queues []string, f Filter, act func(d amqp091.Delivery, m PoisonMessage) error) ([]PoisonMessage, error) {
 	var done []PoisonMessage
 	for _, q := range queues {
 		t, err := p.take(q)
@@ -331,6 +321,11 @@ func (p *PoisonInspector) Purge(queues []string, f Filter) ([]PoisonMessage, err
 		for i, m := range t.messages {
 			if !f.Match(m) {
 				continue
+			}
+			if act != nil {
+				if err := act(t.deliveries[i], m); err != nil {
+					return done, errors.Join(err, t.giveBack())
+				}
 			}
 			if err := t.remove(i); err != nil {
 				return done, errors.Join(err, t.giveBack())

@@ -66,6 +66,12 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, tel *observability.T
 		return err
 	}
 
+	relayDB, err := database.OpenRelay(ctx, cfg.DatabaseURL, max(cfg.OutboxWorkers+1, 2))
+	if err != nil {
+		return err
+	}
+	defer relayDB.Close()
+
 	wlog := watermill.NewSlogLogger(log)
 	rt := &messaging.Runtime{
 		Broker: messaging.BrokerConfig{URL: cfg.BrokerURL, Prefetch: cfg.Prefetch, Consumers: cfg.Concurrency},
@@ -79,7 +85,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, tel *observability.T
 			Workers: cfg.OutboxWorkers, BatchSize: cfg.OutboxBatchSize, PollInterval: cfg.OutboxPollInterval,
 			CloseTimeout: cfg.ShutdownTimeout,
 		},
-		Outbox:   db.DB,
+		Outbox:   relayDB,
 		Register: register,
 		Log:      wlog,
 	}
