@@ -5,6 +5,8 @@
 --   3. invoices handler: insert the invoice and its InvoiceIssued outbox row
 --   4. invoices forwarder: the same as 2 on its outbox
 --   5. orders handler: lock the order, mark it invoiced
+-- The forwarders commit without waiting for the WAL flush, as their pool
+-- does (pkg/database.OpenRelay): a lost delete only republishes.
 -- The forwarders' batches hold up to 16 rows (OUTBOX_BATCH_SIZE); here each
 -- order runs one forwarding transaction, which drains the outbox as fast as
 -- it fills, as the real forwarders do.
@@ -21,6 +23,7 @@ INSERT INTO outbox_orders (uuid, payload, metadata) VALUES (gen_random_uuid()::t
   json_build_object('name', 'OrderPlaced', 'correlation_id', gen_random_uuid()::text, 'traceparent', '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01'));
 COMMIT;
 BEGIN ISOLATION LEVEL REPEATABLE READ;
+SET LOCAL synchronous_commit TO off;
 DELETE FROM outbox_orders WHERE "offset" = ANY (ARRAY(
   SELECT "offset" FROM outbox_orders WHERE acked = false ORDER BY "offset" LIMIT 16 FOR UPDATE SKIP LOCKED));
 COMMIT;
@@ -32,6 +35,7 @@ INSERT INTO outbox_invoices (uuid, payload, metadata) VALUES (gen_random_uuid():
   json_build_object('name', 'InvoiceIssued', 'correlation_id', gen_random_uuid()::text));
 COMMIT;
 BEGIN ISOLATION LEVEL REPEATABLE READ;
+SET LOCAL synchronous_commit TO off;
 DELETE FROM outbox_invoices WHERE "offset" = ANY (ARRAY(
   SELECT "offset" FROM outbox_invoices WHERE acked = false ORDER BY "offset" LIMIT 16 FOR UPDATE SKIP LOCKED));
 COMMIT;

@@ -2,7 +2,6 @@ package messaging
 
 import (
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill"
@@ -20,43 +19,34 @@ import (
 // process that writes a row runs forwarders too, and forwarders take rows
 // with SKIP LOCKED, so the local wake-up is enough; PollInterval remains the
 // safety net for rows left by a replica that died.
-var committed outboxWaker
-
-// OutboxCommitted wakes this process's outbox forwarders. Stores call it
-// after a transaction that appended events has committed.
-func OutboxCommitted() { committed.wakeAll() }
-
-type outboxWaker struct {
-	mu      sync.Mutex
-	waiters map[chan struct{}]struct{}
+//
+// One commit wakes one idle forwarder, not all of them: woken together they
+// would all query the outbox, and all but one would find their rows locked
+// (SKIP LOCKED) and go back to sleep, a wasted transaction each.
+type OutboxWaker struct {
+	ch chan struct{}
 }
 
-func (w *outboxWaker) register() chan struct{} {
-	ch := make(chan struct{}, 1)
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.waiters == nil {
-		w.waiters = map[chan struct{}]struct{}{}
+// NewOutboxWaker returns a waker for one outbox.
+func NewOutboxWaker() *OutboxWaker { return &OutboxWaker{ch: make(chan struct{}, 1)} }
+
+// Committed wakes one idle forwarder of this outbox. Stores call it after a
+// transaction that appended events has committed. A nil waker does nothing.
+func (w *OutboxWaker) Committed() {
+	if w == nil {
+		return
 	}
-	w.waiters[ch] = struct{}{}
-	return ch
-}
-
-func (w *outboxWaker) unregister(ch chan struct{}) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	delete(w.waiters, ch)
-}
-
-func (w *outboxWaker) wakeAll() {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	for ch := range w.waiters {
-		select {
-		case ch <- struct{}{}:
-		default: // already due to wake
-		}
+	select {
+	case w.ch <- struct{}{}:
+	default: // a wake-up is pending already
 	}
+}
+
+func (w *OutboxWaker) wakeups() <-chan struct{} {
+	if w == nil {
+		return nil // never: the forwarders poll
+	}
+	return w.ch
 }
 
 // notifyBackoff is a watermill-sql BackoffManager. When the outbox is empty
@@ -67,7 +57,11 @@ type notifyBackoff struct {
 	wake     <-chan struct{}
 	fallback time.Duration
 	retry    time.Duration
-	closing  <-chan struct{}
+	// linger is how long a woken forwarder waits for more commits before it
+	// queries: under load one transaction then forwards a batch instead of
+	// a row. It adds at most that much to an event's latency.
+	linger  time.Duration
+	closing <-chan struct{}
 }
 
 func (b notifyBackoff) HandleError(logger watermill.LoggerAdapter, noMsg bool, err error) time.Duration {
@@ -86,6 +80,7 @@ func (b notifyBackoff) HandleError(logger watermill.LoggerAdapter, noMsg bool, e
 	defer t.Stop()
 	select {
 	case <-b.wake:
+		return b.linger
 	case <-t.C:
 	case <-b.closing:
 	}

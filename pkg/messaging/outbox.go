@@ -97,9 +97,15 @@ type ForwarderConfig struct {
 	// BatchSize is how many rows one forwarding transaction locks.
 	BatchSize int
 	// PollInterval is how long an idle forwarder waits before looking at the
-	// outbox again. It is a safety net: OutboxCommitted wakes the forwarders
-	// of the process at once.
+	// outbox again. With a Waker it is only a safety net (for rows a replica
+	// that died left behind).
 	PollInterval time.Duration
+	// Waker is signalled by the stores after they commit outbox rows (nil:
+	// poll only).
+	Waker *OutboxWaker
+	// Linger is how long a woken forwarder gathers commits before it reads
+	// the outbox (see notifyBackoff).
+	Linger       time.Duration
 	CloseTimeout time.Duration
 }
 
@@ -139,9 +145,8 @@ func (s skipLockedSchema) SelectQuery(p wsql.SelectQueryParams) (wsql.Query, err
 // confirmed, in the transaction that locked it: a crash between the two
 // republishes it (at least once), and consumers deduplicate.
 type Forwarder struct {
-	fwds  []*forwarder.Forwarder
-	wakes []chan struct{}
-	stop  chan struct{}
+	fwds []*forwarder.Forwarder
+	stop chan struct{}
 }
 
 // NewForwarder returns the outbox forwarder from db to pub.
@@ -149,9 +154,7 @@ func NewForwarder(db *sql.DB, pub message.Publisher, cfg ForwarderConfig, log wa
 	cfg = cfg.withDefaults()
 	f := &Forwarder{stop: make(chan struct{})}
 	for range cfg.Workers {
-		wake := committed.register()
-		f.wakes = append(f.wakes, wake)
-		backoff := notifyBackoff{wake: wake, fallback: cfg.PollInterval, retry: time.Second, closing: f.stop}
+		backoff := notifyBackoff{wake: cfg.Waker.wakeups(), fallback: cfg.PollInterval, retry: time.Second, linger: cfg.Linger, closing: f.stop}
 		sub, err := wsql.NewSubscriber(wsql.BeginnerFromStdSQL(db), wsql.SubscriberConfig{
 			SchemaAdapter:  skipLockedSchema{outboxSchema(cfg.BatchSize)},
 			OffsetsAdapter: wsql.PostgreSQLQueueOffsetsAdapter{DeleteOnAck: true, GenerateMessagesTableName: outboxTableName},
@@ -206,9 +209,6 @@ func (f *Forwarder) Close() error {
 	case <-f.stop:
 	default:
 		close(f.stop)
-		for _, w := range f.wakes {
-			committed.unregister(w)
-		}
 	}
 	var errs []error
 	for _, fwd := range f.fwds {
@@ -221,7 +221,14 @@ func (f *Forwarder) Close() error {
 type Outbox struct {
 	Log  watermill.LoggerAdapter
 	Otel []observability.Option
+	// Waker wakes a forwarder once the transaction has committed; see
+	// Committed.
+	Waker *OutboxWaker
 }
+
+// Committed tells the forwarders that a transaction that appended events
+// has committed.
+func (o Outbox) Committed() { o.Waker.Committed() }
 
 // Publish appends events to the outbox inside tx.
 func (o Outbox) Publish(ctx context.Context, tx *sql.Tx, events ...any) error {

@@ -35,6 +35,7 @@ type Config struct {
 	OutboxWorkers      int           // OUTBOX_WORKERS
 	OutboxPollInterval time.Duration // OUTBOX_POLL_INTERVAL
 	OutboxBatchSize    int           // OUTBOX_BATCH_SIZE
+	OutboxLinger       time.Duration // OUTBOX_LINGER
 }
 
 // LoadConfig reads the configuration of service through getenv (os.Getenv in
@@ -60,6 +61,7 @@ func LoadConfig(service string, defaultPort int, getenv func(string) string) (Co
 		OutboxWorkers:      l.int("OUTBOX_WORKERS", 4),
 		OutboxPollInterval: l.duration("OUTBOX_POLL_INTERVAL", time.Second),
 		OutboxBatchSize:    l.int("OUTBOX_BATCH_SIZE", 16),
+		OutboxLinger:       l.durationOrZero("OUTBOX_LINGER", 2*time.Millisecond),
 	}
 	if cfg.Port < 0 || cfg.Port > 65535 {
 		l.errs = append(l.errs, fmt.Errorf("PORT must be 0-65535, got %d", cfg.Port))
@@ -134,6 +136,14 @@ func (l *loader) bool(key string, def bool) bool {
 		return def
 	}
 	return b
+}
+
+// durationOrZero is duration that also accepts 0.
+func (l *loader) durationOrZero(key string, def time.Duration) time.Duration {
+	if v := l.getenv(key); v == "0" || v == "0s" {
+		return 0
+	}
+	return l.duration(key, def)
 }
 
 func (l *loader) duration(key string, def time.Duration) time.Duration {

@@ -44,6 +44,7 @@ func TestLoadConfig_defaults(t *testing.T) {
 				OutboxWorkers:      4,
 				OutboxPollInterval: time.Second,
 				OutboxBatchSize:    16,
+				OutboxLinger:       2 * time.Millisecond,
 			},
 		},
 		{
@@ -65,6 +66,7 @@ func TestLoadConfig_defaults(t *testing.T) {
 				OutboxWorkers:      4,
 				OutboxPollInterval: time.Second,
 				OutboxBatchSize:    16,
+				OutboxLinger:       2 * time.Millisecond,
 			},
 		},
 	}
@@ -117,6 +119,7 @@ func TestLoadConfig_overrides(t *testing.T) {
 		OutboxWorkers:      2,
 		OutboxPollInterval: 250 * time.Millisecond,
 		OutboxBatchSize:    10,
+		OutboxLinger:       2 * time.Millisecond,
 	}, got)
 }
 

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill"
@@ -37,6 +38,9 @@ type Deps struct {
 	DB        *bun.DB
 	Log       *slog.Logger
 	Telemetry *observability.Telemetry
+	// OutboxWaker is to be signalled after every commit that appended
+	// events (messaging.Outbox.Committed): it wakes a forwarder at once.
+	OutboxWaker *messaging.OutboxWaker
 }
 
 // Run opens and migrates the database, then serves HTTP on ln and runs the
@@ -61,7 +65,8 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, tel *observability.T
 	if err := database.Migrate(ctx, db, app.Migrations); err != nil {
 		return err
 	}
-	routes, register, err := app.Build(Deps{DB: db, Log: log, Telemetry: tel})
+	waker := messaging.NewOutboxWaker()
+	routes, register, err := app.Build(Deps{DB: db, Log: log, Telemetry: tel, OutboxWaker: waker})
 	if err != nil {
 		return err
 	}
@@ -83,7 +88,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, tel *observability.T
 		},
 		Forwarder: messaging.ForwarderConfig{
 			Workers: cfg.OutboxWorkers, BatchSize: cfg.OutboxBatchSize, PollInterval: cfg.OutboxPollInterval,
-			CloseTimeout: cfg.ShutdownTimeout,
+			Waker: waker, Linger: cfg.OutboxLinger, CloseTimeout: cfg.ShutdownTimeout,
 		},
 		Outbox:   relayDB,
 		Register: register,
@@ -225,6 +230,9 @@ func Main(ctx context.Context, service string, defaultPort int, args []string, g
 			log.Warn("flush telemetry", "error", err)
 		}
 	}()
+	if addr := getenv("PPROF_ADDR"); addr != "" {
+		go servePprof(ctx, addr, log)
+	}
 	ln, err := (&net.ListenConfig{}).Listen(ctx, "tcp", fmt.Sprintf(":%d", cfg.Port))
 	if err != nil {
 		log.Error("listen", "error", err, "port", cfg.Port)
@@ -236,4 +244,22 @@ func Main(ctx context.Context, service string, defaultPort int, args []string, g
 	}
 	log.Info(service + " stopped")
 	return 0
+}
+
+// servePprof serves net/http/pprof on addr (PPROF_ADDR, e.g.
+// 127.0.0.1:6060), apart from the service's own port, for profiling under
+// load; off unless set.
+func servePprof(ctx context.Context, addr string, log *slog.Logger) {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	srv := &http.Server{Addr: addr, Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		<-ctx.Done()
+		_ = srv.Close()
+	}()
+	if err := srv.ListenAndServe(); !errors.Is(err, http.ErrServerClosed) {
+		log.Warn("pprof server", "error", err)
+	}
 }

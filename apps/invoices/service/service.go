@@ -25,7 +25,8 @@ func App() platform.App {
 	return platform.App{
 		Migrations: store.Migrations(),
 		Build: func(d platform.Deps) (func(chi.Router), func(*messaging.EventProcessor) error, error) {
-			a := app.New(store.New(d.DB, watermill.NewSlogLogger(d.Log), d.Telemetry.Options()...), d.Telemetry)
+			outbox := messaging.Outbox{Log: watermill.NewSlogLogger(d.Log), Otel: d.Telemetry.Options(), Waker: d.OutboxWaker}
+			a := app.New(store.New(d.DB, outbox), d.Telemetry)
 			register := func(p *messaging.EventProcessor) error { return consumers.Register(p, a) }
 			return httpapi.Routes(a, d.Log), register, nil
 		},

@@ -11,12 +11,10 @@ import (
 	"io/fs"
 	"time"
 
-	"github.com/ThreeDotsLabs/watermill"
 	"github.com/uptrace/bun"
 
 	"github.com/orderflow/orderflow/apps/invoices/internal/domain"
 	"github.com/orderflow/orderflow/pkg/messaging"
-	"github.com/orderflow/orderflow/pkg/observability"
 )
 
 //go:embed migrations/*.sql
@@ -37,10 +35,9 @@ type Store struct {
 	outbox messaging.Outbox
 }
 
-// New returns a store on db. otelOpts select the providers of the outbox
-// spans (none: the global ones).
-func New(db *bun.DB, log watermill.LoggerAdapter, otelOpts ...observability.Option) *Store {
-	return &Store{db: db, outbox: messaging.Outbox{Log: log, Otel: otelOpts}}
+// New returns a store on db that appends events to outbox.
+func New(db *bun.DB, outbox messaging.Outbox) *Store {
+	return &Store{db: db, outbox: outbox}
 }
 
 type invoiceRow struct {
@@ -83,7 +80,7 @@ func (s *Store) Issue(ctx context.Context, inv domain.Invoice, newEvents func(do
 		return false, err
 	}
 	if issued {
-		messaging.OutboxCommitted()
+		s.outbox.Committed()
 	}
 	return issued, nil
 }

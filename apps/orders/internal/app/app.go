@@ -24,6 +24,7 @@ type Store interface {
 	Get(ctx context.Context, id string) (domain.Order, error)
 	List(ctx context.Context, q store.ListQuery) ([]domain.Order, error)
 	Update(ctx context.Context, id string, fn func(*domain.Order) (bool, error)) error
+	MarkInvoiced(ctx context.Context, id, invoiceID string, at time.Time) (createdAt time.Time, changed bool, err error)
 }
 
 // Metrics records the business figures; *observability.Telemetry is one.
@@ -92,19 +93,13 @@ func (a *App) ListOrders(ctx context.Context, q store.ListQuery) ([]domain.Order
 // MarkInvoiced moves the order to invoiced. A redelivered InvoiceIssued
 // changes nothing.
 func (a *App) MarkInvoiced(ctx context.Context, orderID, invoiceID string) error {
-	var lag time.Duration
-	err := a.store.Update(ctx, orderID, func(o *domain.Order) (bool, error) {
-		changed, err := o.MarkInvoiced(invoiceID, a.now().UTC().Truncate(time.Microsecond))
-		if changed {
-			lag = o.UpdatedAt.Sub(o.CreatedAt)
-		}
-		return changed, err
-	})
+	now := a.now().UTC().Truncate(time.Microsecond)
+	createdAt, changed, err := a.store.MarkInvoiced(ctx, orderID, invoiceID, now)
 	if err != nil {
 		return fmt.Errorf("mark order %s invoiced: %w", orderID, err)
 	}
-	if lag > 0 {
-		a.metrics.RecordOrderInvoiceLag(ctx, lag)
+	if changed {
+		a.metrics.RecordOrderInvoiceLag(ctx, now.Sub(createdAt))
 	}
 	return nil
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/orderflow/orderflow/apps/orders/internal/store"
 	"github.com/orderflow/orderflow/pkg/database"
 	"github.com/orderflow/orderflow/pkg/events"
+	"github.com/orderflow/orderflow/pkg/messaging"
 	"github.com/orderflow/orderflow/pkg/testkit"
 )
 
@@ -27,7 +28,7 @@ func newStore(tb testing.TB) (*store.Store, *bun.DB) {
 	require.NoError(tb, err)
 	tb.Cleanup(func() { _ = db.Close() })
 	require.NoError(tb, database.Migrate(tb.Context(), db, store.Migrations()))
-	return store.New(db, watermill.NopLogger{}), db
+	return store.New(db, messaging.Outbox{Log: watermill.NopLogger{}}), db
 }
 
 // newOrder returns a pending order with a UUIDv7 id. Times are truncated to
@@ -480,4 +481,34 @@ func TestStore_Update_concurrent_updates_serialize(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, domain.StatusInvoiced, got.Status)
 	assert.Equal(t, invoiceID, got.InvoiceID)
+}
+
+func TestStore_MarkInvoiced(t *testing.T) {
+	testkit.Integration(t)
+	t.Parallel()
+	s, _ := newStore(t)
+	o := newOrder(t, "c-mark", 100)
+	_, _, err := s.Create(t.Context(), o, nil)
+	require.NoError(t, err)
+	invoiceID := uuid.NewString()
+	at := time.Now().UTC().Truncate(time.Microsecond)
+
+	created, changed, err := s.MarkInvoiced(t.Context(), o.ID, invoiceID, at)
+	require.NoError(t, err)
+	assert.True(t, changed)
+	assert.Equal(t, o.CreatedAt, created)
+	got, err := s.Get(t.Context(), o.ID)
+	require.NoError(t, err)
+	assert.Equal(t, domain.StatusInvoiced, got.Status)
+	assert.Equal(t, invoiceID, got.InvoiceID)
+	assert.Equal(t, at, got.UpdatedAt)
+
+	_, changed, err = s.MarkInvoiced(t.Context(), o.ID, invoiceID, at.Add(time.Second))
+	require.NoError(t, err, "a redelivered InvoiceIssued is a no-op")
+	assert.False(t, changed)
+
+	_, _, err = s.MarkInvoiced(t.Context(), o.ID, uuid.NewString(), at)
+	require.ErrorIs(t, err, domain.ErrAlreadyInvoiced)
+	_, _, err = s.MarkInvoiced(t.Context(), uuid.NewString(), invoiceID, at)
+	require.ErrorIs(t, err, domain.ErrOrderNotFound)
 }
