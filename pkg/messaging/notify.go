@@ -67,7 +67,8 @@ type notifyBackoff struct {
 func (b notifyBackoff) HandleError(logger watermill.LoggerAdapter, noMsg bool, err error) time.Duration {
 	if err != nil {
 		msg := strings.ToLower(err.Error())
-		if strings.Contains(msg, "concurrent update") || strings.Contains(msg, "deadlock") {
+		if strings.Contains(msg, "concurrent update") || strings.Contains(msg, "deadlock") ||
+			strings.Contains(msg, "transaction is aborted") {
 			return 0
 		}
 		logger.Error("query outbox", err, watermill.LogFields{"retry_in": b.retry.String()})

@@ -126,7 +126,20 @@ func (c ForwarderConfig) withDefaults() ForwarderConfig {
 // locks, so that forwarders (in one process or in replicas) each take a
 // different batch instead of queueing behind one another's locks.
 // PostgreSQLQueueSchema has no option for it.
+//
+// It also reads at READ COMMITTED instead of the schema's REPEATABLE READ.
+// Under REPEATABLE READ, a forwarder that tries to lock a row another one
+// deleted after its snapshot fails with a serialization error while it
+// fetches the rows; watermill-sql does not see that error, forwards the
+// rows it did get, and then fails to delete them in the aborted transaction
+// (SQLSTATE 25P02): the batch is published twice and the forwarder stalls
+// for its retry interval. At READ COMMITTED, FOR UPDATE SKIP LOCKED simply
+// skips such rows: the usual queue-in-a-table pattern. The queue schema
+// needs no snapshot beyond that (rows are deleted on ack; there are no
+// offsets to keep consistent).
 type skipLockedSchema struct{ wsql.PostgreSQLQueueSchema }
+
+func (skipLockedSchema) SubscribeIsolationLevel() sql.IsolationLevel { return sql.LevelReadCommitted }
 
 func (s skipLockedSchema) SelectQuery(p wsql.SelectQueryParams) (wsql.Query, error) {
 	q, err := s.PostgreSQLQueueSchema.SelectQuery(p)
