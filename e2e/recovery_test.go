@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -206,52 +207,66 @@ func queueConsumers(t *testing.T, broker, queue string) int {
 	return q.Consumers
 }
 
-func TestRecovery_invoices_killed_mid_burst_then_restarted(t *testing.T) {
+func TestRecovery_invoices_stopped_mid_burst_then_restarted(t *testing.T) {
 	testkit.Integration(t)
 	t.Parallel()
 	bin := buildBinary(t, "invoices")
-	broker := testkit.NewVhost(t)
-	ordersEnv := testkit.ServiceEnv(t, broker)
-	invoicesEnv := testkit.ServiceEnv(t, broker)
-	ordersSvc := testkit.StartService(t, ordersName, ordersApp(), ordersEnv)
-	s := &stack{orders: ordersSvc, ordersDB: openDB(t, ordersEnv["DATABASE_URL"]), invoicesDB: openDB(t, invoicesEnv["DATABASE_URL"])}
+	for _, tt := range []struct {
+		name string
+		sig  os.Signal
+	}{
+		{"kill -9", os.Kill},         // no drain, no acks: deliveries return to the queue
+		{"SIGTERM", syscall.SIGTERM}, // graceful drain: in-flight handlers finish, then exit 0
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			broker := testkit.NewVhost(t)
+			ordersEnv := testkit.ServiceEnv(t, broker)
+			invoicesEnv := testkit.ServiceEnv(t, broker)
+			ordersSvc := testkit.StartService(t, ordersName, ordersApp(), ordersEnv)
+			s := &stack{orders: ordersSvc, ordersDB: openDB(t, ordersEnv["DATABASE_URL"]), invoicesDB: openDB(t, invoicesEnv["DATABASE_URL"])}
 
-	proc := startProcess(t, bin, invoicesEnv)
-	const n = 150
-	posted := make(chan struct{})
-	go func() {
-		defer close(posted)
-		var wg sync.WaitGroup
-		for w := range 8 {
-			wg.Go(func() {
-				for i := w; i < n; i += 8 {
-					if code, _, err := postOrder(context.Background(), ordersSvc.URL, "c-crash", int64(i+1)); err != nil || code != http.StatusCreated {
-						t.Errorf("order %d: %d %v", i, code, err)
-					}
+			proc := startProcess(t, bin, invoicesEnv)
+			const n = 150
+			posted := make(chan struct{})
+			go func() {
+				defer close(posted)
+				var wg sync.WaitGroup
+				for w := range 8 {
+					wg.Go(func() {
+						for i := w; i < n; i += 8 {
+							if code, _, err := postOrder(context.Background(), ordersSvc.URL, "c-stop", int64(i+1)); err != nil || code != http.StatusCreated {
+								t.Errorf("order %d: %d %v", i, code, err)
+							}
+						}
+					})
 				}
+				wg.Wait()
+			}()
+			testkit.Eventually(t, 60*time.Second, 5*time.Millisecond, func() error {
+				c, err := s.counts(t.Context())
+				if err != nil {
+					return err
+				}
+				if c.invoices < 20 {
+					return fmt.Errorf("%d invoices so far", c.invoices)
+				}
+				return nil
 			})
-		}
-		wg.Wait()
-	}()
-	testkit.Eventually(t, 60*time.Second, 5*time.Millisecond, func() error {
-		c, err := s.counts(t.Context())
-		if err != nil {
-			return err
-		}
-		if c.invoices < 20 {
-			return fmt.Errorf("%d invoices so far", c.invoices)
-		}
-		return nil
-	})
-	require.NoError(t, proc.Process.Kill()) // SIGKILL: no drain, no acks
-	_ = proc.Wait()
-	<-posted
-	before, err := s.counts(t.Context())
-	require.NoError(t, err)
-	t.Logf("killed invoices with %d of %d orders invoiced", before.invoices, n)
+			require.NoError(t, proc.Process.Signal(tt.sig))
+			err := proc.Wait()
+			if tt.sig == syscall.SIGTERM {
+				require.NoError(t, err, "a drained invoices exits 0")
+			}
+			<-posted
+			before, err := s.counts(t.Context())
+			require.NoError(t, err)
+			t.Logf("stopped invoices (%s) with %d of %d orders invoiced", tt.name, before.invoices, n)
 
-	startProcess(t, bin, invoicesEnv)
-	s.waitAllInvoiced(t, n, 90*time.Second)
+			startProcess(t, bin, invoicesEnv)
+			s.waitAllInvoiced(t, n, 90*time.Second)
+		})
+	}
 }
 
 // buildBinary builds apps/<name> into a temporary directory.
