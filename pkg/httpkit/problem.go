@@ -92,3 +92,17 @@ func MethodNotAllowed(w http.ResponseWriter, r *http.Request) {
 	}
 	Error(w, r, http.StatusMethodNotAllowed, "method_not_allowed", r.Method+" is not allowed on "+r.URL.Path)
 }
+
+// OpenAPIContentType is the media type the services' OpenAPI documents are
+// served with.
+const OpenAPIContentType = "application/yaml"
+
+// OpenAPIDocument serves a service's OpenAPI document (embedded in the
+// binary) at GET /openapi.yaml.
+func OpenAPIDocument(doc []byte) http.HandlerFunc {
+	return func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", OpenAPIContentType)
+		w.Header().Set("X-Content-Type-Options", "nosniff")
+		_, _ = w.Write(doc)
+	}
+}

@@ -168,16 +168,23 @@ func selection(o *options, args []string) (messaging.Filter, error) {
 	return f, nil
 }
 
+// selectAndDial checks the selection first, so a bare command fails before
+// it connects, then connects.
+func (o *options) selectAndDial(args []string) (messaging.Filter, *messaging.PoisonInspector, error) {
+	f, err := selection(o, args)
+	if err != nil {
+		return f, nil, err
+	}
+	in, err := o.dial()
+	return f, in, err
+}
+
 func replayCmd(o *options) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "replay [ID...] | --handler H | --all",
 		Short: "Republish poison messages to their handlers' queues, then remove them",
 		RunE: func(cmd *cobra.Command, args []string) error {
-			f, err := selection(o, args)
-			if err != nil {
-				return err
-			}
-			in, err := o.dial()
+			f, in, err := o.selectAndDial(args)
 			if err != nil {
 				return err
 			}
@@ -205,11 +212,7 @@ func purgeCmd(o *options) *cobra.Command {
 		Use:   "purge [ID...] | --all",
 		Short: "Delete poison messages for good (asks first unless --yes)",
 		RunE: func(cmd *cobra.Command, args []string) error {
-			f, err := selection(o, args)
-			if err != nil {
-				return err
-			}
-			in, err := o.dial()
+			f, in, err := o.selectAndDial(args)
 			if err != nil {
 				return err
 			}

@@ -2,7 +2,8 @@ package httpapi
 
 import (
 	_ "embed" // the OpenAPI document
-	"net/http"
+
+	"github.com/orderflow/orderflow/pkg/httpkit"
 )
 
 // openAPIDocument is the service's OpenAPI 3.1 document. Tests hold the
@@ -12,11 +13,7 @@ import (
 var openAPIDocument []byte
 
 // OpenAPIContentType is the media type GET /openapi.yaml is served with.
-const OpenAPIContentType = "application/yaml"
+const OpenAPIContentType = httpkit.OpenAPIContentType
 
 // serveOpenAPI serves the OpenAPI document.
-func serveOpenAPI(w http.ResponseWriter, _ *http.Request) {
-	w.Header().Set("Content-Type", OpenAPIContentType)
-	w.Header().Set("X-Content-Type-Options", "nosniff")
-	_, _ = w.Write(openAPIDocument)
-}
+var serveOpenAPI = httpkit.OpenAPIDocument(openAPIDocument)
