@@ -1,0 +1,108 @@
+package messaging
+
+import (
+	"context"
+	"database/sql"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill"
+	wsql "github.com/ThreeDotsLabs/watermill-sql/v4/pkg/sql"
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/ThreeDotsLabs/watermill/pubsub/gochannel"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestSkipLockedSchema(t *testing.T) {
+	t.Parallel()
+	s := skipLockedSchema{outboxSchema(16)}
+	q, err := s.SelectQuery(wsql.SelectQueryParams{Topic: OutboxTopic})
+	require.NoError(t, err)
+	assert.True(t, strings.HasSuffix(q.Query, "FOR UPDATE SKIP LOCKED"), q.Query)
+	assert.Contains(t, q.Query, "LIMIT 16")
+	assert.Contains(t, q.Query, OutboxTable)
+	assert.Equal(t, sql.LevelReadCommitted, s.SubscribeIsolationLevel())
+}
+
+func TestOutboxWaker_wakes_one_waiter_per_commit_and_never_blocks(t *testing.T) {
+	t.Parallel()
+	w := NewOutboxWaker()
+	for range 10 {
+		w.Committed() // never blocks, even with nobody waiting
+	}
+	select {
+	case <-w.wakeups():
+	default:
+		t.Fatal("a pending wake-up is kept for the next waiter")
+	}
+	select {
+	case <-w.wakeups():
+		t.Fatal("wake-ups do not pile up: one is enough for a forwarder to drain the outbox")
+	default:
+	}
+	var nilWaker *OutboxWaker
+	nilWaker.Committed()
+	assert.Nil(t, nilWaker.wakeups())
+}
+
+func TestNotifyBackoff(t *testing.T) {
+	t.Parallel()
+	log := watermill.NopLogger{}
+	wake := make(chan struct{}, 1)
+	b := notifyBackoff{wake: wake, fallback: time.Hour, retry: 3 * time.Second, linger: 2 * time.Millisecond}
+
+	assert.Zero(t, b.HandleError(log, false, nil), "rows were found: query again at once")
+	assert.Equal(t, 3*time.Second, b.HandleError(log, false, assertErr("connection refused")))
+	assert.Zero(t, b.HandleError(log, false, assertErr("could not serialize access due to concurrent update")))
+	assert.Zero(t, b.HandleError(log, false, assertErr("current transaction is aborted")))
+
+	wake <- struct{}{}
+	assert.Equal(t, 2*time.Millisecond, b.HandleError(log, true, nil), "woken: linger, then query")
+
+	closing := make(chan struct{})
+	close(closing)
+	b.closing = closing
+	assert.Zero(t, b.HandleError(log, true, nil), "closing: return at once")
+}
+
+type assertErr string
+
+func (e assertErr) Error() string { return string(e) }
+
+func TestConcurrent_handles_n_messages_at_once(t *testing.T) {
+	t.Parallel()
+	pubsub := gochannel.NewGoChannel(gochannel.Config{}, watermill.NopLogger{})
+	t.Cleanup(func() { _ = pubsub.Close() })
+	const n = 4
+	sub := Concurrent(pubsub, n)
+	msgs, err := sub.Subscribe(context.Background(), "topic")
+	require.NoError(t, err)
+
+	for range n {
+		require.NoError(t, pubsub.Publish("topic", message.NewMessage(watermill.NewUUID(), nil)))
+	}
+	// Each of the n subscriptions hands out a message and waits for its ack
+	// before the next: n are out at once without any being acked. (gochannel
+	// gives every subscription every message, where RabbitMQ's competing
+	// consumers split them; this test is about concurrency, and the e2e
+	// scale-out test counts the consumers on a real queue.)
+	var got []*message.Message
+	timeout := time.After(10 * time.Second)
+	for len(got) < n {
+		select {
+		case m := <-msgs:
+			got = append(got, m)
+		case <-timeout:
+			t.Fatalf("only %d of %d messages handed out before any ack", len(got), n)
+		}
+	}
+	var wg sync.WaitGroup
+	for _, m := range got {
+		wg.Go(func() { m.Ack() })
+	}
+	wg.Wait()
+	assert.Same(t, pubsub, Concurrent(pubsub, 1), "n below 2 is the subscriber itself")
+}
