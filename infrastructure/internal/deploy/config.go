@@ -44,6 +44,9 @@ type Config struct {
 	LogRetentionDays     int
 	LogLevel             string
 	OTLPEndpoint         string // empty: OTEL_EXPORTER_OTLP_ENDPOINT is not set.
+	// TraceSampleRatio is the share of traces kept (parent-based): tracing
+	// every order costs about 15 % of capacity (docs/performance.md).
+	TraceSampleRatio string
 
 	// Database.
 	DBInstancePerService  bool
@@ -131,6 +134,7 @@ func load(r *reader) (*Config, error) {
 		LogRetentionDays:     r.integer("logRetentionDays", 30, 1, 3653),
 		LogLevel:             r.oneOf("logLevel", "info", "debug", "info", "warn", "error"),
 		OTLPEndpoint:         r.str("otlpEndpoint", ""),
+		TraceSampleRatio:     r.str("traceSampleRatio", "0.1"),
 
 		DBInstancePerService:  r.boolean("dbInstancePerService"),
 		DBInstanceClass:       r.str("dbInstanceClass", "db.t4g.micro"),
@@ -191,6 +195,9 @@ func validate(r *reader, c *Config) {
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			r.fail("otlpEndpoint", "must be an http(s) URL such as http://collector.example.internal:4318, got %q", c.OTLPEndpoint)
 		}
+	}
+	if f, err := strconv.ParseFloat(c.TraceSampleRatio, 64); err != nil || f < 0 || f > 1 {
+		r.fail("traceSampleRatio", "must be a number from 0 to 1 such as 0.1, got %q", c.TraceSampleRatio)
 	}
 	if !strings.HasPrefix(c.DBInstanceClass, "db.") {
 		r.fail("dbInstanceClass", "must be an RDS instance class such as db.t4g.micro, got %q", c.DBInstanceClass)

@@ -115,6 +115,7 @@ func TestConfigCrossChecks(t *testing.T) {
 		{"micro broker cluster", map[string]string{"mqDeploymentMode": "CLUSTER_MULTI_AZ"}, "mq.t3.micro supports only SINGLE_INSTANCE"},
 		{"storage", map[string]string{"dbAllocatedStorage": "200", "dbMaxAllocatedStorage": "100"}, "orderflow:dbMaxAllocatedStorage: must be at least dbAllocatedStorage (200)"},
 		{"otlp", map[string]string{"otlpEndpoint": "collector:4317"}, "orderflow:otlpEndpoint: must be an http(s) URL"},
+		{"trace sample ratio", map[string]string{"traceSampleRatio": "1.5"}, "orderflow:traceSampleRatio: must be a number from 0 to 1"},
 		{"reserved db user", map[string]string{"dbUsername": "postgres"}, "orderflow:dbUsername:"},
 		{"guest broker user", map[string]string{"mqUsername": "guest"}, "orderflow:mqUsername:"},
 		{"namespace", map[string]string{"serviceNamespace": "local"}, "orderflow:serviceNamespace:"},

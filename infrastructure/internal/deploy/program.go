@@ -186,6 +186,8 @@ func Deploy(ctx *pulumi.Context, cfg *Config) (*Deployment, error) {
 			"LOG_LEVEL":                pulumi.String(cfg.LogLevel),
 			"OTEL_SERVICE_NAME":        pulumi.String(a.Name),
 			"OTEL_RESOURCE_ATTRIBUTES": pulumi.String("deployment.environment.name=" + ctx.Stack()),
+			"OTEL_TRACES_SAMPLER":      pulumi.String("parentbased_traceidratio"),
+			"OTEL_TRACES_SAMPLER_ARG":  pulumi.String(cfg.TraceSampleRatio),
 			// The service creates its own database (CREATE DATABASE through the
 			// "postgres" database, with DATABASE_URL's credentials) when it is missing.
 			"DATABASE_CREATE": pulumi.String("true"),

@@ -318,6 +318,8 @@ func TestServicesHaveHealthChecksCircuitBreakerAndLogs(t *testing.T) {
 			"LOG_LEVEL":                   "info",
 			"OTEL_SERVICE_NAME":           app.Name,
 			"OTEL_RESOURCE_ATTRIBUTES":    "deployment.environment.name=test",
+			"OTEL_TRACES_SAMPLER":         "parentbased_traceidratio",
+			"OTEL_TRACES_SAMPLER_ARG":     "0.1",
 			"OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector.internal:4318",
 			"DATABASE_CREATE":             "true",
 		}, env)
