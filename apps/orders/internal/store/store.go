@@ -210,8 +210,8 @@ func (s *Store) MarkInvoiced(ctx context.Context, id, invoiceID string, at time.
 	}
 	err = s.Update(ctx, id, func(o *domain.Order) (bool, error) {
 		ok, err := o.MarkInvoiced(invoiceID, at)
-		if ok {
-			createdAt, changed = o.CreatedAt, true // it became pending meanwhile: not in this schema, but stay correct
+		if ok { // not reached today (an order is never pending again), kept so the rules stay the domain's
+			createdAt, changed = o.CreatedAt, true
 		}
 		return ok, err
 	})
