@@ -57,10 +57,22 @@ func outboxSchema(batch int) wsql.PostgreSQLQueueSchema {
 // Each event gets a PRODUCER span "create <topic>" whose trace context is
 // stored with it, so the forwarder and the consumer continue the trace.
 func NewOutboxEventBus(tx *sql.Tx, log watermill.LoggerAdapter, otelOpts ...observability.Option) (*cqrs.EventBus, error) {
+	pub, err := newOutboxPublisher(tx, log)
+	if err != nil {
+		return nil, err
+	}
+	return newOutboxBus(pub, log, otelOpts...)
+}
+
+func newOutboxPublisher(tx *sql.Tx, log watermill.LoggerAdapter) (*wsql.Publisher, error) {
 	pub, err := wsql.NewPublisher(wsql.TxFromStdSQL(tx), wsql.PublisherConfig{SchemaAdapter: outboxSchema(0)}, log)
 	if err != nil {
 		return nil, fmt.Errorf("create outbox publisher: %w", err)
 	}
+	return pub, nil
+}
+
+func newOutboxBus(pub message.Publisher, log watermill.LoggerAdapter, otelOpts ...observability.Option) (*cqrs.EventBus, error) {
 	bus, err := cqrs.NewEventBusWithConfig(
 		observability.OutboxPublisher(forwarder.NewPublisher(pub, forwarder.PublisherConfig{ForwarderTopic: OutboxTopic}), otelOpts...),
 		cqrs.EventBusConfig{
@@ -77,6 +89,83 @@ func NewOutboxEventBus(tx *sql.Tx, log watermill.LoggerAdapter, otelOpts ...obse
 	}
 	return bus, nil
 }
+
+// OutboxWriter appends the events of one transaction to the outbox, in one
+// INSERT however many there are: a transaction that carries several orders
+// (see pkg/groupcommit) writes all their events in one round trip.
+// watermill-sql's publisher already writes the messages of one Publish call
+// as one multi-row INSERT; the CQRS event bus publishes one event per call,
+// so the writer gathers the bus's messages and hands them to the SQL
+// publisher together on Flush.
+type OutboxWriter struct {
+	sql *wsql.Publisher
+	buf *bufferPublisher
+	bus *cqrs.EventBus
+}
+
+// NewOutboxWriter returns a writer that appends events to the outbox inside
+// tx. Nothing is written before Flush.
+func NewOutboxWriter(tx *sql.Tx, log watermill.LoggerAdapter, otelOpts ...observability.Option) (*OutboxWriter, error) {
+	pub, err := newOutboxPublisher(tx, log)
+	if err != nil {
+		return nil, err
+	}
+	buf := &bufferPublisher{}
+	bus, err := newOutboxBus(buf, log, otelOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return &OutboxWriter{sql: pub, buf: buf, bus: bus}, nil
+}
+
+// Add marshals events as ctx's (its trace and correlation id go with them)
+// and keeps them for Flush.
+func (w *OutboxWriter) Add(ctx context.Context, events ...any) error {
+	for _, e := range events {
+		if err := w.bus.Publish(ctx, e); err != nil {
+			return fmt.Errorf("append %T to outbox: %w", e, err)
+		}
+	}
+	return nil
+}
+
+// Flush writes the events added so far to the outbox, in one statement run
+// in ctx (watermill-sql would run it in the first message's context, which
+// is one caller's, and may have ended while the transaction goes on for the
+// others).
+func (w *OutboxWriter) Flush(ctx context.Context) error {
+	msgs := w.buf.take()
+	if len(msgs) == 0 {
+		return nil
+	}
+	for _, m := range msgs {
+		m.SetContext(ctx)
+	}
+	if err := w.sql.Publish(OutboxTopic, msgs...); err != nil {
+		return fmt.Errorf("write %d events to the outbox: %w", len(msgs), err)
+	}
+	return nil
+}
+
+// bufferPublisher keeps what the forwarder's envelope publisher hands it,
+// for OutboxWriter.Flush.
+type bufferPublisher struct{ msgs []*message.Message }
+
+func (b *bufferPublisher) Publish(topic string, msgs ...*message.Message) error {
+	if topic != OutboxTopic {
+		return fmt.Errorf("outbox buffer: unexpected topic %q", topic)
+	}
+	b.msgs = append(b.msgs, msgs...)
+	return nil
+}
+
+func (b *bufferPublisher) take() []*message.Message {
+	msgs := b.msgs
+	b.msgs = nil
+	return msgs
+}
+
+func (*bufferPublisher) Close() error { return nil }
 
 // injectContext writes the correlation id of the publishing context into the
 // message metadata (the trace context is written by the outbox publisher's
@@ -243,25 +332,29 @@ type Outbox struct {
 // has committed.
 func (o Outbox) Committed() { o.Waker.Committed() }
 
+// Writer returns a writer of this outbox for tx, for a transaction that
+// appends the events of several calls (see OutboxWriter).
+func (o Outbox) Writer(tx *sql.Tx) (*OutboxWriter, error) {
+	return NewOutboxWriter(tx, o.Log, o.Otel...)
+}
+
 // Publish appends events to the outbox inside tx.
 func (o Outbox) Publish(ctx context.Context, tx *sql.Tx, events ...any) error {
 	return PublishInTx(ctx, tx, o.Log, events, o.Otel...)
 }
 
 // PublishInTx appends events to the outbox inside tx, through the outbox
-// event bus.
+// event bus, in one INSERT.
 func PublishInTx(ctx context.Context, tx *sql.Tx, log watermill.LoggerAdapter, events []any, otelOpts ...observability.Option) error {
 	if len(events) == 0 {
 		return nil
 	}
-	bus, err := NewOutboxEventBus(tx, log, otelOpts...)
+	w, err := NewOutboxWriter(tx, log, otelOpts...)
 	if err != nil {
 		return err
 	}
-	for _, e := range events {
-		if err := bus.Publish(ctx, e); err != nil {
-			return fmt.Errorf("append %T to outbox: %w", e, err)
-		}
+	if err := w.Add(ctx, events...); err != nil {
+		return err
 	}
-	return nil
+	return w.Flush(ctx)
 }

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"go.opentelemetry.io/otel/metric"
+
+	"github.com/orderflow/orderflow/pkg/groupcommit"
 )
 
 // The OpenTelemetry names of orderflow's own metrics. docs/observability.md
@@ -23,6 +25,7 @@ const (
 	metricMessagesProcessed = "orderflow.messages.processed"
 	metricMessagesRetried   = "orderflow.messages.retried"
 	metricMessagesPoisoned  = "orderflow.messages.poisoned"
+	metricDBBatchSize       = "orderflow.db.batch_size"
 )
 
 // callbackTimeout bounds one gauge callback: a scrape must not hang on a
@@ -38,6 +41,8 @@ var (
 	// lagBuckets: forwarding takes a poll interval or two; while RabbitMQ
 	// is down, the outbox holds events for minutes.
 	lagBuckets = []float64{0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900, 3600}
+	// batchBuckets: calls per group-committed transaction (at most 64).
+	batchBuckets = []float64{1, 2, 4, 8, 16, 32, 64}
 )
 
 // instruments are the metrics a Telemetry records itself: the business
@@ -49,10 +54,11 @@ type instruments struct {
 	outboxBacklog   metric.Int64ObservableGauge
 	outboxOldestAge metric.Float64ObservableGauge
 	poisonDepth     metric.Int64ObservableGauge
+	dbBatchSize     metric.Int64Histogram
 }
 
 func (in *instruments) init(m metric.Meter) error {
-	var errs [6]error
+	var errs [7]error
 	in.ordersPlaced, errs[0] = m.Int64Counter(metricOrdersPlaced,
 		metric.WithUnit("{order}"), metric.WithDescription("Orders placed (idempotent replays excluded)."))
 	in.invoicesIssued, errs[1] = m.Int64Counter(metricInvoicesIssued,
@@ -66,6 +72,9 @@ func (in *instruments) init(m metric.Meter) error {
 		metric.WithUnit("s"), metric.WithDescription("Age of the oldest outbox row waiting for the forwarder (0 when empty)."))
 	in.poisonDepth, errs[5] = m.Int64ObservableGauge(metricPoisonDepth,
 		metric.WithUnit("{message}"), metric.WithDescription("Messages in the service's poison queue."))
+	in.dbBatchSize, errs[6] = m.Int64Histogram(metricDBBatchSize,
+		metric.WithUnit("{call}"), metric.WithExplicitBucketBoundaries(batchBuckets...),
+		metric.WithDescription("Calls carried by one group-committed transaction, by operation."))
 	if err := errors.Join(errs[:]...); err != nil {
 		return fmt.Errorf("create instruments: %w", err)
 	}
@@ -155,4 +164,15 @@ func (t *Telemetry) RegisterPoisonDepth(fn DepthFunc) error {
 		return fmt.Errorf("register poison depth callback: %w", err)
 	}
 	return nil
+}
+
+// Batching returns the instrumentation of a group committer (see
+// pkg/groupcommit): a span per batch of several calls, and the batch size
+// histogram orderflow_db_batch_size. The user names each operation. Nil
+// returns a config without either.
+func (t *Telemetry) Batching() groupcommit.Config {
+	if t == nil {
+		return groupcommit.Config{}
+	}
+	return groupcommit.Config{Tracer: t.tracerProvider.Tracer(instrumentationName), Sizes: t.dbBatchSize}
 }

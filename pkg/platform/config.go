@@ -36,6 +36,11 @@ type Config struct {
 	OutboxPollInterval time.Duration // OUTBOX_POLL_INTERVAL
 	OutboxBatchSize    int           // OUTBOX_BATCH_SIZE
 	OutboxLinger       time.Duration // OUTBOX_LINGER
+	// GroupCommits is how many group-committed transactions of one kind
+	// (say, order inserts) may be in flight at once; calls that arrive
+	// while they are form the next batch (GROUP_COMMIT_CONCURRENCY).
+	GroupCommits   int
+	GroupCommitMax int // GROUP_COMMIT_MAX_BATCH: calls per transaction at most
 }
 
 // LoadConfig reads the configuration of service through getenv (os.Getenv in
@@ -57,17 +62,25 @@ func LoadConfig(service string, defaultPort int, getenv func(string) string) (Co
 		RetryMax:           l.duration("HANDLER_RETRY_MAX_INTERVAL", 5*time.Second),
 		HandlerTimeout:     l.duration("HANDLER_TIMEOUT", 30*time.Second),
 		Prefetch:           l.int("BROKER_PREFETCH", 64),
-		Concurrency:        l.int("HANDLER_CONCURRENCY", 8),
+		Concurrency:        l.int("HANDLER_CONCURRENCY", 32),
 		OutboxWorkers:      l.int("OUTBOX_WORKERS", 4),
 		OutboxPollInterval: l.duration("OUTBOX_POLL_INTERVAL", time.Second),
 		OutboxBatchSize:    l.int("OUTBOX_BATCH_SIZE", 16),
 		OutboxLinger:       l.durationOrZero("OUTBOX_LINGER", 2*time.Millisecond),
+		GroupCommits:       l.int("GROUP_COMMIT_CONCURRENCY", 1),
+		GroupCommitMax:     l.int("GROUP_COMMIT_MAX_BATCH", 64),
 	}
 	if cfg.Port < 0 || cfg.Port > 65535 {
 		l.errs = append(l.errs, fmt.Errorf("PORT must be 0-65535, got %d", cfg.Port))
 	}
 	if cfg.DBMaxConns < 2 {
 		l.errs = append(l.errs, fmt.Errorf("DATABASE_MAX_CONNS must be at least 2, got %d", cfg.DBMaxConns))
+	}
+	if cfg.GroupCommits < 1 {
+		l.errs = append(l.errs, fmt.Errorf("GROUP_COMMIT_CONCURRENCY must be at least 1, got %d", cfg.GroupCommits))
+	}
+	if cfg.GroupCommitMax < 1 {
+		l.errs = append(l.errs, fmt.Errorf("GROUP_COMMIT_MAX_BATCH must be at least 1, got %d", cfg.GroupCommitMax))
 	}
 	if cfg.Prefetch < 1 {
 		l.errs = append(l.errs, fmt.Errorf("BROKER_PREFETCH must be at least 1, got %d", cfg.Prefetch))

@@ -40,11 +40,13 @@ func TestLoadConfig_defaults(t *testing.T) {
 				RetryMax:           5 * time.Second,
 				HandlerTimeout:     30 * time.Second,
 				Prefetch:           64,
-				Concurrency:        8,
+				Concurrency:        32,
 				OutboxWorkers:      4,
 				OutboxPollInterval: time.Second,
 				OutboxBatchSize:    16,
 				OutboxLinger:       2 * time.Millisecond,
+				GroupCommits:       1,
+				GroupCommitMax:     64,
 			},
 		},
 		{
@@ -62,11 +64,13 @@ func TestLoadConfig_defaults(t *testing.T) {
 				RetryMax:           5 * time.Second,
 				HandlerTimeout:     30 * time.Second,
 				Prefetch:           64,
-				Concurrency:        8,
+				Concurrency:        32,
 				OutboxWorkers:      4,
 				OutboxPollInterval: time.Second,
 				OutboxBatchSize:    16,
 				OutboxLinger:       2 * time.Millisecond,
+				GroupCommits:       1,
+				GroupCommitMax:     64,
 			},
 		},
 	}
@@ -100,6 +104,8 @@ func TestLoadConfig_overrides(t *testing.T) {
 		"OUTBOX_WORKERS":                 "2",
 		"OUTBOX_POLL_INTERVAL":           "250ms",
 		"OUTBOX_BATCH_SIZE":              "10",
+		"GROUP_COMMIT_CONCURRENCY":       "3",
+		"GROUP_COMMIT_MAX_BATCH":         "16",
 	}))
 	require.NoError(t, err)
 	assert.Equal(t, platform.Config{
@@ -120,6 +126,8 @@ func TestLoadConfig_overrides(t *testing.T) {
 		OutboxPollInterval: 250 * time.Millisecond,
 		OutboxBatchSize:    10,
 		OutboxLinger:       2 * time.Millisecond,
+		GroupCommits:       3,
+		GroupCommitMax:     16,
 	}, got)
 }
 
@@ -164,6 +172,8 @@ func TestLoadConfig_invalid(t *testing.T) {
 		{name: "zero duration", env: map[string]string{"HANDLER_TIMEOUT": "0s"}, want: []string{`HANDLER_TIMEOUT must be a positive duration`}},
 		{name: "negative duration", env: map[string]string{"OUTBOX_POLL_INTERVAL": "-5ms"}, want: []string{`OUTBOX_POLL_INTERVAL must be a positive duration`}},
 		{name: "negative retries", env: map[string]string{"HANDLER_MAX_RETRIES": "-1"}, want: []string{"HANDLER_MAX_RETRIES must not be negative, got -1"}},
+		{name: "no group commits", env: map[string]string{"GROUP_COMMIT_CONCURRENCY": "0"}, want: []string{"GROUP_COMMIT_CONCURRENCY must be at least 1, got 0"}},
+		{name: "empty batches", env: map[string]string{"GROUP_COMMIT_MAX_BATCH": "0"}, want: []string{"GROUP_COMMIT_MAX_BATCH must be at least 1, got 0"}},
 		{
 			name: "all reported at once",
 			env: map[string]string{

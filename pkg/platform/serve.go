@@ -18,6 +18,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/orderflow/orderflow/pkg/database"
+	"github.com/orderflow/orderflow/pkg/groupcommit"
 	"github.com/orderflow/orderflow/pkg/httpkit"
 	"github.com/orderflow/orderflow/pkg/messaging"
 	"github.com/orderflow/orderflow/pkg/observability"
@@ -41,6 +42,8 @@ type Deps struct {
 	// OutboxWaker is to be signalled after every commit that appended
 	// events (messaging.Outbox.Committed): it wakes a forwarder at once.
 	OutboxWaker *messaging.OutboxWaker
+	// Batching configures and instruments the stores' group commits.
+	Batching groupcommit.Config
 }
 
 // Run opens and migrates the database, then serves HTTP on ln and runs the
@@ -66,7 +69,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, tel *observability.T
 		return err
 	}
 	waker := messaging.NewOutboxWaker()
-	routes, register, err := app.Build(Deps{DB: db, Log: log, Telemetry: tel, OutboxWaker: waker})
+	routes, register, err := app.Build(Deps{DB: db, Log: log, Telemetry: tel, OutboxWaker: waker, Batching: batching(cfg, tel)})
 	if err != nil {
 		return err
 	}
@@ -262,4 +265,11 @@ func servePprof(ctx context.Context, addr string, log *slog.Logger) {
 	if err := srv.ListenAndServe(); !errors.Is(err, http.ErrServerClosed) {
 		log.Warn("pprof server", "error", err)
 	}
+}
+
+// batching is the group-commit configuration of the stores.
+func batching(cfg Config, tel *observability.Telemetry) groupcommit.Config {
+	b := tel.Batching()
+	b.Concurrency, b.MaxBatch = cfg.GroupCommits, cfg.GroupCommitMax
+	return b
 }

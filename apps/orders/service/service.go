@@ -26,7 +26,7 @@ func App() platform.App {
 		Migrations: store.Migrations(),
 		Build: func(d platform.Deps) (func(chi.Router), func(*messaging.EventProcessor) error, error) {
 			outbox := messaging.Outbox{Log: watermill.NewSlogLogger(d.Log), Otel: d.Telemetry.Options(), Waker: d.OutboxWaker}
-			a := app.New(store.New(d.DB, outbox), d.Telemetry)
+			a := app.New(store.New(d.DB, outbox, d.Batching), d.Telemetry)
 			register := func(p *messaging.EventProcessor) error { return consumers.Register(p, a) }
 			return httpapi.Routes(a, d.Log), register, nil
 		},

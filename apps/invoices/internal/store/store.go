@@ -12,8 +12,10 @@ import (
 	"time"
 
 	"github.com/uptrace/bun"
+	"github.com/uptrace/bun/dialect/pgdialect"
 
 	"github.com/orderflow/orderflow/apps/invoices/internal/domain"
+	"github.com/orderflow/orderflow/pkg/groupcommit"
 	"github.com/orderflow/orderflow/pkg/messaging"
 )
 
@@ -30,14 +32,24 @@ func Migrations() fs.FS {
 }
 
 // Store is the invoices store.
+//
+// Issuing invoices is group-committed (see pkg/groupcommit): the OrderPlaced
+// handlings that arrive while earlier transactions are in flight share the
+// next one, so that under load many invoices cost one commit.
 type Store struct {
 	db     *bun.DB
 	outbox messaging.Outbox
+	issue  *groupcommit.Committer[issueCall, bool]
 }
 
-// New returns a store on db that appends events to outbox.
-func New(db *bun.DB, outbox messaging.Outbox) *Store {
-	return &Store{db: db, outbox: outbox}
+// New returns a store on db that appends events to outbox. batching
+// instruments its group commits (observability.Telemetry.Batching) and may
+// set their size and concurrency; the store names each operation.
+func New(db *bun.DB, outbox messaging.Outbox, batching groupcommit.Config) *Store {
+	s := &Store{db: db, outbox: outbox}
+	batching.Name = "invoices.issue"
+	s.issue = groupcommit.New(s.issueBatch, batching)
+	return s
 }
 
 type invoiceRow struct {
@@ -64,25 +76,68 @@ func (r *invoiceRow) toDomain() domain.Invoice {
 // (a redelivered OrderPlaced) it does nothing and reports false: that
 // invoice's events were appended when it was inserted.
 func (s *Store) Issue(ctx context.Context, inv domain.Invoice, newEvents func(domain.Invoice) []any) (bool, error) {
-	var issued bool
+	return s.issue.Do(ctx, issueCall{invoice: inv, newEvents: newEvents})
+}
+
+type issueCall struct {
+	invoice   domain.Invoice
+	newEvents func(domain.Invoice) []any
+}
+
+// insertInvoices inserts a batch of invoices in one statement. An invoice
+// for an order that has one, or has one earlier in the batch, is skipped;
+// RETURNING tells which were inserted.
+const insertInvoices = `INSERT INTO invoices (id, order_id, customer_id, amount, currency, issued_at)
+SELECT * FROM unnest(?::uuid[], ?::uuid[], ?::text[], ?::bigint[], ?::text[], ?::timestamptz[])
+ON CONFLICT (order_id) DO NOTHING
+RETURNING id`
+
+// issueBatch runs a batch of Issue calls in one transaction: the invoices
+// in one INSERT, their events in one outbox INSERT.
+func (s *Store) issueBatch(ctx context.Context, calls []groupcommit.Item[issueCall]) ([]groupcommit.Result[bool], error) {
+	n := len(calls)
+	ids, orders, customers, currencies := make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+	amounts, issued := make([]int64, n), make([]time.Time, n)
+	for i, c := range calls {
+		inv := c.In.invoice
+		ids[i], orders[i], customers[i], amounts[i], currencies[i], issued[i] = inv.ID, inv.OrderID, inv.CustomerID, inv.Amount, inv.Currency, inv.IssuedAt
+	}
+	results := make([]groupcommit.Result[bool], n)
+	var appended bool
 	err := s.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
-		res, err := tx.NewInsert().Model(toRow(inv)).On("CONFLICT (order_id) DO NOTHING").Exec(ctx)
+		var inserted []string
+		if err := tx.NewRaw(insertInvoices, pgdialect.Array(ids), pgdialect.Array(orders), pgdialect.Array(customers),
+			pgdialect.Array(amounts), pgdialect.Array(currencies), pgdialect.Array(issued)).Scan(ctx, &inserted); err != nil {
+			return fmt.Errorf("insert %d invoices: %w", n, err)
+		}
+		isNew := make(map[string]bool, len(inserted))
+		for _, id := range inserted {
+			isNew[id] = true
+		}
+		w, err := s.outbox.Writer(tx.Tx)
 		if err != nil {
-			return fmt.Errorf("insert invoice for order %s: %w", inv.OrderID, err)
+			return err
 		}
-		if n, _ := res.RowsAffected(); n == 0 {
-			return nil
+		for i, c := range calls {
+			if !isNew[c.In.invoice.ID] {
+				continue // the order has its invoice, whose events were appended with it
+			}
+			events := c.In.newEvents(c.In.invoice)
+			if err := w.Add(c.Ctx, events...); err != nil {
+				return err
+			}
+			results[i].Out = true
+			appended = appended || len(events) > 0
 		}
-		issued = true
-		return s.outbox.Publish(ctx, tx.Tx, newEvents(inv)...)
+		return w.Flush(ctx)
 	})
 	if err != nil {
-		return false, err
+		return nil, err
 	}
-	if issued {
+	if appended {
 		s.outbox.Committed()
 	}
-	return issued, nil
+	return results, nil
 }
 
 // Get returns the invoice with id, or domain.ErrInvoiceNotFound.

@@ -16,6 +16,7 @@ import (
 	"github.com/orderflow/orderflow/apps/invoices/internal/store"
 	"github.com/orderflow/orderflow/pkg/database"
 	"github.com/orderflow/orderflow/pkg/events"
+	"github.com/orderflow/orderflow/pkg/groupcommit"
 	"github.com/orderflow/orderflow/pkg/messaging"
 	"github.com/orderflow/orderflow/pkg/testkit"
 )
@@ -28,7 +29,7 @@ func newStore(tb testing.TB) (*store.Store, *bun.DB) {
 	require.NoError(tb, err)
 	tb.Cleanup(func() { _ = db.Close() })
 	require.NoError(tb, database.Migrate(tb.Context(), db, store.Migrations()))
-	return store.New(db, messaging.Outbox{Log: watermill.NopLogger{}}), db
+	return store.New(db, messaging.Outbox{Log: watermill.NopLogger{}}, groupcommit.Config{}), db
 }
 
 // newInvoice returns an invoice of orderID. Times are truncated to

@@ -12,8 +12,10 @@ import (
 	"time"
 
 	"github.com/uptrace/bun"
+	"github.com/uptrace/bun/dialect/pgdialect"
 
 	"github.com/orderflow/orderflow/apps/orders/internal/domain"
+	"github.com/orderflow/orderflow/pkg/groupcommit"
 	"github.com/orderflow/orderflow/pkg/messaging"
 )
 
@@ -30,14 +32,29 @@ func Migrations() fs.FS {
 }
 
 // Store is the orders store.
+//
+// Creating an order and marking one invoiced are group-committed (see
+// pkg/groupcommit): calls that arrive while earlier transactions are in
+// flight share the next one, one statement per table for the whole batch,
+// so that under load many orders cost one commit.
 type Store struct {
 	db     *bun.DB
 	outbox messaging.Outbox
+	create *groupcommit.Committer[createCall, createResult]
+	mark   *groupcommit.Committer[markCall, markResult]
 }
 
-// New returns a store on db that appends events to outbox.
-func New(db *bun.DB, outbox messaging.Outbox) *Store {
-	return &Store{db: db, outbox: outbox}
+// New returns a store on db that appends events to outbox. batching
+// instruments its group commits (observability.Telemetry.Batching) and may
+// set their size and concurrency; the store names each operation.
+func New(db *bun.DB, outbox messaging.Outbox, batching groupcommit.Config) *Store {
+	s := &Store{db: db, outbox: outbox}
+	createCfg, markCfg := batching, batching
+	createCfg.Name = "orders.create"
+	markCfg.Name = "orders.mark_invoiced"
+	s.create = groupcommit.New(s.createBatch, createCfg)
+	s.mark = groupcommit.New(s.markBatch, markCfg)
+	return s
 }
 
 type orderRow struct {
@@ -89,41 +106,109 @@ type Idempotency struct {
 // it inserts nothing and returns that request's order (created is false), or
 // domain.ErrIdempotencyKeyReused when the bodies differ.
 func (s *Store) Create(ctx context.Context, o domain.Order, idem *Idempotency, events ...any) (got domain.Order, created bool, err error) {
-	row := toRow(o)
-	if idem != nil {
-		row.IdempotencyKey, row.RequestHash = &idem.Key, &idem.Hash
-	}
-	err = s.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
-		res, err := tx.NewInsert().Model(row).On("CONFLICT (idempotency_key) DO NOTHING").Exec(ctx)
-		if err != nil {
-			return fmt.Errorf("insert order %s: %w", o.ID, err)
-		}
-		if n, _ := res.RowsAffected(); n == 0 && idem != nil {
-			// The key's first request committed; a concurrent one waited
-			// on the unique index and lands here too.
-			existing := new(orderRow)
-			if err := tx.NewSelect().Model(existing).Where("idempotency_key = ?", idem.Key).Scan(ctx); err != nil {
-				return fmt.Errorf("select order by idempotency key: %w", err)
-			}
-			if existing.RequestHash == nil || *existing.RequestHash != idem.Hash {
-				return domain.ErrIdempotencyKeyReused
-			}
-			got = existing.toDomain()
-			return nil
-		}
-		if err := s.outbox.Publish(ctx, tx.Tx, events...); err != nil {
-			return err
-		}
-		got, created = o, true
-		return nil
-	})
+	res, err := s.create.Do(ctx, createCall{order: o, idem: idem, events: events})
 	if err != nil {
 		return domain.Order{}, false, err
 	}
-	if created {
+	return res.order, res.created, nil
+}
+
+type createCall struct {
+	order  domain.Order
+	idem   *Idempotency
+	events []any
+}
+
+type createResult struct {
+	order   domain.Order
+	created bool
+}
+
+// insertOrders inserts a batch of orders in one statement (one text for
+// every batch size, so it is prepared once per connection). A row whose
+// idempotency key exists, or appears earlier in the batch, is skipped;
+// RETURNING tells which were inserted.
+const insertOrders = `INSERT INTO orders (id, customer_id, amount, currency, status, idempotency_key, request_hash, created_at, updated_at)
+SELECT id, customer_id, amount, currency, status, NULLIF(idempotency_key, ''), NULLIF(request_hash, ''), created_at, updated_at
+FROM unnest(?::uuid[], ?::text[], ?::bigint[], ?::text[], ?::text[], ?::text[], ?::text[], ?::timestamptz[], ?::timestamptz[])
+  AS t(id, customer_id, amount, currency, status, idempotency_key, request_hash, created_at, updated_at)
+ON CONFLICT (idempotency_key) DO NOTHING
+RETURNING id`
+
+// createBatch runs a batch of Create calls in one transaction: the orders
+// in one INSERT, their events in one outbox INSERT.
+func (s *Store) createBatch(ctx context.Context, calls []groupcommit.Item[createCall]) ([]groupcommit.Result[createResult], error) {
+	n := len(calls)
+	ids, customers, currencies, statuses := make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+	keys, hashes := make([]string, n), make([]string, n)
+	amounts := make([]int64, n)
+	created, updated := make([]time.Time, n), make([]time.Time, n)
+	for i, c := range calls {
+		o := c.In.order
+		ids[i], customers[i], amounts[i], currencies[i], statuses[i] = o.ID, o.CustomerID, o.Amount, o.Currency, string(o.Status)
+		created[i], updated[i] = o.CreatedAt, o.UpdatedAt
+		if c.In.idem != nil {
+			keys[i], hashes[i] = c.In.idem.Key, c.In.idem.Hash
+		}
+	}
+	results := make([]groupcommit.Result[createResult], n)
+	var appended bool
+	err := s.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
+		var inserted []string
+		if err := tx.NewRaw(insertOrders, pgdialect.Array(ids), pgdialect.Array(customers), pgdialect.Array(amounts),
+			pgdialect.Array(currencies), pgdialect.Array(statuses), pgdialect.Array(keys), pgdialect.Array(hashes),
+			pgdialect.Array(created), pgdialect.Array(updated)).Scan(ctx, &inserted); err != nil {
+			return fmt.Errorf("insert %d orders: %w", n, err)
+		}
+		isNew := make(map[string]bool, len(inserted))
+		for _, id := range inserted {
+			isNew[id] = true
+		}
+		w, err := s.outbox.Writer(tx.Tx)
+		if err != nil {
+			return err
+		}
+		for i, c := range calls {
+			if !isNew[c.In.order.ID] {
+				// Skipped: its idempotency key's first request committed
+				// (a concurrent one waited on the unique index and lands
+				// here too), or came earlier in this batch.
+				if results[i], err = s.replay(ctx, tx, c.In); err != nil {
+					return err
+				}
+				continue
+			}
+			if err := w.Add(c.Ctx, c.In.events...); err != nil {
+				return err
+			}
+			results[i].Out = createResult{order: c.In.order, created: true}
+			appended = appended || len(c.In.events) > 0
+		}
+		return w.Flush(ctx)
+	})
+	if err != nil {
+		return nil, err
+	}
+	if appended {
 		s.outbox.Committed()
 	}
-	return got, created, nil
+	return results, nil
+}
+
+// replay answers a Create whose order was not inserted because its
+// idempotency key is taken: the key's order when the bodies match.
+func (s *Store) replay(ctx context.Context, tx bun.Tx, c createCall) (groupcommit.Result[createResult], error) {
+	if c.idem == nil {
+		return groupcommit.Result[createResult]{}, fmt.Errorf("order %s was not inserted", c.order.ID)
+	}
+	existing := new(orderRow)
+	if err := tx.NewSelect().Model(existing).Where("idempotency_key = ?", c.idem.Key).Scan(ctx); err != nil {
+		return groupcommit.Result[createResult]{}, fmt.Errorf("select order by idempotency key: %w", err)
+	}
+	if existing.RequestHash == nil || *existing.RequestHash != c.idem.Hash {
+		return groupcommit.Result[createResult]{Err: domain.ErrIdempotencyKeyReused}, nil
+	}
+	return groupcommit.Result[createResult]{Out: createResult{order: existing.toDomain()}}, nil
 }
 
 // Get returns the order with id, or domain.ErrOrderNotFound.
@@ -192,21 +277,18 @@ func (s *Store) Update(ctx context.Context, id string, fn func(*domain.Order) (b
 	})
 }
 
-// MarkInvoiced moves a pending order to invoiced in one statement, the hot
-// path of the InvoiceIssued handler (one round trip instead of Update's
-// four). It reports the order's creation time when it changed the order.
-// An order that is not pending (not found, or invoiced already) is left to
-// Update and the domain's rules, which tell a redelivery from a conflict.
+// MarkInvoiced moves a pending order to invoiced: the hot path of the
+// InvoiceIssued handler, one UPDATE for a whole batch of calls. It reports
+// the order's creation time when it changed the order. An order that is not
+// pending (not found, or invoiced already) is left to Update and the
+// domain's rules, which tell a redelivery from a conflict.
 func (s *Store) MarkInvoiced(ctx context.Context, id, invoiceID string, at time.Time) (createdAt time.Time, changed bool, err error) {
-	err = s.db.NewUpdate().Model((*orderRow)(nil)).
-		Set("status = ?", string(domain.StatusInvoiced)).Set("invoice_id = ?", invoiceID).Set("updated_at = ?", at).
-		Where("id = ?", id).Where("status = ?", string(domain.StatusPending)).
-		Returning("created_at").Scan(ctx, &createdAt)
-	if err == nil {
-		return createdAt.UTC(), true, nil
+	res, err := s.mark.Do(ctx, markCall{id: id, invoiceID: invoiceID, at: at})
+	if err != nil {
+		return time.Time{}, false, err
 	}
-	if !errors.Is(err, sql.ErrNoRows) {
-		return time.Time{}, false, fmt.Errorf("mark order %s invoiced: %w", id, err)
+	if res.changed {
+		return res.createdAt, true, nil
 	}
 	err = s.Update(ctx, id, func(o *domain.Order) (bool, error) {
 		ok, err := o.MarkInvoiced(invoiceID, at)
@@ -216,4 +298,59 @@ func (s *Store) MarkInvoiced(ctx context.Context, id, invoiceID string, at time.
 		return ok, err
 	})
 	return createdAt, changed, err
+}
+
+type markCall struct {
+	id, invoiceID string
+	at            time.Time
+}
+
+type markResult struct {
+	createdAt time.Time
+	changed   bool
+}
+
+// markInvoiced moves the batch's pending orders to invoiced.
+const markInvoiced = `UPDATE orders AS o SET status = 'invoiced', invoice_id = t.invoice_id, updated_at = t.at
+FROM unnest(?::uuid[], ?::uuid[], ?::timestamptz[]) AS t(id, invoice_id, at)
+WHERE o.id = t.id AND o.status = 'pending'
+RETURNING o.id, o.created_at`
+
+// markBatch runs a batch of MarkInvoiced calls as one UPDATE. Only an
+// order's first call in the batch takes part; a second one (a redelivery
+// racing its original) reports no change and so goes on to Update, which
+// runs after this batch committed and applies the domain's rules.
+func (s *Store) markBatch(ctx context.Context, calls []groupcommit.Item[markCall]) ([]groupcommit.Result[markResult], error) {
+	n := len(calls)
+	ids, invoiceIDs, ats := make([]string, 0, n), make([]string, 0, n), make([]time.Time, 0, n)
+	first := make(map[string]int, n) // an order's first call in the batch
+	for i, c := range calls {
+		if _, seen := first[c.In.id]; seen {
+			continue
+		}
+		first[c.In.id] = i
+		ids, invoiceIDs, ats = append(ids, c.In.id), append(invoiceIDs, c.In.invoiceID), append(ats, c.In.at)
+	}
+	rows, err := s.db.QueryContext(ctx, markInvoiced, pgdialect.Array(ids), pgdialect.Array(invoiceIDs), pgdialect.Array(ats))
+	if err != nil {
+		return nil, fmt.Errorf("mark %d orders invoiced: %w", n, err)
+	}
+	changed := make(map[string]time.Time, len(ids))
+	var scanErr error
+	for rows.Next() {
+		var id string
+		var createdAt time.Time
+		if scanErr = rows.Scan(&id, &createdAt); scanErr != nil {
+			break
+		}
+		changed[id] = createdAt
+	}
+	if err := errors.Join(scanErr, rows.Err(), rows.Close()); err != nil {
+		return nil, fmt.Errorf("mark %d orders invoiced: %w", n, err)
+	}
+	results := make([]groupcommit.Result[markResult], n)
+	for id, createdAt := range changed {
+		results[first[id]].Out = markResult{createdAt: createdAt.UTC(), changed: true}
+	}
+	return results, nil
 }
