@@ -21,6 +21,7 @@ import (
 
 	"github.com/orderflow/orderflow/cmd/orderflow/cli"
 	"github.com/orderflow/orderflow/pkg/messaging"
+	"github.com/orderflow/orderflow/pkg/platform"
 	"github.com/orderflow/orderflow/pkg/testkit"
 )
 
@@ -147,7 +148,9 @@ func TestRecovery_scale_out_two_replicas_of_each_service(t *testing.T) {
 	t.Parallel()
 	broker := testkit.NewVhost(t)
 	s := startStack(t, broker, broker)
-	const perReplica = 8                                                     // HANDLER_CONCURRENCY's default: consumers per replica and queue
+	defaults, err := platform.LoadConfig(ordersName, 0, func(string) string { return "" })
+	require.NoError(t, err)
+	perReplica := defaults.Concurrency                                       // HANDLER_CONCURRENCY: consumers per replica and queue
 	orders2 := testkit.StartService(t, ordersName, ordersApp(), s.ordersEnv) // same database, same outbox
 	testkit.StartService(t, invoicesName, invoicesApp(), s.invoicesEnv)      // same queue
 

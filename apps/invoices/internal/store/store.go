@@ -63,10 +63,6 @@ type invoiceRow struct {
 	IssuedAt   time.Time `bun:"issued_at"`
 }
 
-func toRow(i domain.Invoice) *invoiceRow {
-	return &invoiceRow{ID: i.ID, OrderID: i.OrderID, CustomerID: i.CustomerID, Amount: i.Amount, Currency: i.Currency, IssuedAt: i.IssuedAt}
-}
-
 func (r *invoiceRow) toDomain() domain.Invoice {
 	return domain.Invoice{ID: r.ID, OrderID: r.OrderID, CustomerID: r.CustomerID, Amount: r.Amount, Currency: r.Currency, IssuedAt: r.IssuedAt.UTC()}
 }

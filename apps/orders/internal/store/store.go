@@ -331,26 +331,16 @@ func (s *Store) markBatch(ctx context.Context, calls []groupcommit.Item[markCall
 		first[c.In.id] = i
 		ids, invoiceIDs, ats = append(ids, c.In.id), append(invoiceIDs, c.In.invoiceID), append(ats, c.In.at)
 	}
-	rows, err := s.db.QueryContext(ctx, markInvoiced, pgdialect.Array(ids), pgdialect.Array(invoiceIDs), pgdialect.Array(ats))
-	if err != nil {
-		return nil, fmt.Errorf("mark %d orders invoiced: %w", n, err)
+	var changed []struct {
+		ID        string    `bun:"id"`
+		CreatedAt time.Time `bun:"created_at"`
 	}
-	changed := make(map[string]time.Time, len(ids))
-	var scanErr error
-	for rows.Next() {
-		var id string
-		var createdAt time.Time
-		if scanErr = rows.Scan(&id, &createdAt); scanErr != nil {
-			break
-		}
-		changed[id] = createdAt
-	}
-	if err := errors.Join(scanErr, rows.Err(), rows.Close()); err != nil {
+	if err := s.db.NewRaw(markInvoiced, pgdialect.Array(ids), pgdialect.Array(invoiceIDs), pgdialect.Array(ats)).Scan(ctx, &changed); err != nil {
 		return nil, fmt.Errorf("mark %d orders invoiced: %w", n, err)
 	}
 	results := make([]groupcommit.Result[markResult], n)
-	for id, createdAt := range changed {
-		results[first[id]].Out = markResult{createdAt: createdAt.UTC(), changed: true}
+	for _, c := range changed {
+		results[first[c.ID]].Out = markResult{createdAt: c.CreatedAt.UTC(), changed: true}
 	}
 	return results, nil
 }
