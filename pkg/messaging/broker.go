@@ -20,7 +20,9 @@ type BrokerConfig struct {
 	// a network round trip after every ack.
 	Prefetch int
 	// PublisherChannels is the size of the publisher's channel pool. Without a
-	// pool watermill-amqp opens and closes a channel for every publish.
+	// pool watermill-amqp opens and closes a channel for every publish. A
+	// publish holds its channel until its confirm arrives, so the pool should
+	// be as large as the number of forwarders.
 	PublisherChannels int
 	// ReconnectMaxInterval caps the backoff between reconnection attempts
 	// (watermill-amqp's default cap is a minute).
@@ -36,7 +38,7 @@ func (c BrokerConfig) withDefaults() BrokerConfig {
 		c.Prefetch = 64
 	}
 	if c.PublisherChannels <= 0 {
-		c.PublisherChannels = 4
+		c.PublisherChannels = 8
 	}
 	if c.ReconnectMaxInterval <= 0 {
 		c.ReconnectMaxInterval = 5 * time.Second

@@ -18,7 +18,7 @@ import (
 
 func TestSkipLockedSchema(t *testing.T) {
 	t.Parallel()
-	s := skipLockedSchema{outboxSchema(16)}
+	s := skipLockedSchema{PostgreSQLQueueSchema: outboxSchema(16)}
 	q, err := s.SelectQuery(wsql.SelectQueryParams{Topic: OutboxTopic})
 	require.NoError(t, err)
 	assert.True(t, strings.HasSuffix(q.Query, "FOR UPDATE SKIP LOCKED"), q.Query)
@@ -66,6 +66,46 @@ func TestNotifyBackoff(t *testing.T) {
 	close(closing)
 	b.closing = closing
 	assert.Zero(t, b.HandleError(log, true, nil), "closing: return at once")
+}
+
+func TestNotifyBackoff_short_batch_waits_for_a_wakeup(t *testing.T) {
+	t.Parallel()
+	log := watermill.NopLogger{}
+	wake := make(chan struct{}, 1)
+	rows := &rowCount{}
+	b := notifyBackoff{wake: wake, fallback: time.Hour, retry: time.Second, linger: 2 * time.Millisecond, rows: rows, batch: 4}
+
+	rows.n.Store(4)
+	assert.Zero(t, b.HandleError(log, false, nil), "a full batch: query again at once")
+
+	rows.n.Store(3)
+	wake <- struct{}{} // a commit since the query
+	assert.Equal(t, 2*time.Millisecond, b.HandleError(log, false, nil), "a short batch: the next query waits for a commit")
+
+	done := make(chan time.Duration, 1)
+	go func() { done <- b.HandleError(log, false, nil) }()
+	select {
+	case <-done:
+		t.Fatal("a short batch and no commit since: the forwarder must wait")
+	default:
+	}
+	wake <- struct{}{}
+	select {
+	case d := <-done:
+		assert.Equal(t, 2*time.Millisecond, d)
+	case <-time.After(10 * time.Second):
+		t.Fatal("the wake-up did not end the wait")
+	}
+}
+
+func TestSkipLockedSchema_counts_rows(t *testing.T) {
+	t.Parallel()
+	rows := &rowCount{}
+	rows.n.Store(7)
+	s := skipLockedSchema{PostgreSQLQueueSchema: outboxSchema(4), rows: rows}
+	_, err := s.SelectQuery(wsql.SelectQueryParams{Topic: OutboxTopic})
+	require.NoError(t, err)
+	assert.Zero(t, rows.n.Load(), "each query starts a new count")
 }
 
 type assertErr string

@@ -2,6 +2,7 @@ package messaging
 
 import (
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill"
@@ -62,7 +63,18 @@ type notifyBackoff struct {
 	// a row. It adds at most that much to an event's latency.
 	linger  time.Duration
 	closing <-chan struct{}
+	// rows is how many rows the last query returned, out of at most batch.
+	// A short batch means the outbox held no more unlocked rows when it
+	// was read: rows committed since then have signalled wake, so the
+	// forwarder waits for that instead of reading an empty outbox at once
+	// (watermill-sql queries again after every batch: an empty transaction
+	// per forwarded batch at light load). Nil: always query again.
+	rows  *rowCount
+	batch int
 }
+
+// rowCount is the row count of a forwarder's last outbox query.
+type rowCount struct{ n atomic.Int64 }
 
 func (b notifyBackoff) HandleError(logger watermill.LoggerAdapter, noMsg bool, err error) time.Duration {
 	if err != nil {
@@ -74,8 +86,8 @@ func (b notifyBackoff) HandleError(logger watermill.LoggerAdapter, noMsg bool, e
 		logger.Error("query outbox", err, watermill.LogFields{"retry_in": b.retry.String()})
 		return b.retry
 	}
-	if !noMsg {
-		return 0
+	if !noMsg && (b.rows == nil || b.rows.n.Load() >= int64(b.batch)) {
+		return 0 // a full batch: there may be more
 	}
 	t := time.NewTimer(b.fallback)
 	defer t.Stop()

@@ -183,7 +183,10 @@ type ForwarderConfig struct {
 	// publishes one message at a time and waits for RabbitMQ's confirm, so
 	// throughput grows with workers until PostgreSQL or RabbitMQ is busy.
 	Workers int
-	// BatchSize is how many rows one forwarding transaction locks.
+	// BatchSize is how many rows one forwarding transaction locks. Its
+	// messages go out one after another, each waiting for its confirm, so a
+	// small batch spread over more workers forwards with less delay (the
+	// last row of a batch of n waits for n confirms).
 	BatchSize int
 	// PollInterval is how long an idle forwarder waits before looking at the
 	// outbox again. With a Waker it is only a safety net (for rows a replica
@@ -200,10 +203,10 @@ type ForwarderConfig struct {
 
 func (c ForwarderConfig) withDefaults() ForwarderConfig {
 	if c.Workers <= 0 {
-		c.Workers = 4
+		c.Workers = 8
 	}
 	if c.BatchSize <= 0 {
-		c.BatchSize = 16
+		c.BatchSize = 4
 	}
 	if c.PollInterval <= 0 {
 		c.PollInterval = time.Second
@@ -226,11 +229,29 @@ func (c ForwarderConfig) withDefaults() ForwarderConfig {
 // skips such rows: the usual queue-in-a-table pattern. The queue schema
 // needs no snapshot beyond that (rows are deleted on ack; there are no
 // offsets to keep consistent).
-type skipLockedSchema struct{ wsql.PostgreSQLQueueSchema }
+//
+// It also counts the rows each query returned (see rowCount).
+type skipLockedSchema struct {
+	wsql.PostgreSQLQueueSchema
+	rows *rowCount
+}
+
+// UnmarshalMessage counts the rows of the current query; SelectQuery resets
+// the count.
+func (s skipLockedSchema) UnmarshalMessage(p wsql.UnmarshalMessageParams) (wsql.Row, error) {
+	row, err := s.PostgreSQLQueueSchema.UnmarshalMessage(p)
+	if err == nil && s.rows != nil {
+		s.rows.n.Add(1)
+	}
+	return row, err //nolint:wrapcheck // the adapter's own error, as watermill-sql expects it
+}
 
 func (skipLockedSchema) SubscribeIsolationLevel() sql.IsolationLevel { return sql.LevelReadCommitted }
 
 func (s skipLockedSchema) SelectQuery(p wsql.SelectQueryParams) (wsql.Query, error) {
+	if s.rows != nil {
+		s.rows.n.Store(0)
+	}
 	q, err := s.PostgreSQLQueueSchema.SelectQuery(p)
 	if err != nil {
 		return q, fmt.Errorf("outbox select query: %w", err)
@@ -256,9 +277,13 @@ func NewForwarder(db *sql.DB, pub message.Publisher, cfg ForwarderConfig, log wa
 	cfg = cfg.withDefaults()
 	f := &Forwarder{stop: make(chan struct{})}
 	for range cfg.Workers {
-		backoff := notifyBackoff{wake: cfg.Waker.wakeups(), fallback: cfg.PollInterval, retry: time.Second, linger: cfg.Linger, closing: f.stop}
+		rows := &rowCount{}
+		backoff := notifyBackoff{
+			wake: cfg.Waker.wakeups(), fallback: cfg.PollInterval, retry: time.Second, linger: cfg.Linger, closing: f.stop,
+			rows: rows, batch: cfg.BatchSize,
+		}
 		sub, err := wsql.NewSubscriber(wsql.BeginnerFromStdSQL(db), wsql.SubscriberConfig{
-			SchemaAdapter:  skipLockedSchema{outboxSchema(cfg.BatchSize)},
+			SchemaAdapter:  skipLockedSchema{PostgreSQLQueueSchema: outboxSchema(cfg.BatchSize), rows: rows},
 			OffsetsAdapter: wsql.PostgreSQLQueueOffsetsAdapter{DeleteOnAck: true, GenerateMessagesTableName: outboxTableName},
 			PollInterval:   cfg.PollInterval,
 			ResendInterval: 100 * time.Millisecond,
