@@ -7,6 +7,7 @@
 # run are printed at the end.
 #
 #   bench/stack.sh --rate 150 --duration 20s --json
+#   bench/stack.sh idle 30s      # no load: what the services cost at rest
 #
 # Service settings come from the environment (HANDLER_CONCURRENCY=1
 # OUTBOX_WORKERS=1 bench/stack.sh …). Needs PostgreSQL on 127.0.0.1:5432 and
@@ -37,6 +38,9 @@ curl -sf -X PUT -H 'content-type: application/json' -d '{"configure":".*","write
 	"$MGMT/api/permissions/bench/guest" >/dev/null
 
 export LOG_LEVEL=${LOG_LEVEL:-warn}
+if [ "${1:-}" = idle ]; then
+	export OTEL_TRACES_EXPORTER=${OTEL_TRACES_EXPORTER:-none} # no loadgen, so no OTLP sink
+fi
 export OTEL_TRACES_EXPORTER=${OTEL_TRACES_EXPORTER:-otlp}
 export OTEL_EXPORTER_OTLP_ENDPOINT=${OTEL_EXPORTER_OTLP_ENDPOINT:-http://127.0.0.1:4318}
 export OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf
@@ -59,7 +63,11 @@ done
 cpu() { awk '{print ($14+$15)/100}' "/proc/$1/stat"; }
 before=("$(cpu "${pids[0]}")" "$(cpu "${pids[1]}")")
 rc=0
-"$OUT/loadgen" --broker-url "$BROKER_URL" --otlp-sink 127.0.0.1:4318 "$@" || rc=$?
+if [ "${1:-}" = idle ]; then
+	sleep "${2:-30s}"
+else
+	"$OUT/loadgen" --broker-url "$BROKER_URL" --otlp-sink 127.0.0.1:4318 "$@" || rc=$?
+fi
 echo "cpu seconds during the run: orders $(echo "$(cpu "${pids[0]}") - ${before[0]}" | bc), invoices $(echo "$(cpu "${pids[1]}") - ${before[1]}" | bc)" >&2
 if [ -s "$OUT/orders.log" ] || [ -s "$OUT/invoices.log" ]; then
 	echo "service logs: $OUT" >&2

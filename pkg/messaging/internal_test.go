@@ -3,6 +3,7 @@ package messaging
 import (
 	"context"
 	"database/sql"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -58,6 +59,9 @@ func TestNotifyBackoff(t *testing.T) {
 	assert.Equal(t, 3*time.Second, b.HandleError(log, false, assertErr("connection refused")))
 	assert.Zero(t, b.HandleError(log, false, assertErr("could not serialize access due to concurrent update")))
 	assert.Zero(t, b.HandleError(log, false, assertErr("current transaction is aborted")))
+	canceled := fmt.Errorf("could not begin tx for querying: %w", context.Canceled)
+	assert.Equal(t, 3*time.Second, b.HandleError(errorLogger{t}, false, canceled),
+		"shutting down: back off without an error log")
 
 	wake <- struct{}{}
 	assert.Equal(t, 2*time.Millisecond, b.HandleError(log, true, nil), "woken: linger, then query")
@@ -146,3 +150,14 @@ func TestConcurrent_handles_n_messages_at_once(t *testing.T) {
 	wg.Wait()
 	assert.Same(t, pubsub, Concurrent(pubsub, 1), "n below 2 is the subscriber itself")
 }
+
+// errorLogger fails the test on an error log.
+type errorLogger struct{ t *testing.T }
+
+func (l errorLogger) Error(msg string, err error, _ watermill.LogFields) {
+	l.t.Errorf("unexpected error log %q: %v", msg, err)
+}
+func (errorLogger) Info(string, watermill.LogFields)                   {}
+func (errorLogger) Debug(string, watermill.LogFields)                  {}
+func (errorLogger) Trace(string, watermill.LogFields)                  {}
+func (l errorLogger) With(watermill.LogFields) watermill.LoggerAdapter { return l }

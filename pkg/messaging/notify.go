@@ -1,6 +1,8 @@
 package messaging
 
 import (
+	"context"
+	"errors"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -77,6 +79,9 @@ type notifyBackoff struct {
 type rowCount struct{ n atomic.Int64 }
 
 func (b notifyBackoff) HandleError(logger watermill.LoggerAdapter, noMsg bool, err error) time.Duration {
+	if errors.Is(err, context.Canceled) {
+		return b.retry // shutting down: the subscriber stops before the retry, and nothing went wrong
+	}
 	if err != nil {
 		msg := strings.ToLower(err.Error())
 		if strings.Contains(msg, "concurrent update") || strings.Contains(msg, "deadlock") ||
