@@ -99,6 +99,7 @@ func BenchmarkOutbox_16_events(b *testing.B) {
 		evs[i] = benchEvent()
 	}
 	inTx := func(b *testing.B, fn func(*sql.Tx) error) {
+		b.Helper()
 		tx, err := db.BeginTx(ctx, nil)
 		if err != nil {
 			b.Fatal(err)
