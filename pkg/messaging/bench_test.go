@@ -48,20 +48,27 @@ func BenchmarkMarshaler_Unmarshal(b *testing.B) {
 	}
 }
 
-// BenchmarkPublishInTx is one event appended to the outbox in its own
-// committed transaction on the real PostgreSQL: the cost the outbox adds to
-// POST /orders.
-func BenchmarkPublishInTx(b *testing.B) {
+// outboxDB returns a fresh database with an outbox table.
+func outboxDB(b *testing.B) *sql.DB {
+	b.Helper()
 	testkit.Integration(b)
 	db, err := sql.Open("pgx", testkit.NewDatabase(b))
 	if err != nil {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { _ = db.Close() })
-	ctx := context.Background()
-	if _, err := db.ExecContext(ctx, messaging.OutboxTableDDL); err != nil {
+	if _, err := db.ExecContext(context.Background(), messaging.OutboxTableDDL); err != nil {
 		b.Fatal(err)
 	}
+	return db
+}
+
+// BenchmarkPublishInTx is one event appended to the outbox in its own
+// committed transaction on the real PostgreSQL: the cost the outbox adds to
+// POST /orders.
+func BenchmarkPublishInTx(b *testing.B) {
+	db := outboxDB(b)
+	ctx := context.Background()
 	ev := benchEvent()
 	b.ReportAllocs()
 	for b.Loop() {
@@ -83,16 +90,8 @@ func BenchmarkPublishInTx(b *testing.B) {
 // commit of 16 orders does (one transaction, one INSERT through
 // OutboxWriter). ns/event is the figure to compare.
 func BenchmarkOutbox_16_events(b *testing.B) {
-	testkit.Integration(b)
-	db, err := sql.Open("pgx", testkit.NewDatabase(b))
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { _ = db.Close() })
+	db := outboxDB(b)
 	ctx := context.Background()
-	if _, err := db.ExecContext(ctx, messaging.OutboxTableDDL); err != nil {
-		b.Fatal(err)
-	}
 	const n = 16
 	evs := make([]any, n)
 	for i := range evs {
