@@ -63,8 +63,9 @@ type Config struct {
 // Committer batches calls of one Func. Its zero value is not usable; use New.
 // It needs no Close: its goroutines exit when there is nothing to run.
 type Committer[In, Out any] struct {
-	fn  Func[In, Out]
-	cfg Config
+	fn    Func[In, Out]
+	cfg   Config
+	attrs metric.MeasurementOption // the operation's attribute set, built once
 
 	mu      sync.Mutex
 	pending []*call[In, Out]
@@ -85,7 +86,7 @@ func New[In, Out any](fn Func[In, Out], cfg Config) *Committer[In, Out] {
 	if cfg.Concurrency <= 0 {
 		cfg.Concurrency = 4
 	}
-	return &Committer[In, Out]{fn: fn, cfg: cfg}
+	return &Committer[In, Out]{fn: fn, cfg: cfg, attrs: metric.WithAttributeSet(attribute.NewSet(attribute.String("operation", cfg.Name)))}
 }
 
 // Do runs in with the calls around it and returns its outcome once the
@@ -164,7 +165,7 @@ func (c *Committer[In, Out]) runBatch(calls []*call[In, Out]) bool {
 		items[i] = cl.item
 	}
 	if c.cfg.Sizes != nil {
-		c.cfg.Sizes.Record(ctx, int64(len(items)), metric.WithAttributes(attribute.String("operation", c.cfg.Name)))
+		c.cfg.Sizes.Record(ctx, int64(len(items)), c.attrs)
 	}
 	var span trace.Span
 	if c.cfg.Tracer != nil && len(items) > 1 {

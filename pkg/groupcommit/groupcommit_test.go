@@ -11,6 +11,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
@@ -251,4 +253,36 @@ func TestDo_traces_a_batch_with_links_to_its_calls(t *testing.T) {
 	slices.Sort(ids)
 	slices.Sort(callers)
 	assert.Equal(t, callers, ids, "the batch continues the first call's trace and links the others")
+}
+
+func TestDo_records_batch_sizes(t *testing.T) {
+	t.Parallel()
+	reader := sdkmetric.NewManualReader()
+	sizes, err := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader)).Meter("test").Int64Histogram("batch")
+	require.NoError(t, err)
+	r := newRecorder()
+	r.gate = make(chan struct{})
+	c := groupcommit.New(r.fn, groupcommit.Config{Name: "orders.create", Concurrency: 1, Sizes: sizes})
+
+	var wg sync.WaitGroup
+	wg.Go(func() { _, _ = c.Do(t.Context(), 0) })
+	require.Equal(t, 1, <-r.started)
+	for i := 1; i <= 3; i++ {
+		wg.Go(func() { _, _ = c.Do(t.Context(), i) })
+	}
+	waitPending(t, c, 3)
+	close(r.gate)
+	wg.Wait()
+
+	var rm metricdata.ResourceMetrics
+	require.NoError(t, reader.Collect(t.Context(), &rm))
+	require.Len(t, rm.ScopeMetrics, 1)
+	hist, ok := rm.ScopeMetrics[0].Metrics[0].Data.(metricdata.Histogram[int64])
+	require.True(t, ok)
+	require.Len(t, hist.DataPoints, 1)
+	dp := hist.DataPoints[0]
+	assert.Equal(t, uint64(2), dp.Count, "two batches: the first call alone, then the three that queued")
+	assert.Equal(t, int64(4), dp.Sum)
+	op, _ := dp.Attributes.Value("operation")
+	assert.Equal(t, "orders.create", op.AsString())
 }
