@@ -12,12 +12,15 @@
 // A batch is all or nothing per call: each call learns its own outcome only
 // after the transaction that carried it committed (or failed). When a batch
 // fails as a whole, every call in it runs again alone, so that one bad call
-// cannot fail its neighbours and each caller gets its own error.
+// cannot fail its neighbours and each caller gets its own error. A panic in
+// a batch is such a failure too.
 package groupcommit
 
 import (
 	"context"
 	"errors"
+	"fmt"
+	"runtime/debug"
 	"sync"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -179,7 +182,7 @@ func (c *Committer[In, Out]) runBatch(calls []*call[In, Out]) bool {
 			trace.WithAttributes(attribute.Int("orderflow.batch.size", len(items))))
 		defer span.End()
 	}
-	results, err := c.fn(ctx, items)
+	results, err := c.call(ctx, items)
 	if err == nil && len(results) != len(items) {
 		err = errors.New("groupcommit: the batch function returned a result count that does not match its items")
 	}
@@ -200,6 +203,19 @@ func (c *Committer[In, Out]) runBatch(calls []*call[In, Out]) bool {
 		close(cl.done)
 	}
 	return true
+}
+
+// call runs fn, turning a panic into the batch's error: fn runs on the
+// committer's goroutine, outside the HTTP or message handler whose recoverer
+// would otherwise have caught it, and a bug in one batch must not take the
+// process down.
+func (c *Committer[In, Out]) call(ctx context.Context, items []Item[In]) (results []Result[Out], err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("groupcommit: %s panicked: %v\n%s", c.cfg.Name, p, debug.Stack())
+		}
+	}()
+	return c.fn(ctx, items)
 }
 
 // batchContext returns the context a batch runs in: the first call's values

@@ -286,3 +286,29 @@ func TestDo_records_batch_sizes(t *testing.T) {
 	op, _ := dp.Attributes.Value("operation")
 	assert.Equal(t, "orders.create", op.AsString())
 }
+
+func TestDo_a_panicking_batch_fails_its_calls_not_the_process(t *testing.T) {
+	t.Parallel()
+	r := newRecorder()
+	r.gate = make(chan struct{})
+	r.fail = func(batch []int) error {
+		if slices.Contains(batch, 66) {
+			panic("bug")
+		}
+		return nil
+	}
+	c := groupcommit.New(r.fn, groupcommit.Config{Name: "orders.create", Concurrency: 1})
+
+	var wg sync.WaitGroup
+	wg.Go(func() { _, _ = c.Do(t.Context(), 0) })
+	require.Equal(t, 1, <-r.started)
+	errs := make([]error, 2)
+	for i, in := range []int{1, 66} {
+		wg.Go(func() { _, errs[i] = c.Do(t.Context(), in) })
+	}
+	waitPending(t, c, 2)
+	close(r.gate)
+	wg.Wait()
+	assert.NoError(t, errs[0], "its neighbour commits alone")
+	require.ErrorContains(t, errs[1], "orders.create panicked: bug")
+}
