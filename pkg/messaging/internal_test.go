@@ -161,3 +161,37 @@ func (errorLogger) Info(string, watermill.LogFields)                   {}
 func (errorLogger) Debug(string, watermill.LogFields)                  {}
 func (errorLogger) Trace(string, watermill.LogFields)                  {}
 func (l errorLogger) With(watermill.LogFields) watermill.LoggerAdapter { return l }
+
+func TestOutboxWaker_covered_by_a_started_read(t *testing.T) {
+	t.Parallel()
+	w := NewOutboxWaker()
+	assert.True(t, w.covered(), "no commits: nothing to fetch")
+	w.Committed()
+	assert.False(t, w.covered(), "a commit no read has seen")
+	w.reading()
+	assert.True(t, w.covered(), "a read that started after the commit sees it")
+	w.Committed()
+	w.Committed()
+	assert.False(t, w.covered())
+	w.reading()
+	assert.True(t, w.covered())
+
+	var nilWaker *OutboxWaker
+	nilWaker.reading()
+	assert.False(t, nilWaker.covered(), "without a waker every wake-up counts")
+}
+
+func TestNotifyBackoff_skips_wakeups_a_read_covers(t *testing.T) {
+	t.Parallel()
+	log := watermill.NopLogger{}
+	w := NewOutboxWaker()
+	b := notifyBackoff{waker: w, wake: w.wakeups(), fallback: 20 * time.Millisecond, retry: time.Second, linger: 2 * time.Millisecond}
+
+	w.Committed() // its wake-up waits in the channel...
+	w.reading()   // ...but another forwarder's read already covers it
+	assert.Zero(t, b.HandleError(log, true, nil), "the covered wake-up is skipped: the wait ends at the fallback poll, without a linger")
+	assert.Empty(t, w.ch, "the covered wake-up was consumed")
+
+	w.Committed() // a new commit: this one needs a read
+	assert.Equal(t, 2*time.Millisecond, b.HandleError(log, true, nil), "woken: linger, then read")
+}

@@ -26,8 +26,18 @@ import (
 // One commit wakes one idle forwarder, not all of them: woken together they
 // would all query the outbox, and all but one would find their rows locked
 // (SKIP LOCKED) and go back to sleep, a wasted transaction each.
+//
+// Nor does a wake-up whose commits another forwarder's read already covers:
+// the waker counts commits, each forwarder notes the count just before it
+// reads, and a read sees every commit counted before it started (Committed
+// is called after the commit). Under load, commits arrive while a woken
+// forwarder lingers and reads; without this, the wake-ups they leave behind
+// sent another forwarder to find those rows locked or gone, an empty
+// transaction for every third forwarded batch.
 type OutboxWaker struct {
-	ch chan struct{}
+	ch      chan struct{}
+	commits atomic.Uint64 // Committed calls
+	read    atomic.Uint64 // the highest commit count a started read covers
 }
 
 // NewOutboxWaker returns a waker for one outbox.
@@ -39,10 +49,32 @@ func (w *OutboxWaker) Committed() {
 	if w == nil {
 		return
 	}
+	w.commits.Add(1)
 	select {
 	case w.ch <- struct{}{}:
 	default: // a wake-up is pending already
 	}
+}
+
+// reading notes, just before a forwarder reads the outbox, that the read
+// will see every commit counted so far.
+func (w *OutboxWaker) reading() {
+	if w == nil {
+		return
+	}
+	n := w.commits.Load()
+	for {
+		r := w.read.Load()
+		if n <= r || w.read.CompareAndSwap(r, n) {
+			return
+		}
+	}
+}
+
+// covered reports whether every commit so far is covered by a read that has
+// started: a wake-up then has nothing to fetch.
+func (w *OutboxWaker) covered() bool {
+	return w != nil && w.commits.Load() <= w.read.Load()
 }
 
 func (w *OutboxWaker) wakeups() <-chan struct{} {
@@ -57,6 +89,7 @@ func (w *OutboxWaker) wakeups() <-chan struct{} {
 // query again at once. Errors back off like watermill's default manager:
 // not at all for a lost serialization race, retry otherwise.
 type notifyBackoff struct {
+	waker    *OutboxWaker
 	wake     <-chan struct{}
 	fallback time.Duration
 	retry    time.Duration
@@ -96,11 +129,16 @@ func (b notifyBackoff) HandleError(logger watermill.LoggerAdapter, noMsg bool, e
 	}
 	t := time.NewTimer(b.fallback)
 	defer t.Stop()
-	select {
-	case <-b.wake:
-		return b.linger
-	case <-t.C:
-	case <-b.closing:
+	for {
+		select {
+		case <-b.wake:
+			if b.waker.covered() {
+				continue // another forwarder's read has these commits
+			}
+			return b.linger
+		case <-t.C:
+		case <-b.closing:
+		}
+		return 0
 	}
-	return 0
 }

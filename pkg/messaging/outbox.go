@@ -233,7 +233,8 @@ func (c ForwarderConfig) withDefaults() ForwarderConfig {
 // It also counts the rows each query returned (see rowCount).
 type skipLockedSchema struct {
 	wsql.PostgreSQLQueueSchema
-	rows *rowCount
+	rows  *rowCount
+	waker *OutboxWaker // told of each read (see OutboxWaker)
 }
 
 // UnmarshalMessage counts the rows of the current query; SelectQuery resets
@@ -252,6 +253,7 @@ func (s skipLockedSchema) SelectQuery(p wsql.SelectQueryParams) (wsql.Query, err
 	if s.rows != nil {
 		s.rows.n.Store(0)
 	}
+	s.waker.reading() // the query runs next, in this forwarder's transaction
 	q, err := s.PostgreSQLQueueSchema.SelectQuery(p)
 	if err != nil {
 		return q, fmt.Errorf("outbox select query: %w", err)
@@ -279,11 +281,11 @@ func NewForwarder(db *sql.DB, pub message.Publisher, cfg ForwarderConfig, log wa
 	for range cfg.Workers {
 		rows := &rowCount{}
 		backoff := notifyBackoff{
-			wake: cfg.Waker.wakeups(), fallback: cfg.PollInterval, retry: time.Second, linger: cfg.Linger, closing: f.stop,
+			waker: cfg.Waker, wake: cfg.Waker.wakeups(), fallback: cfg.PollInterval, retry: time.Second, linger: cfg.Linger, closing: f.stop,
 			rows: rows, batch: cfg.BatchSize,
 		}
 		sub, err := wsql.NewSubscriber(wsql.BeginnerFromStdSQL(db), wsql.SubscriberConfig{
-			SchemaAdapter:  skipLockedSchema{PostgreSQLQueueSchema: outboxSchema(cfg.BatchSize), rows: rows},
+			SchemaAdapter:  skipLockedSchema{PostgreSQLQueueSchema: outboxSchema(cfg.BatchSize), rows: rows, waker: cfg.Waker},
 			OffsetsAdapter: wsql.PostgreSQLQueueOffsetsAdapter{DeleteOnAck: true, GenerateMessagesTableName: outboxTableName},
 			PollInterval:   cfg.PollInterval,
 			ResendInterval: 100 * time.Millisecond,
