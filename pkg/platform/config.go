@@ -62,7 +62,7 @@ func LoadConfig(service string, defaultPort int, getenv func(string) string) (Co
 		RetryMax:           l.duration("HANDLER_RETRY_MAX_INTERVAL", 5*time.Second),
 		HandlerTimeout:     l.duration("HANDLER_TIMEOUT", 30*time.Second),
 		Prefetch:           l.int("BROKER_PREFETCH", 64),
-		Concurrency:        l.int("HANDLER_CONCURRENCY", 32),
+		Concurrency:        l.int("HANDLER_CONCURRENCY", 16),
 		OutboxWorkers:      l.int("OUTBOX_WORKERS", 8),
 		OutboxPollInterval: l.duration("OUTBOX_POLL_INTERVAL", time.Second),
 		OutboxBatchSize:    l.int("OUTBOX_BATCH_SIZE", 4),
