@@ -180,17 +180,19 @@ func (c *Committer[In, Out]) runBatch(calls []*call[In, Out]) bool {
 		}
 		ctx, span = c.cfg.Tracer.Start(ctx, c.cfg.Name+" batch", trace.WithLinks(links...),
 			trace.WithAttributes(attribute.Int("orderflow.batch.size", len(items))))
-		defer span.End()
 	}
 	results, err := c.call(ctx, items)
 	if err == nil && len(results) != len(items) {
 		err = errors.New("groupcommit: the batch function returned a result count that does not match its items")
 	}
-	if err != nil {
-		if span != nil {
+	if span != nil { // ended before the callers learn their outcome, so their spans end after it
+		if err != nil {
 			span.RecordError(err)
 			span.SetStatus(codes.Error, err.Error())
 		}
+		span.End()
+	}
+	if err != nil {
 		if len(calls) > 1 {
 			return false
 		}
