@@ -18,6 +18,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/orderflow/orderflow/pkg/groupcommit"
 	"github.com/orderflow/orderflow/pkg/observability"
 )
 
@@ -172,6 +173,12 @@ func exercisedMetrics(t *testing.T) map[string]*dto.MetricFamily {
 	tel.RecordOrderPlaced(ctx)
 	tel.RecordInvoiceIssued(ctx)
 	tel.RecordOrderInvoiceLag(ctx, time.Second)
+	batching := tel.Batching()
+	batching.Name = "orders.create"
+	_, err = groupcommit.New(func(_ context.Context, items []groupcommit.Item[int]) ([]groupcommit.Result[int], error) {
+		return make([]groupcommit.Result[int], len(items)), nil
+	}, batching).Do(ctx, 1)
+	require.NoError(t, err)
 	require.NoError(t, tel.RegisterOutboxBacklog(func(context.Context) (int64, time.Duration, error) { return 1, time.Second, nil }))
 	require.NoError(t, tel.RegisterPoisonDepth(func(context.Context) (int64, error) { return 1, nil }))
 	return scrape(t, tel.MetricsHandler())
