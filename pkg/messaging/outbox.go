@@ -50,31 +50,34 @@ func outboxSchema(batch int) wsql.PostgreSQLQueueSchema {
 	return wsql.PostgreSQLQueueSchema{GenerateMessagesTableName: outboxTableName, SubscribeBatchSize: batch}
 }
 
-// NewOutboxEventBus returns a CQRS event bus that appends events to the
-// outbox inside tx. They reach RabbitMQ only through the forwarder, after tx
-// commits; if tx rolls back, they never existed.
+// OutboxWriter appends events to the outbox inside a transaction, through a
+// CQRS event bus. They reach RabbitMQ only through the forwarder, after the
+// transaction commits; if it rolls back, they never existed. Each event gets
+// a PRODUCER span "create <topic>" whose trace context is stored with it, so
+// the forwarder and the consumer continue the trace.
 //
-// Each event gets a PRODUCER span "create <topic>" whose trace context is
-// stored with it, so the forwarder and the consumer continue the trace.
-func NewOutboxEventBus(tx *sql.Tx, log watermill.LoggerAdapter, otelOpts ...observability.Option) (*cqrs.EventBus, error) {
-	pub, err := newOutboxPublisher(tx, log)
-	if err != nil {
-		return nil, err
-	}
-	return newOutboxBus(pub, log, otelOpts...)
+// It writes the events of one transaction in one INSERT however many there
+// are, so a transaction that carries several orders (see pkg/groupcommit)
+// writes all their events in one round trip. watermill-sql's publisher
+// already writes the messages of one Publish call as one multi-row INSERT;
+// the CQRS event bus publishes one event per call, so the writer gathers the
+// bus's messages and hands them to the SQL publisher together on Flush.
+type OutboxWriter struct {
+	sql *wsql.Publisher
+	buf *bufferPublisher
+	bus *cqrs.EventBus
 }
 
-func newOutboxPublisher(tx *sql.Tx, log watermill.LoggerAdapter) (*wsql.Publisher, error) {
+// NewOutboxWriter returns a writer that appends events to the outbox inside
+// tx. Nothing is written before Flush.
+func NewOutboxWriter(tx *sql.Tx, log watermill.LoggerAdapter, otelOpts ...observability.Option) (*OutboxWriter, error) {
 	pub, err := wsql.NewPublisher(wsql.TxFromStdSQL(tx), wsql.PublisherConfig{SchemaAdapter: outboxSchema(0)}, log)
 	if err != nil {
 		return nil, fmt.Errorf("create outbox publisher: %w", err)
 	}
-	return pub, nil
-}
-
-func newOutboxBus(pub message.Publisher, log watermill.LoggerAdapter, otelOpts ...observability.Option) (*cqrs.EventBus, error) {
+	buf := &bufferPublisher{}
 	bus, err := cqrs.NewEventBusWithConfig(
-		observability.OutboxPublisher(forwarder.NewPublisher(pub, forwarder.PublisherConfig{ForwarderTopic: OutboxTopic}), otelOpts...),
+		observability.OutboxPublisher(forwarder.NewPublisher(buf, forwarder.PublisherConfig{ForwarderTopic: OutboxTopic}), otelOpts...),
 		cqrs.EventBusConfig{
 			GeneratePublishTopic: func(p cqrs.GenerateEventPublishTopicParams) (string, error) {
 				return EventTopic(p.EventName), nil
@@ -86,34 +89,6 @@ func newOutboxBus(pub message.Publisher, log watermill.LoggerAdapter, otelOpts .
 	)
 	if err != nil {
 		return nil, fmt.Errorf("create outbox event bus: %w", err)
-	}
-	return bus, nil
-}
-
-// OutboxWriter appends the events of one transaction to the outbox, in one
-// INSERT however many there are: a transaction that carries several orders
-// (see pkg/groupcommit) writes all their events in one round trip.
-// watermill-sql's publisher already writes the messages of one Publish call
-// as one multi-row INSERT; the CQRS event bus publishes one event per call,
-// so the writer gathers the bus's messages and hands them to the SQL
-// publisher together on Flush.
-type OutboxWriter struct {
-	sql *wsql.Publisher
-	buf *bufferPublisher
-	bus *cqrs.EventBus
-}
-
-// NewOutboxWriter returns a writer that appends events to the outbox inside
-// tx. Nothing is written before Flush.
-func NewOutboxWriter(tx *sql.Tx, log watermill.LoggerAdapter, otelOpts ...observability.Option) (*OutboxWriter, error) {
-	pub, err := newOutboxPublisher(tx, log)
-	if err != nil {
-		return nil, err
-	}
-	buf := &bufferPublisher{}
-	bus, err := newOutboxBus(buf, log, otelOpts...)
-	if err != nil {
-		return nil, err
 	}
 	return &OutboxWriter{sql: pub, buf: buf, bus: bus}, nil
 }
@@ -365,13 +340,7 @@ func (o Outbox) Writer(tx *sql.Tx) (*OutboxWriter, error) {
 	return NewOutboxWriter(tx, o.Log, o.Otel...)
 }
 
-// Publish appends events to the outbox inside tx.
-func (o Outbox) Publish(ctx context.Context, tx *sql.Tx, events ...any) error {
-	return PublishInTx(ctx, tx, o.Log, events, o.Otel...)
-}
-
-// PublishInTx appends events to the outbox inside tx, through the outbox
-// event bus, in one INSERT.
+// PublishInTx appends events to the outbox inside tx, in one INSERT.
 func PublishInTx(ctx context.Context, tx *sql.Tx, log watermill.LoggerAdapter, events []any, otelOpts ...observability.Option) error {
 	if len(events) == 0 {
 		return nil

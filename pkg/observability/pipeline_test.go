@@ -73,7 +73,7 @@ func newPipeline(t *testing.T, tel *observability.Telemetry) *pipeline {
 	broker := gochannel.NewGoChannel(gochannel.Config{Persistent: true}, log)
 	p := &pipeline{handled: make(chan handled, 16)}
 
-	// orders: HTTP → outbox, as messaging.NewOutboxEventBus does.
+	// orders: HTTP → outbox, as messaging.OutboxWriter does.
 	bus, err := cqrs.NewEventBusWithConfig(
 		observability.OutboxPublisher(forwarder.NewPublisher(outbox, forwarder.PublisherConfig{ForwarderTopic: outboxTopic}), opts...),
 		cqrs.EventBusConfig{
