@@ -274,7 +274,7 @@ func NewForwarder(db *sql.DB, pub message.Publisher, cfg ForwarderConfig, log wa
 			ForwarderTopic: OutboxTopic,
 			CloseTimeout:   cfg.CloseTimeout,
 			// An outbox row that is not an envelope was not written by
-			// NewOutboxEventBus. Nacking keeps it (nothing is lost) and the
+			// an OutboxWriter. Nacking keeps it (nothing is lost) and the
 			// forwarder logs it on every attempt.
 			AckWhenCannotUnwrap: false,
 		})
