@@ -33,14 +33,14 @@ func TestStore_IssueBatch(t *testing.T) {
 	}, evts.events)
 	require.NoError(t, err)
 	assert.Equal(t, []bool{true, true, false, false}, got)
-	assert.Equal(t, 3, count(t, db, "invoices"))
+	assert.Equal(t, 3, testkit.CountRows(t, db, "invoices"))
 	ids := evts.eventIDs()
 	require.Len(t, ids, 3, "events are built only for inserted invoices")
-	assert.Equal(t, []outboxRow{
+	assert.Equal(t, []testkit.OutboxRow{
 		{Topic: "events.InvoiceIssued", EventID: ids[0]},
 		{Topic: "events.InvoiceIssued", EventID: ids[1]},
 		{Topic: "events.InvoiceIssued", EventID: ids[2]},
-	}, outbox(t, db))
+	}, testkit.OutboxRows(t, db))
 	for _, inv := range []domain.Invoice{x, y} {
 		stored, err := s.Get(t.Context(), inv.ID)
 		require.NoError(t, err)
@@ -76,7 +76,7 @@ func TestStore_group_commit_under_concurrency(t *testing.T) {
 	}
 	wg.Wait()
 	assert.Equal(t, orders, issuedCount)
-	assert.Equal(t, orders, count(t, db, "invoices"))
-	assert.Equal(t, orders, count(t, db, `"watermill_outbox"`))
+	assert.Equal(t, orders, testkit.CountRows(t, db, "invoices"))
+	assert.Equal(t, orders, testkit.CountRows(t, db, `"watermill_outbox"`))
 	assert.Len(t, evts.eventIDs(), orders)
 }

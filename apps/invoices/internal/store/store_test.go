@@ -70,28 +70,6 @@ func (e *issued) eventIDs() []string {
 	return append([]string(nil), e.ids...)
 }
 
-func count(tb testing.TB, db *bun.DB, table string) int {
-	tb.Helper()
-	var n int
-	require.NoError(tb, db.NewRaw("SELECT count(*) FROM "+table).Scan(tb.Context(), &n))
-	return n
-}
-
-type outboxRow struct {
-	Topic   string
-	EventID string
-}
-
-// outbox returns the destination topic and event id of each outbox row, in
-// offset order. The rows are forwarder envelopes.
-func outbox(tb testing.TB, db *bun.DB) []outboxRow {
-	tb.Helper()
-	var rows []outboxRow
-	require.NoError(tb, db.NewRaw(`SELECT payload->>'destination_topic' AS topic, payload->>'uuid' AS event_id
-		FROM "watermill_outbox" ORDER BY "offset"`).Scan(tb.Context(), &rows))
-	return rows
-}
-
 func TestStore_Issue_is_idempotent_per_order(t *testing.T) {
 	testkit.Integration(t)
 	t.Parallel()
@@ -110,9 +88,9 @@ func TestStore_Issue_is_idempotent_per_order(t *testing.T) {
 	require.NoError(t, err)
 	assert.False(t, ok, "the second Issue does nothing")
 
-	assert.Equal(t, 1, count(t, db, "invoices"))
+	assert.Equal(t, 1, testkit.CountRows(t, db, "invoices"))
 	require.Len(t, evts.eventIDs(), 1, "events are built only for the invoice that was inserted")
-	assert.Equal(t, []outboxRow{{Topic: "events.InvoiceIssued", EventID: evts.eventIDs()[0]}}, outbox(t, db))
+	assert.Equal(t, []testkit.OutboxRow{{Topic: "events.InvoiceIssued", EventID: evts.eventIDs()[0]}}, testkit.OutboxRows(t, db))
 	byOrder, err := s.ByOrder(t.Context(), orderID)
 	require.NoError(t, err)
 	assert.Equal(t, []domain.Invoice{first}, byOrder, "the first invoice stays")
@@ -130,8 +108,8 @@ func TestStore_Issue_other_orders_are_independent(t *testing.T) {
 		require.NoError(t, err)
 		assert.True(t, ok)
 	}
-	assert.Equal(t, 3, count(t, db, "invoices"))
-	assert.Equal(t, 3, count(t, db, `"watermill_outbox"`))
+	assert.Equal(t, 3, testkit.CountRows(t, db, "invoices"))
+	assert.Equal(t, 3, testkit.CountRows(t, db, `"watermill_outbox"`))
 }
 
 func TestStore_Issue_rolls_back_the_invoice_when_the_outbox_fails(t *testing.T) {
@@ -148,8 +126,8 @@ func TestStore_Issue_rolls_back_the_invoice_when_the_outbox_fails(t *testing.T) 
 	})
 
 	require.Error(t, err)
-	assert.Zero(t, count(t, db, "invoices"), "the invoice is rolled back with the outbox append")
-	assert.Zero(t, count(t, db, `"watermill_outbox"`))
+	assert.Zero(t, testkit.CountRows(t, db, "invoices"), "the invoice is rolled back with the outbox append")
+	assert.Zero(t, testkit.CountRows(t, db, `"watermill_outbox"`))
 
 	// The order can still be invoiced.
 	ok, err := s.Issue(t.Context(), inv, (&issued{}).events)
@@ -204,10 +182,10 @@ func TestStore_Issue_concurrent_redeliveries_issue_one_invoice(t *testing.T) {
 		}
 	}
 	require.Equal(t, 1, issuedCount, "exactly one delivery issues the invoice")
-	assert.Equal(t, 1, count(t, db, "invoices"))
-	assert.Equal(t, 1, count(t, db, `"watermill_outbox"`))
+	assert.Equal(t, 1, testkit.CountRows(t, db, "invoices"))
+	assert.Equal(t, 1, testkit.CountRows(t, db, `"watermill_outbox"`))
 	require.Len(t, evts.eventIDs(), 1)
-	assert.Equal(t, []outboxRow{{Topic: "events.InvoiceIssued", EventID: evts.eventIDs()[0]}}, outbox(t, db))
+	assert.Equal(t, []testkit.OutboxRow{{Topic: "events.InvoiceIssued", EventID: evts.eventIDs()[0]}}, testkit.OutboxRows(t, db))
 	byOrder, err := s.ByOrder(t.Context(), orderID)
 	require.NoError(t, err)
 	assert.Equal(t, []domain.Invoice{winner}, byOrder)

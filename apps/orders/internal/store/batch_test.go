@@ -55,13 +55,13 @@ func TestStore_CreateBatch(t *testing.T) {
 	assert.Equal(t, store.BatchCreated{Order: earlier}, got[4], "an earlier request's order is replayed")
 	assert.ErrorIs(t, got[5].Err, domain.ErrIdempotencyKeyReused)
 
-	assert.Equal(t, 4, count(t, db, "orders"), "earlier, other, plain, keyed")
-	assert.Equal(t, []outboxRow{
+	assert.Equal(t, 4, testkit.CountRows(t, db, "orders"), "earlier, other, plain, keyed")
+	assert.Equal(t, []testkit.OutboxRow{
 		{Topic: "events.OrderPlaced", EventID: earlierEvt.ID},
 		{Topic: "events.OrderPlaced", EventID: otherEvt.ID},
 		{Topic: "events.OrderPlaced", EventID: plainEvt.ID},
 		{Topic: "events.OrderPlaced", EventID: keyedEvt.ID},
-	}, outbox(t, db), "one event per created order, in the batch's order")
+	}, testkit.OutboxRows(t, db), "one event per created order, in the batch's order")
 	for _, o := range []domain.Order{plain, keyed} {
 		stored, err := s.Get(t.Context(), o.ID)
 		require.NoError(t, err)
@@ -82,8 +82,8 @@ func TestStore_CreateBatch_fails_as_a_whole(t *testing.T) {
 		{Order: b, Events: []any{placed(t, b)}},
 	})
 	require.Error(t, err)
-	assert.Equal(t, 0, count(t, db, "orders"))
-	assert.Equal(t, 0, count(t, db, `"watermill_outbox"`))
+	assert.Equal(t, 0, testkit.CountRows(t, db, "orders"))
+	assert.Equal(t, 0, testkit.CountRows(t, db, `"watermill_outbox"`))
 }
 
 func TestStore_MarkBatch(t *testing.T) {
@@ -150,8 +150,8 @@ func TestStore_group_commit_under_concurrency(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	assert.Equal(t, n/2, count(t, db, "orders"), "one order per key")
-	assert.Equal(t, n/2, count(t, db, `"watermill_outbox"`), "one event per order")
+	assert.Equal(t, n/2, testkit.CountRows(t, db, "orders"), "one order per key")
+	assert.Equal(t, n/2, testkit.CountRows(t, db, `"watermill_outbox"`), "one event per order")
 
 	var ids []string
 	require.NoError(t, db.NewRaw("SELECT id FROM orders").Scan(t.Context(), &ids))

@@ -53,28 +53,6 @@ func placed(tb testing.TB, o domain.Order) *events.OrderPlaced {
 	}
 }
 
-func count(tb testing.TB, db *bun.DB, table string) int {
-	tb.Helper()
-	var n int
-	require.NoError(tb, db.NewRaw("SELECT count(*) FROM "+table).Scan(tb.Context(), &n))
-	return n
-}
-
-type outboxRow struct {
-	Topic   string
-	EventID string
-}
-
-// outbox returns the destination topic and event id of each outbox row, in
-// offset order. The rows are forwarder envelopes.
-func outbox(tb testing.TB, db *bun.DB) []outboxRow {
-	tb.Helper()
-	var rows []outboxRow
-	require.NoError(tb, db.NewRaw(`SELECT payload->>'destination_topic' AS topic, payload->>'uuid' AS event_id
-		FROM "watermill_outbox" ORDER BY "offset"`).Scan(tb.Context(), &rows))
-	return rows
-}
-
 func TestStore_Create(t *testing.T) {
 	testkit.Integration(t)
 	t.Parallel()
@@ -100,8 +78,8 @@ func TestStore_Create(t *testing.T) {
 			stored, err := s.Get(t.Context(), o.ID)
 			require.NoError(t, err)
 			assert.Equal(t, o, stored)
-			assert.Equal(t, 1, count(t, db, "orders"))
-			assert.Equal(t, []outboxRow{{Topic: "events.OrderPlaced", EventID: evt.ID}}, outbox(t, db),
+			assert.Equal(t, 1, testkit.CountRows(t, db, "orders"))
+			assert.Equal(t, []testkit.OutboxRow{{Topic: "events.OrderPlaced", EventID: evt.ID}}, testkit.OutboxRows(t, db),
 				"one OrderPlaced in the outbox, keyed by the event id")
 		})
 	}
@@ -119,8 +97,8 @@ func TestStore_Create_rolls_back_the_order_when_the_outbox_fails(t *testing.T) {
 
 	require.Error(t, err)
 	assert.False(t, created)
-	assert.Zero(t, count(t, db, "orders"), "the order is rolled back with the outbox append")
-	assert.Zero(t, count(t, db, `"watermill_outbox"`))
+	assert.Zero(t, testkit.CountRows(t, db, "orders"), "the order is rolled back with the outbox append")
+	assert.Zero(t, testkit.CountRows(t, db, `"watermill_outbox"`))
 }
 
 func TestStore_Create_duplicate_id_fails(t *testing.T) {
@@ -135,8 +113,8 @@ func TestStore_Create_duplicate_id_fails(t *testing.T) {
 
 	require.Error(t, err)
 	assert.False(t, created)
-	assert.Equal(t, 1, count(t, db, "orders"))
-	assert.Equal(t, 1, count(t, db, `"watermill_outbox"`))
+	assert.Equal(t, 1, testkit.CountRows(t, db, "orders"))
+	assert.Equal(t, 1, testkit.CountRows(t, db, `"watermill_outbox"`))
 }
 
 func TestStore_Create_idempotency(t *testing.T) {
@@ -171,8 +149,8 @@ func TestStore_Create_idempotency(t *testing.T) {
 				assert.Equal(t, first, got, "the first request's order")
 			}
 			assert.False(t, created)
-			assert.Equal(t, 1, count(t, db, "orders"))
-			assert.Equal(t, []outboxRow{{Topic: "events.OrderPlaced", EventID: firstEvt.ID}}, outbox(t, db),
+			assert.Equal(t, 1, testkit.CountRows(t, db, "orders"))
+			assert.Equal(t, []testkit.OutboxRow{{Topic: "events.OrderPlaced", EventID: firstEvt.ID}}, testkit.OutboxRows(t, db),
 				"no second event")
 			_, err = s.Get(t.Context(), second.ID)
 			assert.ErrorIs(t, err, domain.ErrOrderNotFound)
@@ -197,8 +175,8 @@ func TestStore_Create_other_keys_are_independent(t *testing.T) {
 		require.NoError(t, err)
 		assert.True(t, created)
 	}
-	assert.Equal(t, 4, count(t, db, "orders"))
-	assert.Equal(t, 4, count(t, db, `"watermill_outbox"`))
+	assert.Equal(t, 4, testkit.CountRows(t, db, "orders"))
+	assert.Equal(t, 4, testkit.CountRows(t, db, `"watermill_outbox"`))
 }
 
 func TestStore_Create_concurrent_retries_create_one_order(t *testing.T) {
@@ -245,8 +223,8 @@ func TestStore_Create_concurrent_retries_create_one_order(t *testing.T) {
 	for i, r := range results {
 		assert.Equal(t, winner, r.order.ID, "request %d sees the one order", i)
 	}
-	assert.Equal(t, 1, count(t, db, "orders"))
-	assert.Equal(t, 1, count(t, db, `"watermill_outbox"`))
+	assert.Equal(t, 1, testkit.CountRows(t, db, "orders"))
+	assert.Equal(t, 1, testkit.CountRows(t, db, `"watermill_outbox"`))
 }
 
 func TestStore_Get(t *testing.T) {
