@@ -19,60 +19,39 @@ func env(m map[string]string) func(string) string {
 
 func TestLoadConfig_defaults(t *testing.T) {
 	t.Parallel()
+	// defaults is the configuration of service with no variable set: only
+	// the name, the port and the database differ between the services.
+	defaults := func(service string, port int) platform.Config {
+		return platform.Config{
+			Service: service, Version: "dev", Port: port,
+			DatabaseURL:        "postgres://postgres@127.0.0.1:5432/" + service + "?sslmode=disable",
+			BrokerURL:          "amqp://guest:guest@127.0.0.1:5672/",
+			LogLevel:           slog.LevelInfo,
+			CreateDatabase:     true,
+			DBMaxConns:         20,
+			ShutdownTimeout:    20 * time.Second,
+			MaxRetries:         5,
+			RetryInitial:       100 * time.Millisecond,
+			RetryMax:           5 * time.Second,
+			HandlerTimeout:     30 * time.Second,
+			Prefetch:           64,
+			Concurrency:        16,
+			OutboxWorkers:      8,
+			OutboxPollInterval: time.Second,
+			OutboxBatchSize:    4,
+			OutboxLinger:       2 * time.Millisecond,
+			GroupCommits:       1,
+			GroupCommitMax:     64,
+		}
+	}
 	tests := []struct {
 		name    string
 		service string
 		port    int
 		want    platform.Config
 	}{
-		{
-			name: "orders", service: "orders", port: 8080,
-			want: platform.Config{
-				Service: "orders", Version: "dev", Port: 8080,
-				DatabaseURL:        "postgres://postgres@127.0.0.1:5432/orders?sslmode=disable",
-				BrokerURL:          "amqp://guest:guest@127.0.0.1:5672/",
-				LogLevel:           slog.LevelInfo,
-				CreateDatabase:     true,
-				DBMaxConns:         20,
-				ShutdownTimeout:    20 * time.Second,
-				MaxRetries:         5,
-				RetryInitial:       100 * time.Millisecond,
-				RetryMax:           5 * time.Second,
-				HandlerTimeout:     30 * time.Second,
-				Prefetch:           64,
-				Concurrency:        16,
-				OutboxWorkers:      8,
-				OutboxPollInterval: time.Second,
-				OutboxBatchSize:    4,
-				OutboxLinger:       2 * time.Millisecond,
-				GroupCommits:       1,
-				GroupCommitMax:     64,
-			},
-		},
-		{
-			name: "invoices", service: "invoices", port: 8081,
-			want: platform.Config{
-				Service: "invoices", Version: "dev", Port: 8081,
-				DatabaseURL:        "postgres://postgres@127.0.0.1:5432/invoices?sslmode=disable",
-				BrokerURL:          "amqp://guest:guest@127.0.0.1:5672/",
-				LogLevel:           slog.LevelInfo,
-				CreateDatabase:     true,
-				DBMaxConns:         20,
-				ShutdownTimeout:    20 * time.Second,
-				MaxRetries:         5,
-				RetryInitial:       100 * time.Millisecond,
-				RetryMax:           5 * time.Second,
-				HandlerTimeout:     30 * time.Second,
-				Prefetch:           64,
-				Concurrency:        16,
-				OutboxWorkers:      8,
-				OutboxPollInterval: time.Second,
-				OutboxBatchSize:    4,
-				OutboxLinger:       2 * time.Millisecond,
-				GroupCommits:       1,
-				GroupCommitMax:     64,
-			},
-		},
+		{name: "orders", service: "orders", port: 8080, want: defaults("orders", 8080)},
+		{name: "invoices", service: "invoices", port: 8081, want: defaults("invoices", 8081)},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
