@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
-	_ "github.com/jackc/pgx/v5/stdlib" // database/sql driver "pgx"
 	"github.com/uptrace/bun"
 	"github.com/uptrace/bun/dialect/pgdialect"
 	"github.com/uptrace/bun/extra/bunotel"
@@ -74,7 +73,7 @@ func Open(ctx context.Context, cfg Config) (*bun.DB, error) {
 }
 
 func open(ctx context.Context, dsn string) (*sql.DB, error) {
-	sqldb, err := sql.Open("pgx", dsn)
+	sqldb, err := openDB(dsn)
 	if err != nil {
 		return nil, fmt.Errorf("open database: %w", err)
 	}

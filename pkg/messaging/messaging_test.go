@@ -122,37 +122,101 @@ type received struct {
 	correlationID string
 }
 
+// appendWith appends events to the outbox with a write of the caller's own
+// (a row of table side), as one statement (OutboxRows.With).
+func (e env) appendWith(ctx context.Context, sideID int64, evs ...any) error {
+	rows, err := messaging.NewOutboxRows(watermill.NopLogger{})
+	if err != nil {
+		return err
+	}
+	if err := rows.Add(ctx, evs...); err != nil {
+		return err
+	}
+	q, args, err := rows.With(func(p int) string { return fmt.Sprintf("INSERT INTO side (id) VALUES ($%d)", p) }, sideID)
+	if err != nil {
+		return err
+	}
+	_, err = e.db.ExecContext(ctx, q, args...)
+	return err
+}
+
+func (e env) createSide(t *testing.T) {
+	t.Helper()
+	_, err := e.db.ExecContext(t.Context(), "CREATE TABLE side (id bigint PRIMARY KEY)")
+	require.NoError(t, err)
+}
+
+func (e env) count(t *testing.T, table string) int {
+	t.Helper()
+	var n int
+	require.NoError(t, e.db.QueryRowContext(t.Context(), "SELECT count(*) FROM "+table).Scan(&n))
+	return n
+}
+
 func TestOutbox_event_reaches_handler_with_its_identity(t *testing.T) {
 	testkit.Integration(t)
 	t.Parallel()
-	e := newEnv(t)
-	got := make(chan received, 10)
-	e.run(t, "test", 3, cqrs.NewEventHandler("test.Receive", func(ctx context.Context, ev *events.OrderPlaced) error {
-		got <- received{event: *ev, correlationID: observability.CorrelationID(ctx)}
-		return nil
-	}))
+	for name, appendEvent := range map[string]func(t *testing.T, e env, ctx context.Context, ev any){
+		"in a transaction (OutboxWriter)": func(t *testing.T, e env, ctx context.Context, ev any) { e.publish(t, ctx, ev) },
+		"with a statement (OutboxRows)": func(t *testing.T, e env, ctx context.Context, ev any) {
+			e.createSide(t)
+			require.NoError(t, e.appendWith(ctx, 1, ev))
+			assert.Equal(t, 1, e.count(t, "side"))
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			e := newEnv(t)
+			got := make(chan received, 10)
+			e.run(t, "test", 3, cqrs.NewEventHandler("test.Receive", func(ctx context.Context, ev *events.OrderPlaced) error {
+				got <- received{event: *ev, correlationID: observability.CorrelationID(ctx)}
+				return nil
+			}))
 
-	sent := placedEvent("o-1")
-	e.publish(t, observability.WithCorrelationID(t.Context(), "corr-42"), sent)
+			sent := placedEvent("o-1")
+			appendEvent(t, e, observability.WithCorrelationID(t.Context(), "corr-42"), sent)
 
-	select {
-	case r := <-got:
-		assert.Equal(t, sent.ID, r.event.ID)
-		assert.Equal(t, sent.OrderID, r.event.OrderID)
-		assert.Equal(t, "corr-42", r.correlationID)
-	case <-time.After(20 * time.Second):
-		t.Fatal("event not delivered")
+			select {
+			case r := <-got:
+				assert.Equal(t, sent.ID, r.event.ID)
+				assert.Equal(t, sent.OrderID, r.event.OrderID)
+				assert.Equal(t, "corr-42", r.correlationID)
+			case <-time.After(20 * time.Second):
+				t.Fatal("event not delivered")
+			}
+			testkit.Eventually(t, 10*time.Second, 10*time.Millisecond, func() error {
+				if rows := e.count(t, messaging.OutboxTable); rows != 0 {
+					return fmt.Errorf("%d outbox rows left; forwarded rows are deleted", rows)
+				}
+				return nil
+			})
+		})
 	}
-	testkit.Eventually(t, 10*time.Second, 10*time.Millisecond, func() error {
-		var rows int
-		if err := e.db.QueryRowContext(t.Context(), `SELECT count(*) FROM `+messaging.OutboxTable).Scan(&rows); err != nil {
-			return err
-		}
-		if rows != 0 {
-			return fmt.Errorf("%d outbox rows left; forwarded rows are deleted", rows)
-		}
-		return nil
-	})
+}
+
+// A statement that fails writes none of the outbox rows it carries.
+func TestOutboxRows_With_is_atomic(t *testing.T) {
+	testkit.Integration(t)
+	t.Parallel()
+	e := newEnv(t)
+	e.createSide(t)
+	ctx := t.Context()
+	require.NoError(t, e.appendWith(ctx, 1, placedEvent("o-1"), placedEvent("o-2")))
+	assert.Equal(t, 2, e.count(t, messaging.OutboxTable), "both events, one statement")
+
+	err := e.appendWith(ctx, 1, placedEvent("o-3")) // side row 1 exists
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "23505")
+	assert.Equal(t, 2, e.count(t, messaging.OutboxTable), "the failed statement wrote no event")
+	assert.Equal(t, 1, e.count(t, "side"))
+
+	// Without events it is the caller's statement alone.
+	rows, err := messaging.NewOutboxRows(watermill.NopLogger{})
+	require.NoError(t, err)
+	q, args, err := rows.With(func(p int) string { return fmt.Sprintf("INSERT INTO side (id) VALUES ($%d)", p) }, int64(2))
+	require.NoError(t, err)
+	assert.Equal(t, "INSERT INTO side (id) VALUES ($1)", q)
+	assert.Equal(t, []any{int64(2)}, args)
 }
 
 func TestTopology_event_published_before_consumer_ever_ran_is_kept(t *testing.T) {

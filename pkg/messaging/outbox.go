@@ -50,31 +50,26 @@ func outboxSchema(batch int) wsql.PostgreSQLQueueSchema {
 	return wsql.PostgreSQLQueueSchema{GenerateMessagesTableName: outboxTableName, SubscribeBatchSize: batch}
 }
 
-// OutboxWriter appends events to the outbox inside a transaction, through a
-// CQRS event bus. They reach RabbitMQ only through the forwarder, after the
-// transaction commits; if it rolls back, they never existed. Each event gets
-// a PRODUCER span "create <topic>" whose trace context is stored with it, so
+// OutboxRows marshals events into outbox rows, through a CQRS event bus, for
+// a statement the caller runs: the rows reach RabbitMQ only through the
+// forwarder, once that statement's transaction commits. Each event gets a
+// PRODUCER span "create <topic>" whose trace context is stored with it, so
 // the forwarder and the consumer continue the trace.
 //
-// It writes the events of one transaction in one INSERT however many there
-// are, so a transaction that carries several orders (see pkg/groupcommit)
-// writes all their events in one round trip. watermill-sql's publisher
-// already writes the messages of one Publish call as one multi-row INSERT;
-// the CQRS event bus publishes one event per call, so the writer gathers the
-// bus's messages and hands them to the SQL publisher together on Flush.
-type OutboxWriter struct {
-	sql *wsql.Publisher
+// The rows are written by watermill-sql's own INSERT for the outbox schema
+// (InsertQuery); OutboxRows only decides where it runs. OutboxWriter runs it
+// as a statement of a transaction. With prepends it to the caller's own
+// statement as a data-modifying WITH clause, so that a write and its events
+// are one statement, atomic without BEGIN and COMMIT: one round trip to
+// PostgreSQL instead of four. watermill-sql offers no way to combine its
+// INSERT with another statement, hence this type.
+type OutboxRows struct {
 	buf *bufferPublisher
 	bus *cqrs.EventBus
 }
 
-// NewOutboxWriter returns a writer that appends events to the outbox inside
-// tx. Nothing is written before Flush.
-func NewOutboxWriter(tx *sql.Tx, log watermill.LoggerAdapter, otelOpts ...observability.Option) (*OutboxWriter, error) {
-	pub, err := wsql.NewPublisher(wsql.TxFromStdSQL(tx), wsql.PublisherConfig{SchemaAdapter: outboxSchema(0)}, log)
-	if err != nil {
-		return nil, fmt.Errorf("create outbox publisher: %w", err)
-	}
+// NewOutboxRows returns an empty set of outbox rows.
+func NewOutboxRows(log watermill.LoggerAdapter, otelOpts ...observability.Option) (*OutboxRows, error) {
 	buf := &bufferPublisher{}
 	bus, err := cqrs.NewEventBusWithConfig(
 		observability.OutboxPublisher(forwarder.NewPublisher(buf, forwarder.PublisherConfig{ForwarderTopic: OutboxTopic}), otelOpts...),
@@ -90,18 +85,77 @@ func NewOutboxWriter(tx *sql.Tx, log watermill.LoggerAdapter, otelOpts ...observ
 	if err != nil {
 		return nil, fmt.Errorf("create outbox event bus: %w", err)
 	}
-	return &OutboxWriter{sql: pub, buf: buf, bus: bus}, nil
+	return &OutboxRows{buf: buf, bus: bus}, nil
+}
+
+// Add marshals events as ctx's (its trace and correlation id go with them).
+func (r *OutboxRows) Add(ctx context.Context, events ...any) error {
+	for _, e := range events {
+		if err := r.bus.Publish(ctx, e); err != nil {
+			return fmt.Errorf("append %T to outbox: %w", e, err)
+		}
+	}
+	return nil
+}
+
+// Len is how many rows were added.
+func (r *OutboxRows) Len() int { return len(r.buf.msgs) }
+
+// With returns one statement that inserts the rows added so far into the
+// outbox and runs stmt, and its arguments: the rows' parameters come first,
+// so stmt numbers its own from first (stmt(first) uses $first, $first+1, …
+// for args). Without rows it is stmt(1) alone.
+//
+// PostgreSQL runs a data-modifying WITH clause to completion whatever the
+// main statement reads, and the statement is atomic: if stmt fails, no row
+// was written.
+func (r *OutboxRows) With(stmt func(first int) string, args ...any) (string, []any, error) {
+	msgs := r.buf.msgs
+	if len(msgs) == 0 {
+		return stmt(1), args, nil
+	}
+	q, err := outboxSchema(0).InsertQuery(wsql.InsertQueryParams{Topic: OutboxTopic, Msgs: msgs})
+	if err != nil {
+		return "", nil, fmt.Errorf("outbox insert of %d events: %w", len(msgs), err)
+	}
+	all := make([]any, 0, len(q.Args)+len(args))
+	all = append(append(all, q.Args...), args...)
+	return "WITH outbox AS (" + q.Query + ")\n" + stmt(len(q.Args)+1), all, nil
+}
+
+// OutboxWriter appends events to the outbox inside a transaction. They
+// reach RabbitMQ only through the forwarder, after the transaction commits;
+// if it rolls back, they never existed.
+//
+// It writes the events of one transaction in one INSERT however many there
+// are, so a transaction that carries several orders (see pkg/groupcommit)
+// writes all their events in one round trip. watermill-sql's publisher
+// already writes the messages of one Publish call as one multi-row INSERT;
+// the CQRS event bus publishes one event per call, so the writer gathers the
+// bus's messages and hands them to the SQL publisher together on Flush.
+type OutboxWriter struct {
+	sql  *wsql.Publisher
+	rows *OutboxRows
+}
+
+// NewOutboxWriter returns a writer that appends events to the outbox inside
+// tx. Nothing is written before Flush.
+func NewOutboxWriter(tx *sql.Tx, log watermill.LoggerAdapter, otelOpts ...observability.Option) (*OutboxWriter, error) {
+	pub, err := wsql.NewPublisher(wsql.TxFromStdSQL(tx), wsql.PublisherConfig{SchemaAdapter: outboxSchema(0)}, log)
+	if err != nil {
+		return nil, fmt.Errorf("create outbox publisher: %w", err)
+	}
+	rows, err := NewOutboxRows(log, otelOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return &OutboxWriter{sql: pub, rows: rows}, nil
 }
 
 // Add marshals events as ctx's (its trace and correlation id go with them)
 // and keeps them for Flush.
 func (w *OutboxWriter) Add(ctx context.Context, events ...any) error {
-	for _, e := range events {
-		if err := w.bus.Publish(ctx, e); err != nil {
-			return fmt.Errorf("append %T to outbox: %w", e, err)
-		}
-	}
-	return nil
+	return w.rows.Add(ctx, events...)
 }
 
 // Flush writes the events added so far to the outbox, in one statement run
@@ -109,7 +163,7 @@ func (w *OutboxWriter) Add(ctx context.Context, events ...any) error {
 // is one caller's, and may have ended while the transaction goes on for the
 // others).
 func (w *OutboxWriter) Flush(ctx context.Context) error {
-	msgs := w.buf.take()
+	msgs := w.rows.buf.take()
 	if len(msgs) == 0 {
 		return nil
 	}
@@ -339,6 +393,10 @@ func (o Outbox) Committed() { o.Waker.Committed() }
 func (o Outbox) Writer(tx *sql.Tx) (*OutboxWriter, error) {
 	return NewOutboxWriter(tx, o.Log, o.Otel...)
 }
+
+// Rows returns an empty set of rows of this outbox, for a statement that
+// writes them with the caller's own (see OutboxRows.With).
+func (o Outbox) Rows() (*OutboxRows, error) { return NewOutboxRows(o.Log, o.Otel...) }
 
 // PublishInTx appends events to the outbox inside tx, in one INSERT.
 func PublishInTx(ctx context.Context, tx *sql.Tx, log watermill.LoggerAdapter, events []any, otelOpts ...observability.Option) error {

@@ -11,6 +11,7 @@ import (
 	"io/fs"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/uptrace/bun"
 	"github.com/uptrace/bun/dialect/pgdialect"
 
@@ -68,9 +69,11 @@ func (r *invoiceRow) toDomain() domain.Invoice {
 }
 
 // Issue inserts the invoice and appends the events that newEvents returns for
-// it to the outbox, in one transaction. When the order has an invoice already
-// (a redelivered OrderPlaced) it does nothing and reports false: that
-// invoice's events were appended when it was inserted.
+// it to the outbox, atomically. When the order has an invoice already (a
+// redelivered OrderPlaced) it does nothing and reports false: that invoice's
+// events were appended when it was inserted. newEvents may run for an
+// invoice that is then not inserted (the batch is written in one statement
+// with its events, built beforehand); those events are discarded.
 func (s *Store) Issue(ctx context.Context, inv domain.Invoice, newEvents func(domain.Invoice) []any) (bool, error) {
 	return s.issue.Do(ctx, issueCall{invoice: inv, newEvents: newEvents})
 }
@@ -88,9 +91,66 @@ SELECT * FROM unnest(?::uuid[], ?::uuid[], ?::text[], ?::bigint[], ?::text[], ?:
 ON CONFLICT (order_id) DO NOTHING
 RETURNING id`
 
-// issueBatch runs a batch of Issue calls in one transaction: the invoices
-// in one INSERT, their events in one outbox INSERT.
+// insertNewInvoices inserts a batch of invoices for orders that have none,
+// with the outbox rows of their events prepended (messaging.OutboxRows.With):
+// one statement. An order that has an invoice, or appears twice in the
+// batch, fails it as a whole with a unique violation.
+func insertNewInvoices(p int) string {
+	return fmt.Sprintf(`INSERT INTO invoices (id, order_id, customer_id, amount, currency, issued_at)
+SELECT id::uuid, order_id::uuid, customer_id, amount, currency, issued_at
+FROM unnest($%d::text[], $%d::text[], $%d::text[], $%d::bigint[], $%d::text[], $%d::timestamptz[])
+  AS t(id, order_id, customer_id, amount, currency, issued_at)`, p, p+1, p+2, p+3, p+4, p+5)
+}
+
+// issueBatch runs a batch of Issue calls. The usual batch, for orders that
+// have no invoice yet, is one statement that inserts the invoices and their
+// events (atomic without a transaction block, so one round trip and one
+// commit). A redelivered OrderPlaced makes it fail and write nothing; the
+// batch then runs again as a transaction that skips the orders invoiced
+// already (issueBatchTx).
 func (s *Store) issueBatch(ctx context.Context, calls []groupcommit.Item[issueCall]) ([]groupcommit.Result[bool], error) {
+	n := len(calls)
+	ids, orders, customers, currencies := make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+	amounts, issued := make([]int64, n), make([]time.Time, n)
+	rows, err := s.outbox.Rows()
+	if err != nil {
+		return nil, err
+	}
+	results := make([]groupcommit.Result[bool], n)
+	for i, c := range calls {
+		inv := c.In.invoice
+		ids[i], orders[i], customers[i], amounts[i], currencies[i], issued[i] = inv.ID, inv.OrderID, inv.CustomerID, inv.Amount, inv.Currency, inv.IssuedAt
+		if err := rows.Add(c.Ctx, c.In.newEvents(inv)...); err != nil {
+			return nil, err
+		}
+		results[i].Out = true
+	}
+	q, args, err := rows.With(insertNewInvoices, ids, orders, customers, amounts, currencies, issued)
+	if err != nil {
+		return nil, err
+	}
+	_, err = s.db.DB.ExecContext(ctx, q, args...)
+	if isUniqueViolation(err) {
+		return s.issueBatchTx(ctx, calls)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("insert %d invoices: %w", n, err)
+	}
+	if rows.Len() > 0 {
+		s.outbox.Committed()
+	}
+	return results, nil
+}
+
+func isUniqueViolation(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && pgErr.Code == "23505" // unique_violation
+}
+
+// issueBatchTx runs a batch of Issue calls in one transaction: the invoices
+// in one INSERT that skips orders invoiced already, their events in one
+// outbox INSERT.
+func (s *Store) issueBatchTx(ctx context.Context, calls []groupcommit.Item[issueCall]) ([]groupcommit.Result[bool], error) {
 	n := len(calls)
 	ids, orders, customers, currencies := make([]string, n), make([]string, n), make([]string, n), make([]string, n)
 	amounts, issued := make([]int64, n), make([]time.Time, n)

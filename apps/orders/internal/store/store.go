@@ -11,6 +11,7 @@ import (
 	"io/fs"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/uptrace/bun"
 	"github.com/uptrace/bun/dialect/pgdialect"
 
@@ -135,9 +136,73 @@ FROM unnest(?::uuid[], ?::text[], ?::bigint[], ?::text[], ?::text[], ?::text[], 
 ON CONFLICT (idempotency_key) DO NOTHING
 RETURNING id`
 
-// createBatch runs a batch of Create calls in one transaction: the orders
-// in one INSERT, their events in one outbox INSERT.
+// insertNewOrders inserts a batch of orders that must all be new, with the
+// outbox rows of their events prepended (messaging.OutboxRows.With): one
+// statement. An idempotency key that is taken, or repeated in the batch,
+// fails it as a whole with a unique violation.
+func insertNewOrders(p int) string {
+	return fmt.Sprintf(`INSERT INTO orders (id, customer_id, amount, currency, status, idempotency_key, request_hash, created_at, updated_at)
+SELECT id::uuid, customer_id, amount, currency, status, NULLIF(idempotency_key, ''), NULLIF(request_hash, ''), created_at, updated_at
+FROM unnest($%d::text[], $%d::text[], $%d::bigint[], $%d::text[], $%d::text[], $%d::text[], $%d::text[], $%d::timestamptz[], $%d::timestamptz[])
+  AS t(id, customer_id, amount, currency, status, idempotency_key, request_hash, created_at, updated_at)`,
+		p, p+1, p+2, p+3, p+4, p+5, p+6, p+7, p+8)
+}
+
+// createBatch runs a batch of Create calls. The usual batch, all of whose
+// orders are new, is one statement that inserts the orders and their events
+// (atomic without a transaction block, so one round trip and one commit).
+// If an idempotency key is taken, that statement fails and writes nothing,
+// and the batch runs again as a transaction that tells new orders from
+// replays (createBatchTx).
 func (s *Store) createBatch(ctx context.Context, calls []groupcommit.Item[createCall]) ([]groupcommit.Result[createResult], error) {
+	n := len(calls)
+	ids, customers, currencies, statuses := make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+	keys, hashes := make([]string, n), make([]string, n)
+	amounts := make([]int64, n)
+	created, updated := make([]time.Time, n), make([]time.Time, n)
+	rows, err := s.outbox.Rows()
+	if err != nil {
+		return nil, err
+	}
+	results := make([]groupcommit.Result[createResult], n)
+	for i, c := range calls {
+		o := c.In.order
+		ids[i], customers[i], amounts[i], currencies[i], statuses[i] = o.ID, o.CustomerID, o.Amount, o.Currency, string(o.Status)
+		created[i], updated[i] = o.CreatedAt, o.UpdatedAt
+		if c.In.idem != nil {
+			keys[i], hashes[i] = c.In.idem.Key, c.In.idem.Hash
+		}
+		if err := rows.Add(c.Ctx, c.In.events...); err != nil {
+			return nil, err
+		}
+		results[i].Out = createResult{order: o, created: true}
+	}
+	q, args, err := rows.With(insertNewOrders, ids, customers, amounts, currencies, statuses, keys, hashes, created, updated)
+	if err != nil {
+		return nil, err
+	}
+	_, err = s.db.DB.ExecContext(ctx, q, args...)
+	if isUniqueViolation(err) {
+		return s.createBatchTx(ctx, calls)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("insert %d orders: %w", n, err)
+	}
+	if rows.Len() > 0 {
+		s.outbox.Committed()
+	}
+	return results, nil
+}
+
+func isUniqueViolation(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && pgErr.Code == "23505" // unique_violation
+}
+
+// createBatchTx runs a batch of Create calls in one transaction: the orders
+// in one INSERT that skips taken idempotency keys, their events in one
+// outbox INSERT. It answers the calls whose key is taken (replay).
+func (s *Store) createBatchTx(ctx context.Context, calls []groupcommit.Item[createCall]) ([]groupcommit.Result[createResult], error) {
 	n := len(calls)
 	ids, customers, currencies, statuses := make([]string, n), make([]string, n), make([]string, n), make([]string, n)
 	keys, hashes := make([]string, n), make([]string, n)
