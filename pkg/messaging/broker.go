@@ -22,7 +22,8 @@ type BrokerConfig struct {
 	// PublisherChannels is the size of the publisher's channel pool. Without a
 	// pool watermill-amqp opens and closes a channel for every publish. A
 	// publish holds its channel until its confirm arrives, so the pool should
-	// be as large as the number of forwarders.
+	// be as large as the number of publishes in flight: the forwarders'
+	// workers × batch size.
 	PublisherChannels int
 	// ReconnectMaxInterval caps the backoff between reconnection attempts
 	// (watermill-amqp's default cap is a minute).

@@ -208,14 +208,13 @@ func injectContext(p cqrs.OnEventSendParams) error {
 
 // ForwarderConfig configures the outbox forwarder.
 type ForwarderConfig struct {
-	// Workers is how many forwarders relay the outbox side by side. Each
-	// publishes one message at a time and waits for RabbitMQ's confirm, so
-	// throughput grows with workers until PostgreSQL or RabbitMQ is busy.
+	// Workers is how many forwarders relay the outbox side by side, each a
+	// transaction at a time.
 	Workers int
 	// BatchSize is how many rows one forwarding transaction locks. Its
-	// messages go out one after another, each waiting for its confirm, so a
-	// small batch spread over more workers forwards with less delay (the
-	// last row of a batch of n waits for n confirms).
+	// messages are published together and their confirms awaited together
+	// (see pipelinedPublisher), so up to Workers × BatchSize publishes are
+	// in flight: the publisher's channel pool should be that large.
 	BatchSize int
 	// PollInterval is how long an idle forwarder waits before looking at the
 	// outbox again. With a Waker it is only a safety net (for rows a replica
@@ -262,8 +261,9 @@ func (c ForwarderConfig) withDefaults() ForwarderConfig {
 // It also counts the rows each query returned (see rowCount).
 type skipLockedSchema struct {
 	wsql.PostgreSQLQueueSchema
-	rows  *rowCount
-	waker *OutboxWaker // told of each read (see OutboxWaker)
+	rows     *rowCount
+	waker    *OutboxWaker // told of each read (see OutboxWaker)
+	inflight *inflight    // the worker's publishes (see pipelinedPublisher)
 }
 
 // UnmarshalMessage counts the rows of the current query; SelectQuery resets
@@ -281,6 +281,12 @@ func (skipLockedSchema) SubscribeIsolationLevel() sql.IsolationLevel { return sq
 func (s skipLockedSchema) SelectQuery(p wsql.SelectQueryParams) (wsql.Query, error) {
 	if s.rows != nil {
 		s.rows.n.Store(0)
+	}
+	if s.inflight != nil {
+		// Publishes of a batch that was not deleted (its transaction
+		// failed): their rows are read again, so their outcome no longer
+		// matters, but they must not count against the next batch.
+		_ = s.inflight.wait()
 	}
 	s.waker.reading() // the query runs next, in this forwarder's transaction
 	q, err := s.PostgreSQLQueueSchema.SelectQuery(p)
@@ -308,14 +314,19 @@ func NewForwarder(db *sql.DB, pub message.Publisher, cfg ForwarderConfig, log wa
 	cfg = cfg.withDefaults()
 	f := &Forwarder{stop: make(chan struct{})}
 	for range cfg.Workers {
-		rows := &rowCount{}
+		rows, pending := &rowCount{}, &inflight{}
 		backoff := notifyBackoff{
 			waker: cfg.Waker, wake: cfg.Waker.wakeups(), fallback: cfg.PollInterval, retry: time.Second, linger: cfg.Linger, closing: f.stop,
 			rows: rows, batch: cfg.BatchSize,
 		}
 		sub, err := wsql.NewSubscriber(wsql.BeginnerFromStdSQL(db), wsql.SubscriberConfig{
-			SchemaAdapter:  skipLockedSchema{PostgreSQLQueueSchema: outboxSchema(cfg.BatchSize), rows: rows, waker: cfg.Waker},
-			OffsetsAdapter: wsql.PostgreSQLQueueOffsetsAdapter{DeleteOnAck: true, GenerateMessagesTableName: outboxTableName},
+			SchemaAdapter: skipLockedSchema{
+				PostgreSQLQueueSchema: outboxSchema(cfg.BatchSize), rows: rows, waker: cfg.Waker, inflight: pending,
+			},
+			OffsetsAdapter: confirmingOffsets{
+				PostgreSQLQueueOffsetsAdapter: wsql.PostgreSQLQueueOffsetsAdapter{DeleteOnAck: true, GenerateMessagesTableName: outboxTableName},
+				inflight:                      pending,
+			},
 			PollInterval:   cfg.PollInterval,
 			ResendInterval: 100 * time.Millisecond,
 			RetryInterval:  time.Second,
@@ -324,7 +335,7 @@ func NewForwarder(db *sql.DB, pub message.Publisher, cfg ForwarderConfig, log wa
 		if err != nil {
 			return nil, errors.Join(fmt.Errorf("create outbox subscriber: %w", err), f.Close())
 		}
-		fwd, err := forwarder.NewForwarder(sub, pub, log, forwarder.Config{
+		fwd, err := forwarder.NewForwarder(sub, pipelinedPublisher{pub: pub, inflight: pending}, log, forwarder.Config{
 			ForwarderTopic: OutboxTopic,
 			CloseTimeout:   cfg.CloseTimeout,
 			// An outbox row that is not an envelope was not written by
