@@ -1,6 +1,7 @@
 package messaging
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"sync"
@@ -66,6 +67,12 @@ type pipelinedPublisher struct {
 }
 
 func (p pipelinedPublisher) Publish(topic string, msgs ...*message.Message) error {
+	for _, m := range msgs {
+		// The forwarder gives each message the context of the outbox row's
+		// delivery, which ends when Publish returns; the publish outlives it
+		// (watermill-amqp publishes in the message's context).
+		m.SetContext(context.WithoutCancel(m.Context()))
+	}
 	p.inflight.start(func() error { return p.pub.Publish(topic, msgs...) })
 	return nil
 }

@@ -19,7 +19,8 @@ import (
 
 // recordingPublisher stands for the broker's confirming publisher: Publish
 // returns once the message is "confirmed", or fails for the order ids in
-// fail (once each). The first batch's publishes wait until all of them have
+// fail (once each), or when the message's context has ended (watermill-amqp
+// publishes in it). The first batch's publishes wait until all of them have
 // started, which only a forwarder that publishes a batch together passes.
 type recordingPublisher struct {
 	batch int
@@ -51,6 +52,9 @@ func (p *recordingPublisher) Publish(_ string, msgs ...*message.Message) error {
 			case <-time.After(10 * time.Second):
 				return errors.New("the batch's publishes did not run together")
 			}
+		}
+		if err := m.Context().Err(); err != nil {
+			return fmt.Errorf("publish in the message's context: %w", err) // as watermill-amqp does
 		}
 		p.mu.Lock()
 		if p.fail[ev.OrderID] {
