@@ -23,7 +23,7 @@ type BrokerConfig struct {
 	// pool watermill-amqp opens and closes a channel for every publish. A
 	// publish holds its channel until its confirm arrives, so the pool should
 	// be as large as the number of publishes in flight: the forwarders'
-	// workers × batch size.
+	// workers × batch size (Runtime's default).
 	PublisherChannels int
 	// ReconnectMaxInterval caps the backoff between reconnection attempts
 	// (watermill-amqp's default cap is a minute).

@@ -234,7 +234,7 @@ func (c ForwarderConfig) withDefaults() ForwarderConfig {
 		c.Workers = 8
 	}
 	if c.BatchSize <= 0 {
-		c.BatchSize = 4
+		c.BatchSize = 16
 	}
 	if c.PollInterval <= 0 {
 		c.PollInterval = time.Second

@@ -47,9 +47,14 @@ type Runtime struct {
 // Run runs until ctx ends. It returns an error only for a configuration
 // mistake (a handler that cannot be registered); broker trouble is retried.
 func (r *Runtime) Run(ctx context.Context) error {
+	bcfg := r.Broker
+	if bcfg.PublisherChannels <= 0 { // one per publish a forwarder batch may have in flight
+		f := r.Forwarder.withDefaults()
+		bcfg.PublisherChannels = f.Workers * f.BatchSize
+	}
 	delay := 100 * time.Millisecond
 	for {
-		b, err := ConnectBroker(ctx, r.Broker, r.Log)
+		b, err := ConnectBroker(ctx, bcfg, r.Log)
 		if err != nil { // ConnectBroker gives up only when ctx ends
 			return ignoreStop(ctx, err)
 		}

@@ -65,7 +65,7 @@ func LoadConfig(service string, defaultPort int, getenv func(string) string) (Co
 		Concurrency:        l.int("HANDLER_CONCURRENCY", 16),
 		OutboxWorkers:      l.int("OUTBOX_WORKERS", 8),
 		OutboxPollInterval: l.duration("OUTBOX_POLL_INTERVAL", time.Second),
-		OutboxBatchSize:    l.int("OUTBOX_BATCH_SIZE", 4),
+		OutboxBatchSize:    l.int("OUTBOX_BATCH_SIZE", 16),
 		OutboxLinger:       l.durationOrZero("OUTBOX_LINGER", 2*time.Millisecond),
 		GroupCommits:       l.int("GROUP_COMMIT_CONCURRENCY", 1),
 		GroupCommitMax:     l.int("GROUP_COMMIT_MAX_BATCH", 64),

@@ -38,7 +38,7 @@ func TestLoadConfig_defaults(t *testing.T) {
 			Concurrency:        16,
 			OutboxWorkers:      8,
 			OutboxPollInterval: time.Second,
-			OutboxBatchSize:    4,
+			OutboxBatchSize:    16,
 			OutboxLinger:       2 * time.Millisecond,
 			GroupCommits:       1,
 			GroupCommitMax:     64,

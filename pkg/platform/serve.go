@@ -82,12 +82,9 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, tel *observability.T
 
 	wlog := watermill.NewSlogLogger(log)
 	rt := &messaging.Runtime{
-		// A publisher channel per message a forwarder's batch may hold:
-		// every publish waits for its confirm on a channel of its own.
-		Broker: messaging.BrokerConfig{
-			URL: cfg.BrokerURL, Prefetch: cfg.Prefetch, Consumers: cfg.Concurrency,
-			PublisherChannels: cfg.OutboxWorkers * cfg.OutboxBatchSize,
-		},
+		// PublisherChannels is left to the runtime: one per publish the
+		// forwarders may have in flight (workers × batch size).
+		Broker: messaging.BrokerConfig{URL: cfg.BrokerURL, Prefetch: cfg.Prefetch, Consumers: cfg.Concurrency},
 		Router: messaging.RouterConfig{
 			Service: cfg.Service, Version: cfg.Version,
 			MaxRetries: cfg.MaxRetries, RetryInitial: cfg.RetryInitial, RetryMax: cfg.RetryMax,
