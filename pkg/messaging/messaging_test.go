@@ -157,8 +157,12 @@ func TestOutbox_event_reaches_handler_with_its_identity(t *testing.T) {
 	testkit.Integration(t)
 	t.Parallel()
 	for name, appendEvent := range map[string]func(t *testing.T, e env, ctx context.Context, ev any){
-		"in a transaction (OutboxWriter)": func(t *testing.T, e env, ctx context.Context, ev any) { e.publish(t, ctx, ev) },
+		"in a transaction (OutboxWriter)": func(t *testing.T, e env, ctx context.Context, ev any) {
+			t.Helper()
+			e.publish(t, ctx, ev)
+		},
 		"with a statement (OutboxRows)": func(t *testing.T, e env, ctx context.Context, ev any) {
+			t.Helper()
 			e.createSide(t)
 			require.NoError(t, e.appendWith(ctx, 1, ev))
 			assert.Equal(t, 1, e.count(t, "side"))

@@ -86,7 +86,7 @@ func TestForwarder_deletes_a_batch_only_once_every_publish_is_confirmed(t *testi
 	go func() { done <- fwd.Run(t.Context()) }()
 	t.Cleanup(func() {
 		require.NoError(t, fwd.Close())
-		<-done
+		assert.NoError(t, <-done)
 	})
 
 	testkit.Eventually(t, 20*time.Second, 10*time.Millisecond, func() error {
