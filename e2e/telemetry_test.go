@@ -76,7 +76,15 @@ func TestTelemetry_one_trace_per_order_across_both_services(t *testing.T) {
 		assert.NotEmpty(t, attrs["messaging.message.id"], name)
 		assert.NotEmpty(t, attrs["messaging.operation.type"], name)
 	}
-	// The invoice's database writes are in the trace too (bunotel).
+	// The writes are in the trace too: the order's and the invoice's INSERT
+	// (each with its outbox rows, database.Exec) under the request and the
+	// handler, the status UPDATE (bunotel).
+	for parent, name := range map[string]string{"POST /orders": "INSERT orders", "process events.OrderPlaced": "INSERT invoices"} {
+		sp := find(spans, name)
+		require.NotNil(t, sp, "span %q", name)
+		assert.Equal(t, trace.SpanKindClient, sp.SpanKind(), name)
+		assert.True(t, isAncestor(spans, find(spans, parent), sp), "%s descends from %s", name, parent)
+	}
 	var dbSpans int
 	for _, sp := range spans {
 		if sp.SpanContext().TraceID() == traceID && sp.SpanKind() == trace.SpanKindClient {

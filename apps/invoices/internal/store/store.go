@@ -14,8 +14,10 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/uptrace/bun"
 	"github.com/uptrace/bun/dialect/pgdialect"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/orderflow/orderflow/apps/invoices/internal/domain"
+	"github.com/orderflow/orderflow/pkg/database"
 	"github.com/orderflow/orderflow/pkg/groupcommit"
 	"github.com/orderflow/orderflow/pkg/messaging"
 )
@@ -40,6 +42,7 @@ func Migrations() fs.FS {
 type Store struct {
 	db     *bun.DB
 	outbox messaging.Outbox
+	tracer trace.Tracer // spans of the statements bun does not send (nil: none)
 	issue  *groupcommit.Committer[issueCall, bool]
 }
 
@@ -47,7 +50,7 @@ type Store struct {
 // instruments its group commits (observability.Telemetry.Batching) and may
 // set their size and concurrency; the store names each operation.
 func New(db *bun.DB, outbox messaging.Outbox, batching groupcommit.Config) *Store {
-	s := &Store{db: db, outbox: outbox}
+	s := &Store{db: db, outbox: outbox, tracer: batching.Tracer}
 	batching.Name = "invoices.issue"
 	s.issue = groupcommit.New(s.issueBatch, batching)
 	return s
@@ -129,7 +132,7 @@ func (s *Store) issueBatch(ctx context.Context, calls []groupcommit.Item[issueCa
 	if err != nil {
 		return nil, err
 	}
-	_, err = s.db.DB.ExecContext(ctx, q, args...)
+	err = database.Exec(ctx, s.db, s.tracer, database.Statement{Operation: "INSERT", Table: "invoices", Query: q, Args: args})
 	if isUniqueViolation(err) {
 		return s.issueBatchTx(ctx, calls)
 	}

@@ -14,8 +14,10 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/uptrace/bun"
 	"github.com/uptrace/bun/dialect/pgdialect"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/orderflow/orderflow/apps/orders/internal/domain"
+	"github.com/orderflow/orderflow/pkg/database"
 	"github.com/orderflow/orderflow/pkg/groupcommit"
 	"github.com/orderflow/orderflow/pkg/messaging"
 )
@@ -41,6 +43,7 @@ func Migrations() fs.FS {
 type Store struct {
 	db     *bun.DB
 	outbox messaging.Outbox
+	tracer trace.Tracer // spans of the statements bun does not send (nil: none)
 	create *groupcommit.Committer[createCall, createResult]
 	mark   *groupcommit.Committer[markCall, markResult]
 }
@@ -49,7 +52,7 @@ type Store struct {
 // instruments its group commits (observability.Telemetry.Batching) and may
 // set their size and concurrency; the store names each operation.
 func New(db *bun.DB, outbox messaging.Outbox, batching groupcommit.Config) *Store {
-	s := &Store{db: db, outbox: outbox}
+	s := &Store{db: db, outbox: outbox, tracer: batching.Tracer}
 	createCfg, markCfg := batching, batching
 	createCfg.Name = "orders.create"
 	markCfg.Name = "orders.mark_invoiced"
@@ -181,7 +184,7 @@ func (s *Store) createBatch(ctx context.Context, calls []groupcommit.Item[create
 	if err != nil {
 		return nil, err
 	}
-	_, err = s.db.DB.ExecContext(ctx, q, args...)
+	err = database.Exec(ctx, s.db, s.tracer, database.Statement{Operation: "INSERT", Table: "orders", Query: q, Args: args})
 	if isUniqueViolation(err) {
 		return s.createBatchTx(ctx, calls)
 	}
