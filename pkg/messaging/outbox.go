@@ -314,7 +314,7 @@ func NewForwarder(db *sql.DB, pub message.Publisher, cfg ForwarderConfig, log wa
 	cfg = cfg.withDefaults()
 	f := &Forwarder{stop: make(chan struct{})}
 	for range cfg.Workers {
-		rows, pending := &rowCount{}, &inflight{}
+		rows, pending := &rowCount{}, &inflight{closing: f.stop}
 		backoff := notifyBackoff{
 			waker: cfg.Waker, wake: cfg.Waker.wakeups(), fallback: cfg.PollInterval, retry: time.Second, linger: cfg.Linger, closing: f.stop,
 			rows: rows, batch: cfg.BatchSize,

@@ -31,26 +31,51 @@ import (
 // adapter and its schema adapter share it. watermill-sql calls them one
 // after another from that worker's loop, never at once.
 type inflight struct {
-	wg  sync.WaitGroup
-	mu  sync.Mutex
-	err error
+	mu   sync.Mutex
+	n    int           // publishes running
+	idle chan struct{} // closed when n drops to 0
+	err  error
+	// closing ends a wait early: a forwarder that is closed must not hang
+	// on a confirm that may never come (a blocked broker). Its batch is
+	// rolled back and published again later.
+	closing <-chan struct{}
 }
+
+var errClosingUnconfirmed = errors.New("outbox forwarder closed before its publishes were confirmed")
 
 // start runs publish in a goroutine of its own.
 func (f *inflight) start(publish func() error) {
-	f.wg.Go(func() {
-		if err := publish(); err != nil {
-			f.mu.Lock()
-			f.err = errors.Join(f.err, err)
-			f.mu.Unlock()
+	f.mu.Lock()
+	if f.n == 0 {
+		f.idle = make(chan struct{})
+	}
+	f.n++
+	f.mu.Unlock()
+	go func() {
+		err := publish()
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		f.err = errors.Join(f.err, err)
+		f.n--
+		if f.n == 0 {
+			close(f.idle)
 		}
-	})
+	}()
 }
 
 // wait waits for the publishes started so far and returns their errors,
 // forgetting them.
 func (f *inflight) wait() error {
-	f.wg.Wait()
+	f.mu.Lock()
+	n, idle := f.n, f.idle
+	f.mu.Unlock()
+	if n > 0 {
+		select {
+		case <-idle:
+		case <-f.closing:
+			return errClosingUnconfirmed
+		}
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	err := f.err

@@ -100,3 +100,52 @@ func TestForwarder_deletes_a_batch_only_once_every_publish_is_confirmed(t *testi
 	assert.Equal(t, map[string]int{"o-1": 2, "o-2": 2, "o-3": 1, "o-4": 2}, pub.ok,
 		"the batch with the failed publish stayed and went out again; o-3 only the second time")
 }
+
+// blockedPublisher never gets its confirms, as a broker that blocks
+// publishers (a memory alarm) would leave it.
+type blockedPublisher struct {
+	started chan struct{}
+	release chan struct{}
+}
+
+func (p blockedPublisher) Publish(string, ...*message.Message) error {
+	select {
+	case p.started <- struct{}{}:
+	default:
+	}
+	<-p.release
+	return errors.New("released")
+}
+
+func (blockedPublisher) Close() error { return nil }
+
+// Closing a forwarder does not wait for confirms that may never come; the
+// unconfirmed batch stays in the outbox.
+func TestForwarder_close_does_not_wait_for_missing_confirms(t *testing.T) {
+	testkit.Integration(t)
+	t.Parallel()
+	e := newEnv(t)
+	e.publish(t, t.Context(), placedEvent("o-1"), placedEvent("o-2"))
+	pub := blockedPublisher{started: make(chan struct{}, 1), release: make(chan struct{})}
+	t.Cleanup(func() { close(pub.release) })
+	fwd, err := messaging.NewForwarder(e.db, pub, messaging.ForwarderConfig{Workers: 1, BatchSize: 4, PollInterval: 10 * time.Millisecond}, watermill.NopLogger{})
+	require.NoError(t, err)
+	done := make(chan error, 1)
+	go func() { done <- fwd.Run(t.Context()) }()
+	select {
+	case <-pub.started:
+	case <-time.After(20 * time.Second):
+		t.Fatal("nothing was published")
+	}
+
+	closed := make(chan error, 1)
+	go func() { closed <- fwd.Close() }()
+	select {
+	case err := <-closed:
+		require.NoError(t, err)
+	case <-time.After(20 * time.Second):
+		t.Fatal("Close waits for confirms that never come")
+	}
+	<-done
+	assert.Equal(t, 2, e.count(t, messaging.OutboxTable), "the unconfirmed batch stays in the outbox")
+}
