@@ -146,6 +146,6 @@ func TestForwarder_close_does_not_wait_for_missing_confirms(t *testing.T) {
 	case <-time.After(20 * time.Second):
 		t.Fatal("Close waits for confirms that never come")
 	}
-	<-done
+	assert.NoError(t, <-done)
 	assert.Equal(t, 2, e.count(t, messaging.OutboxTable), "the unconfirmed batch stays in the outbox")
 }
