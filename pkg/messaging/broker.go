@@ -22,8 +22,8 @@ type BrokerConfig struct {
 	// PublisherChannels is the size of the publisher's channel pool. Without a
 	// pool watermill-amqp opens and closes a channel for every publish. A
 	// publish holds its channel until its confirm arrives, so the pool should
-	// be as large as the number of publishes in flight: the forwarders'
-	// workers × batch size (Runtime's default).
+	// be about as large as the number of publishes in flight (Runtime's
+	// default: the forwarders' workers × batch size, at most 32).
 	PublisherChannels int
 	// ReconnectMaxInterval caps the backoff between reconnection attempts
 	// (watermill-amqp's default cap is a minute).

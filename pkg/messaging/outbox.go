@@ -214,7 +214,7 @@ type ForwarderConfig struct {
 	// BatchSize is how many rows one forwarding transaction locks. Its
 	// messages are published together and their confirms awaited together
 	// (see pipelinedPublisher), so up to Workers × BatchSize publishes are
-	// in flight: the publisher's channel pool should be that large.
+	// in flight, as many as the publisher's channel pool lets through.
 	BatchSize int
 	// PollInterval is how long an idle forwarder waits before looking at the
 	// outbox again. With a Waker it is only a safety net (for rows a replica

@@ -83,7 +83,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, tel *observability.T
 	wlog := watermill.NewSlogLogger(log)
 	rt := &messaging.Runtime{
 		// PublisherChannels is left to the runtime: one per publish the
-		// forwarders may have in flight (workers × batch size).
+		// forwarders may have in flight (workers × batch size), at most 32.
 		Broker: messaging.BrokerConfig{URL: cfg.BrokerURL, Prefetch: cfg.Prefetch, Consumers: cfg.Concurrency},
 		Router: messaging.RouterConfig{
 			Service: cfg.Service, Version: cfg.Version,
