@@ -3,6 +3,7 @@ package messaging
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"fmt"
 	"strings"
 	"sync"
@@ -194,4 +195,34 @@ func TestNotifyBackoff_skips_wakeups_a_read_covers(t *testing.T) {
 
 	w.Committed() // a new commit: this one needs a read
 	assert.Equal(t, 2*time.Millisecond, b.HandleError(log, true, nil), "woken: linger, then read")
+}
+
+// A batch cut short (the subscriber closed while handing over its third
+// row) deletes only the rows it forwarded.
+func TestConfirmingOffsets_deletes_only_forwarded_rows(t *testing.T) {
+	t.Parallel()
+	o := confirmingOffsets{
+		PostgreSQLQueueOffsetsAdapter: wsql.PostgreSQLQueueOffsetsAdapter{DeleteOnAck: true, GenerateMessagesTableName: outboxTableName},
+		inflight:                      &inflight{},
+	}
+	rows := []wsql.Row{{Offset: 11}, {Offset: 12}, {Offset: 13}, {Offset: 14}}
+	q, err := o.AckMessageQuery(wsql.AckMessageQueryParams{Topic: OutboxTopic, LastRow: rows[1], Rows: rows})
+	require.NoError(t, err)
+	assert.Contains(t, q.Query, "DELETE FROM "+OutboxTable)
+	assert.Equal(t, "{11,12}", offsetsArg(t, q))
+
+	q, err = o.AckMessageQuery(wsql.AckMessageQueryParams{Topic: OutboxTopic, LastRow: rows[3], Rows: rows})
+	require.NoError(t, err)
+	assert.Equal(t, "{11,12,13,14}", offsetsArg(t, q), "a whole batch")
+}
+
+// offsetsArg is the DELETE's one argument, the offsets, as PostgreSQL gets it.
+func offsetsArg(t *testing.T, q wsql.Query) string {
+	t.Helper()
+	require.Len(t, q.Args, 1)
+	v, ok := q.Args[0].(driver.Valuer)
+	require.True(t, ok, "%T", q.Args[0])
+	val, err := v.Value()
+	require.NoError(t, err)
+	return fmt.Sprint(val)
 }

@@ -113,13 +113,31 @@ type confirmingOffsets struct {
 	inflight *inflight
 }
 
+//
+// It also deletes only the rows up to the last one forwarded. watermill-sql
+// stops a batch early when the subscriber is closed while a row is being
+// handed over, and still passes every row of the batch, forwarded or not,
+// to the offsets adapter, whose DELETE would then drop rows that were never
+// published.
 func (o confirmingOffsets) AckMessageQuery(p wsql.AckMessageQueryParams) (wsql.Query, error) {
 	if err := o.inflight.wait(); err != nil {
 		return wsql.Query{}, fmt.Errorf("publish outbox batch of %d rows (it stays in the outbox and is published again): %w", len(p.Rows), err)
 	}
+	p.Rows = forwarded(p.Rows, p.LastRow)
 	q, err := o.PostgreSQLQueueOffsetsAdapter.AckMessageQuery(p)
 	if err != nil {
 		return q, fmt.Errorf("outbox ack query: %w", err)
 	}
 	return q, nil
+}
+
+// forwarded is rows up to and including last, in the order the batch was
+// read and forwarded.
+func forwarded(rows []wsql.Row, last wsql.Row) []wsql.Row {
+	for i, r := range rows {
+		if r.Offset == last.Offset {
+			return rows[:i+1]
+		}
+	}
+	return rows
 }
