@@ -108,17 +108,17 @@ func (pipelinedPublisher) Close() error { return nil }
 
 // confirmingOffsets builds a batch's DELETE only once every message of the
 // batch was confirmed.
-type confirmingOffsets struct {
-	wsql.PostgreSQLQueueOffsetsAdapter
-	inflight *inflight
-}
-
 //
 // It also deletes only the rows up to the last one forwarded. watermill-sql
 // stops a batch early when the subscriber is closed while a row is being
 // handed over, and still passes every row of the batch, forwarded or not,
 // to the offsets adapter, whose DELETE would then drop rows that were never
 // published.
+type confirmingOffsets struct {
+	wsql.PostgreSQLQueueOffsetsAdapter
+	inflight *inflight
+}
+
 func (o confirmingOffsets) AckMessageQuery(p wsql.AckMessageQueryParams) (wsql.Query, error) {
 	if err := o.inflight.wait(); err != nil {
 		return wsql.Query{}, fmt.Errorf("publish outbox batch of %d rows (it stays in the outbox and is published again): %w", len(p.Rows), err)
