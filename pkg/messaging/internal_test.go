@@ -63,6 +63,9 @@ func TestNotifyBackoff(t *testing.T) {
 	canceled := fmt.Errorf("could not begin tx for querying: %w", context.Canceled)
 	assert.Equal(t, 3*time.Second, b.HandleError(errorLogger{t}, false, canceled),
 		"shutting down: back off without an error log")
+	unconfirmed := fmt.Errorf("could not get ack message query: %w", fmt.Errorf("publish outbox batch: %w", errClosingUnconfirmed))
+	assert.Equal(t, 3*time.Second, b.HandleError(errorLogger{t}, false, unconfirmed),
+		"closed with publishes unconfirmed: the batch stays, no error log")
 
 	wake <- struct{}{}
 	assert.Equal(t, 2*time.Millisecond, b.HandleError(log, true, nil), "woken: linger, then query")

@@ -112,7 +112,7 @@ type notifyBackoff struct {
 type rowCount struct{ n atomic.Int64 }
 
 func (b notifyBackoff) HandleError(logger watermill.LoggerAdapter, noMsg bool, err error) time.Duration {
-	if errors.Is(err, context.Canceled) {
+	if errors.Is(err, context.Canceled) || errors.Is(err, errClosingUnconfirmed) {
 		return b.retry // shutting down: the subscriber stops before the retry, and nothing went wrong
 	}
 	if err != nil {
