@@ -156,7 +156,9 @@ FROM unnest($%d::text[], $%d::text[], $%d::bigint[], $%d::text[], $%d::text[], $
 // (atomic without a transaction block, so one round trip and one commit).
 // If an idempotency key is taken, that statement fails and writes nothing,
 // and the batch runs again as a transaction that tells new orders from
-// replays (createBatchTx).
+// replays (createBatchTx). The events of such a batch are then marshaled
+// twice, so their traces show two "create" spans, of which the second is
+// the one written.
 func (s *Store) createBatch(ctx context.Context, calls []groupcommit.Item[createCall]) ([]groupcommit.Result[createResult], error) {
 	n := len(calls)
 	ids, customers, currencies, statuses := make([]string, n), make([]string, n), make([]string, n), make([]string, n)
