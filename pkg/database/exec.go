@@ -2,9 +2,12 @@ package database
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/uptrace/bun"
+	"github.com/uptrace/bun/dialect/pgdialect"
 	"go.opentelemetry.io/otel/codes"
 	semconv "go.opentelemetry.io/otel/semconv/v1.20.0"
 	"go.opentelemetry.io/otel/trace"
@@ -48,4 +51,21 @@ func exec(ctx context.Context, db *bun.DB, s Statement) error {
 		return fmt.Errorf("%s %s: %w", s.Operation, s.Table, err)
 	}
 	return nil
+}
+
+// IsUniqueViolation reports whether err is PostgreSQL's unique_violation
+// (SQLSTATE 23505).
+func IsUniqueViolation(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && pgErr.Code == "23505"
+}
+
+// Arrays wraps each of values (slices) as a PostgreSQL array for bun's ?
+// placeholders; Exec takes the slices as they are.
+func Arrays(values ...any) []any {
+	out := make([]any, len(values))
+	for i, v := range values {
+		out[i] = pgdialect.Array(v)
+	}
+	return out
 }

@@ -11,9 +11,7 @@ import (
 	"io/fs"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/uptrace/bun"
-	"github.com/uptrace/bun/dialect/pgdialect"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/orderflow/orderflow/apps/invoices/internal/domain"
@@ -112,32 +110,28 @@ FROM unnest($%d::text[], $%d::text[], $%d::text[], $%d::bigint[], $%d::text[], $
 // batch then runs again as a transaction that skips the orders invoiced
 // already (issueBatchTx).
 func (s *Store) issueBatch(ctx context.Context, calls []groupcommit.Item[issueCall]) ([]groupcommit.Result[bool], error) {
-	n := len(calls)
-	ids, orders, customers, currencies := make([]string, n), make([]string, n), make([]string, n), make([]string, n)
-	amounts, issued := make([]int64, n), make([]time.Time, n)
+	cols := newInvoiceColumns(calls)
 	rows, err := s.outbox.Rows()
 	if err != nil {
 		return nil, err
 	}
-	results := make([]groupcommit.Result[bool], n)
+	results := make([]groupcommit.Result[bool], len(calls))
 	for i, c := range calls {
-		inv := c.In.invoice
-		ids[i], orders[i], customers[i], amounts[i], currencies[i], issued[i] = inv.ID, inv.OrderID, inv.CustomerID, inv.Amount, inv.Currency, inv.IssuedAt
-		if err := rows.Add(c.Ctx, c.In.newEvents(inv)...); err != nil {
+		if err := rows.Add(c.Ctx, c.In.newEvents(c.In.invoice)...); err != nil {
 			return nil, err
 		}
 		results[i].Out = true
 	}
-	q, args, err := rows.With(insertNewInvoices, ids, orders, customers, amounts, currencies, issued)
+	q, args, err := rows.With(insertNewInvoices, cols.values()...)
 	if err != nil {
 		return nil, err
 	}
 	err = database.Exec(ctx, s.db, s.tracer, database.Statement{Operation: "INSERT", Table: "invoices", Query: q, Args: args})
-	if isUniqueViolation(err) {
-		return s.issueBatchTx(ctx, calls)
+	if database.IsUniqueViolation(err) {
+		return s.issueBatchTx(ctx, calls, cols)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("insert %d invoices: %w", n, err)
+		return nil, fmt.Errorf("insert %d invoices: %w", len(calls), err)
 	}
 	if rows.Len() > 0 {
 		s.outbox.Committed()
@@ -145,28 +139,41 @@ func (s *Store) issueBatch(ctx context.Context, calls []groupcommit.Item[issueCa
 	return results, nil
 }
 
-func isUniqueViolation(err error) bool {
-	var pgErr *pgconn.PgError
-	return errors.As(err, &pgErr) && pgErr.Code == "23505" // unique_violation
+// invoiceColumns are a batch's invoices column by column: the unnest
+// arguments of both inserts, in their order (values).
+type invoiceColumns struct {
+	ids, orders, customers, currencies []string
+	amounts                            []int64
+	issued                             []time.Time
+}
+
+func newInvoiceColumns(calls []groupcommit.Item[issueCall]) invoiceColumns {
+	n := len(calls)
+	c := invoiceColumns{
+		ids: make([]string, n), orders: make([]string, n), customers: make([]string, n), currencies: make([]string, n),
+		amounts: make([]int64, n), issued: make([]time.Time, n),
+	}
+	for i, call := range calls {
+		inv := call.In.invoice
+		c.ids[i], c.orders[i], c.customers[i], c.amounts[i], c.currencies[i], c.issued[i] = inv.ID, inv.OrderID, inv.CustomerID, inv.Amount, inv.Currency, inv.IssuedAt
+	}
+	return c
+}
+
+func (c invoiceColumns) values() []any {
+	return []any{c.ids, c.orders, c.customers, c.amounts, c.currencies, c.issued}
 }
 
 // issueBatchTx runs a batch of Issue calls in one transaction: the invoices
 // in one INSERT that skips orders invoiced already, their events in one
 // outbox INSERT.
-func (s *Store) issueBatchTx(ctx context.Context, calls []groupcommit.Item[issueCall]) ([]groupcommit.Result[bool], error) {
+func (s *Store) issueBatchTx(ctx context.Context, calls []groupcommit.Item[issueCall], cols invoiceColumns) ([]groupcommit.Result[bool], error) {
 	n := len(calls)
-	ids, orders, customers, currencies := make([]string, n), make([]string, n), make([]string, n), make([]string, n)
-	amounts, issued := make([]int64, n), make([]time.Time, n)
-	for i, c := range calls {
-		inv := c.In.invoice
-		ids[i], orders[i], customers[i], amounts[i], currencies[i], issued[i] = inv.ID, inv.OrderID, inv.CustomerID, inv.Amount, inv.Currency, inv.IssuedAt
-	}
 	results := make([]groupcommit.Result[bool], n)
 	var appended bool
 	err := s.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
 		var inserted []string
-		if err := tx.NewRaw(insertInvoices, pgdialect.Array(ids), pgdialect.Array(orders), pgdialect.Array(customers),
-			pgdialect.Array(amounts), pgdialect.Array(currencies), pgdialect.Array(issued)).Scan(ctx, &inserted); err != nil {
+		if err := tx.NewRaw(insertInvoices, database.Arrays(cols.values()...)...).Scan(ctx, &inserted); err != nil {
 			return fmt.Errorf("insert %d invoices: %w", n, err)
 		}
 		isNew := make(map[string]bool, len(inserted))

@@ -11,7 +11,6 @@ import (
 	"io/fs"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/uptrace/bun"
 	"github.com/uptrace/bun/dialect/pgdialect"
 	"go.opentelemetry.io/otel/trace"
@@ -160,38 +159,28 @@ FROM unnest($%d::text[], $%d::text[], $%d::bigint[], $%d::text[], $%d::text[], $
 // twice, so their traces show two "create" spans, of which the second is
 // the one written.
 func (s *Store) createBatch(ctx context.Context, calls []groupcommit.Item[createCall]) ([]groupcommit.Result[createResult], error) {
-	n := len(calls)
-	ids, customers, currencies, statuses := make([]string, n), make([]string, n), make([]string, n), make([]string, n)
-	keys, hashes := make([]string, n), make([]string, n)
-	amounts := make([]int64, n)
-	created, updated := make([]time.Time, n), make([]time.Time, n)
+	cols := newOrderColumns(calls)
 	rows, err := s.outbox.Rows()
 	if err != nil {
 		return nil, err
 	}
-	results := make([]groupcommit.Result[createResult], n)
+	results := make([]groupcommit.Result[createResult], len(calls))
 	for i, c := range calls {
-		o := c.In.order
-		ids[i], customers[i], amounts[i], currencies[i], statuses[i] = o.ID, o.CustomerID, o.Amount, o.Currency, string(o.Status)
-		created[i], updated[i] = o.CreatedAt, o.UpdatedAt
-		if c.In.idem != nil {
-			keys[i], hashes[i] = c.In.idem.Key, c.In.idem.Hash
-		}
 		if err := rows.Add(c.Ctx, c.In.events...); err != nil {
 			return nil, err
 		}
-		results[i].Out = createResult{order: o, created: true}
+		results[i].Out = createResult{order: c.In.order, created: true}
 	}
-	q, args, err := rows.With(insertNewOrders, ids, customers, amounts, currencies, statuses, keys, hashes, created, updated)
+	q, args, err := rows.With(insertNewOrders, cols.values()...)
 	if err != nil {
 		return nil, err
 	}
 	err = database.Exec(ctx, s.db, s.tracer, database.Statement{Operation: "INSERT", Table: "orders", Query: q, Args: args})
-	if isUniqueViolation(err) {
-		return s.createBatchTx(ctx, calls)
+	if database.IsUniqueViolation(err) {
+		return s.createBatchTx(ctx, calls, cols)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("insert %d orders: %w", n, err)
+		return nil, fmt.Errorf("insert %d orders: %w", len(calls), err)
 	}
 	if rows.Len() > 0 {
 		s.outbox.Committed()
@@ -199,35 +188,46 @@ func (s *Store) createBatch(ctx context.Context, calls []groupcommit.Item[create
 	return results, nil
 }
 
-func isUniqueViolation(err error) bool {
-	var pgErr *pgconn.PgError
-	return errors.As(err, &pgErr) && pgErr.Code == "23505" // unique_violation
+// orderColumns are a batch's orders column by column: the unnest arguments
+// of both inserts, in their order (values).
+type orderColumns struct {
+	ids, customers, currencies, statuses, keys, hashes []string
+	amounts                                            []int64
+	created, updated                                   []time.Time
+}
+
+func newOrderColumns(calls []groupcommit.Item[createCall]) orderColumns {
+	n := len(calls)
+	c := orderColumns{
+		ids: make([]string, n), customers: make([]string, n), currencies: make([]string, n), statuses: make([]string, n),
+		keys: make([]string, n), hashes: make([]string, n), amounts: make([]int64, n),
+		created: make([]time.Time, n), updated: make([]time.Time, n),
+	}
+	for i, call := range calls {
+		o := call.In.order
+		c.ids[i], c.customers[i], c.amounts[i], c.currencies[i], c.statuses[i] = o.ID, o.CustomerID, o.Amount, o.Currency, string(o.Status)
+		c.created[i], c.updated[i] = o.CreatedAt, o.UpdatedAt
+		if call.In.idem != nil {
+			c.keys[i], c.hashes[i] = call.In.idem.Key, call.In.idem.Hash
+		}
+	}
+	return c
+}
+
+func (c orderColumns) values() []any {
+	return []any{c.ids, c.customers, c.amounts, c.currencies, c.statuses, c.keys, c.hashes, c.created, c.updated}
 }
 
 // createBatchTx runs a batch of Create calls in one transaction: the orders
 // in one INSERT that skips taken idempotency keys, their events in one
 // outbox INSERT. It answers the calls whose key is taken (replay).
-func (s *Store) createBatchTx(ctx context.Context, calls []groupcommit.Item[createCall]) ([]groupcommit.Result[createResult], error) {
+func (s *Store) createBatchTx(ctx context.Context, calls []groupcommit.Item[createCall], cols orderColumns) ([]groupcommit.Result[createResult], error) {
 	n := len(calls)
-	ids, customers, currencies, statuses := make([]string, n), make([]string, n), make([]string, n), make([]string, n)
-	keys, hashes := make([]string, n), make([]string, n)
-	amounts := make([]int64, n)
-	created, updated := make([]time.Time, n), make([]time.Time, n)
-	for i, c := range calls {
-		o := c.In.order
-		ids[i], customers[i], amounts[i], currencies[i], statuses[i] = o.ID, o.CustomerID, o.Amount, o.Currency, string(o.Status)
-		created[i], updated[i] = o.CreatedAt, o.UpdatedAt
-		if c.In.idem != nil {
-			keys[i], hashes[i] = c.In.idem.Key, c.In.idem.Hash
-		}
-	}
 	results := make([]groupcommit.Result[createResult], n)
 	var appended bool
 	err := s.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
 		var inserted []string
-		if err := tx.NewRaw(insertOrders, pgdialect.Array(ids), pgdialect.Array(customers), pgdialect.Array(amounts),
-			pgdialect.Array(currencies), pgdialect.Array(statuses), pgdialect.Array(keys), pgdialect.Array(hashes),
-			pgdialect.Array(created), pgdialect.Array(updated)).Scan(ctx, &inserted); err != nil {
+		if err := tx.NewRaw(insertOrders, database.Arrays(cols.values()...)...).Scan(ctx, &inserted); err != nil {
 			return fmt.Errorf("insert %d orders: %w", n, err)
 		}
 		isNew := make(map[string]bool, len(inserted))
