@@ -177,7 +177,7 @@ func (w *OutboxWriter) Flush(ctx context.Context) error {
 }
 
 // bufferPublisher keeps what the forwarder's envelope publisher hands it,
-// for OutboxWriter.Flush.
+// for OutboxRows.With and OutboxWriter.Flush.
 type bufferPublisher struct{ msgs []*message.Message }
 
 func (b *bufferPublisher) Publish(topic string, msgs ...*message.Message) error {
