@@ -319,7 +319,7 @@ func NewForwarder(db *sql.DB, pub message.Publisher, cfg ForwarderConfig, log wa
 			waker: cfg.Waker, wake: cfg.Waker.wakeups(), fallback: cfg.PollInterval, retry: time.Second, linger: cfg.Linger, closing: f.stop,
 			rows: rows, batch: cfg.BatchSize,
 		}
-		sub, err := wsql.NewSubscriber(wsql.BeginnerFromStdSQL(db), wsql.SubscriberConfig{
+		sub, err := wsql.NewSubscriber(newPipelinedBeginner(db), wsql.SubscriberConfig{
 			SchemaAdapter: skipLockedSchema{
 				PostgreSQLQueueSchema: outboxSchema(cfg.BatchSize), rows: rows, waker: cfg.Waker, inflight: pending,
 			},

@@ -5,6 +5,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 	"testing"
 )
 
@@ -19,6 +20,7 @@ type Proxy struct {
 	cut   bool
 	conns map[net.Conn]struct{}
 	wg    sync.WaitGroup
+	sends atomic.Int64
 }
 
 // NewProxy listens on 127.0.0.1:0 and forwards every connection to target.
@@ -38,6 +40,12 @@ func NewProxy(tb testing.TB, target string) *Proxy {
 
 // Addr is the proxy's host:port.
 func (p *Proxy) Addr() string { return p.ln.Addr().String() }
+
+// Sends is how many times a client's data reached the proxy. A client of
+// a request-response protocol (PostgreSQL's) sends once per round trip and
+// then waits for the answer, so the difference between two readings is the
+// round trips made in between.
+func (p *Proxy) Sends() int64 { return p.sends.Load() }
 
 // Cut drops every open connection and refuses new ones until Restore.
 func (p *Proxy) Cut() {
@@ -115,8 +123,22 @@ func (p *Proxy) serve(client net.Conn) {
 		_ = src.Close()
 		done <- struct{}{}
 	}
-	go pipe(server, client)
+	go pipe(server, countingConn{Conn: client, n: &p.sends})
 	go pipe(client, server)
 	<-done
 	<-done
+}
+
+// countingConn counts the reads that returned data.
+type countingConn struct {
+	net.Conn
+	n *atomic.Int64
+}
+
+func (c countingConn) Read(b []byte) (int, error) {
+	n, err := c.Conn.Read(b)
+	if n > 0 {
+		c.n.Add(1)
+	}
+	return n, err //nolint:wrapcheck // io.Copy expects the connection's own errors
 }
