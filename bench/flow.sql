@@ -11,9 +11,12 @@
 --   5. orders handler: mark the order invoiced (one statement)
 -- The forwarders commit without waiting for the WAL flush, as their pool
 -- does (pkg/database.OpenRelay): a lost delete only republishes.
--- The forwarders' batches hold up to 4 rows (OUTBOX_BATCH_SIZE); here each
+-- The forwarders' batches hold up to 16 rows (OUTBOX_BATCH_SIZE); here each
 -- order runs one forwarding transaction, which drains the outbox as fast as
--- it fills, as the real forwarders do.
+-- it fills, as the real forwarders do at light load. The services send a
+-- forwarding transaction's statements in two round trips (BEGIN with the
+-- SELECT, the DELETE with COMMIT: pkg/messaging/pipelinedtx.go); pgbench
+-- sends them one at a time, so this ceiling is, if anything, a little low.
 \set amount random(100, 100000)
 \set cust random(1, 1000)
 \set o random(1, 281474976710655)

@@ -304,6 +304,7 @@ func (s skipLockedSchema) SelectQuery(p wsql.SelectQueryParams) (wsql.Query, err
 // cfg.Workers instances. A row is deleted only after its message was
 // confirmed, in the transaction that locked it: a crash between the two
 // republishes it (at least once), and consumers deduplicate.
+// Each worker's transactions are two round trips (see pipelinedBeginner).
 type Forwarder struct {
 	fwds []*forwarder.Forwarder
 	stop chan struct{}
