@@ -166,20 +166,30 @@ func publish(ctx context.Context, conn *amqp.Connection, mode, queue string, wor
 	return nil
 }
 
+// consume opens a channel that consumes queue with manual acks and prefetch
+// unacknowledged deliveries at most.
+func consume(conn *amqp.Connection, queue string, prefetch int) (*amqp.Channel, <-chan amqp.Delivery, error) {
+	c, err := conn.Channel()
+	if err != nil {
+		return nil, nil, fmt.Errorf("consumer channel: %w", err)
+	}
+	if err := c.Qos(prefetch, 0, false); err != nil {
+		return nil, nil, fmt.Errorf("qos: %w", err)
+	}
+	ds, err := c.Consume(queue, "", false, false, false, false, nil)
+	if err != nil {
+		return nil, nil, fmt.Errorf("consume: %w", err)
+	}
+	return c, ds, nil
+}
+
 // consumeSingle is watermill-amqp's way: 16 channels, each handing out one
 // message at a time and acking it on its own.
 func consumeSingle(conn *amqp.Connection, queue string, handled *atomic.Int64) error {
 	for range 16 {
-		c, err := conn.Channel()
+		_, ds, err := consume(conn, queue, 64)
 		if err != nil {
-			return fmt.Errorf("consumer channel: %w", err)
-		}
-		if err := c.Qos(64, 0, false); err != nil {
-			return fmt.Errorf("qos: %w", err)
-		}
-		ds, err := c.Consume(queue, "", false, false, false, false, nil)
-		if err != nil {
-			return fmt.Errorf("consume: %w", err)
+			return err
 		}
 		go func() {
 			for d := range ds {
@@ -197,16 +207,9 @@ func consumeSingle(conn *amqp.Connection, queue string, handled *atomic.Int64) e
 // the longest handled prefix of delivery tags with one multiple ack, as
 // often as an acker can send them (no timer).
 func consumeCoalesced(conn *amqp.Connection, queue string, handled *atomic.Int64) error {
-	c, err := conn.Channel()
+	c, ds, err := consume(conn, queue, 256)
 	if err != nil {
-		return fmt.Errorf("consumer channel: %w", err)
-	}
-	if err := c.Qos(256, 0, false); err != nil {
-		return fmt.Errorf("qos: %w", err)
-	}
-	ds, err := c.Consume(queue, "", false, false, false, false, nil)
-	if err != nil {
-		return fmt.Errorf("consume: %w", err)
+		return err
 	}
 	var mu sync.Mutex
 	done := map[uint64]bool{}

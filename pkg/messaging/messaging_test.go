@@ -146,13 +146,6 @@ func (e env) createSide(t *testing.T) {
 	require.NoError(t, err)
 }
 
-func (e env) count(t *testing.T, table string) int {
-	t.Helper()
-	var n int
-	require.NoError(t, e.db.QueryRowContext(t.Context(), "SELECT count(*) FROM "+table).Scan(&n))
-	return n
-}
-
 func TestOutbox_event_reaches_handler_with_its_identity(t *testing.T) {
 	testkit.Integration(t)
 	t.Parallel()
@@ -165,7 +158,7 @@ func TestOutbox_event_reaches_handler_with_its_identity(t *testing.T) {
 			t.Helper()
 			e.createSide(t)
 			require.NoError(t, e.appendWith(ctx, 1, ev))
-			assert.Equal(t, 1, e.count(t, "side"))
+			assert.Equal(t, 1, testkit.CountRows(t, e.db, "side"))
 		},
 	} {
 		t.Run(name, func(t *testing.T) {
@@ -189,7 +182,7 @@ func TestOutbox_event_reaches_handler_with_its_identity(t *testing.T) {
 				t.Fatal("event not delivered")
 			}
 			testkit.Eventually(t, 10*time.Second, 10*time.Millisecond, func() error {
-				if rows := e.count(t, messaging.OutboxTable); rows != 0 {
+				if rows := testkit.CountRows(t, e.db, messaging.OutboxTable); rows != 0 {
 					return fmt.Errorf("%d outbox rows left; forwarded rows are deleted", rows)
 				}
 				return nil
@@ -206,13 +199,13 @@ func TestOutboxRows_With_is_atomic(t *testing.T) {
 	e.createSide(t)
 	ctx := t.Context()
 	require.NoError(t, e.appendWith(ctx, 1, placedEvent("o-1"), placedEvent("o-2")))
-	assert.Equal(t, 2, e.count(t, messaging.OutboxTable), "both events, one statement")
+	assert.Equal(t, 2, testkit.CountRows(t, e.db, messaging.OutboxTable), "both events, one statement")
 
 	err := e.appendWith(ctx, 1, placedEvent("o-3")) // side row 1 exists
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "23505")
-	assert.Equal(t, 2, e.count(t, messaging.OutboxTable), "the failed statement wrote no event")
-	assert.Equal(t, 1, e.count(t, "side"))
+	assert.Equal(t, 2, testkit.CountRows(t, e.db, messaging.OutboxTable), "the failed statement wrote no event")
+	assert.Equal(t, 1, testkit.CountRows(t, e.db, "side"))
 
 	// Without events it is the caller's statement alone.
 	rows, err := messaging.NewOutboxRows(watermill.NopLogger{})

@@ -90,7 +90,7 @@ func TestForwarder_deletes_a_batch_only_once_every_publish_is_confirmed(t *testi
 	})
 
 	testkit.Eventually(t, 20*time.Second, 10*time.Millisecond, func() error {
-		if n := e.count(t, messaging.OutboxTable); n != 0 {
+		if n := testkit.CountRows(t, e.db, messaging.OutboxTable); n != 0 {
 			return fmt.Errorf("%d outbox rows left", n)
 		}
 		return nil
@@ -147,5 +147,5 @@ func TestForwarder_close_does_not_wait_for_missing_confirms(t *testing.T) {
 		t.Fatal("Close waits for confirms that never come")
 	}
 	assert.NoError(t, <-done)
-	assert.Equal(t, 2, e.count(t, messaging.OutboxTable), "the unconfirmed batch stays in the outbox")
+	assert.Equal(t, 2, testkit.CountRows(t, e.db, messaging.OutboxTable), "the unconfirmed batch stays in the outbox")
 }

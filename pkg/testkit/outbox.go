@@ -1,6 +1,8 @@
 package testkit
 
 import (
+	"context"
+	"database/sql"
 	"testing"
 
 	"github.com/uptrace/bun"
@@ -25,11 +27,17 @@ func OutboxRows(tb testing.TB, db bun.IDB) []OutboxRow {
 	return rows
 }
 
+// RowQuerier is what CountRows reads through: a *bun.DB, a *sql.DB or a
+// transaction of either.
+type RowQuerier interface {
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
 // CountRows returns how many rows table has.
-func CountRows(tb testing.TB, db bun.IDB, table string) int {
+func CountRows(tb testing.TB, db RowQuerier, table string) int {
 	tb.Helper()
 	var n int
-	if err := db.NewRaw("SELECT count(*) FROM "+table).Scan(tb.Context(), &n); err != nil {
+	if err := db.QueryRowContext(tb.Context(), "SELECT count(*) FROM "+table).Scan(&n); err != nil {
 		tb.Fatalf("count %s: %v", table, err)
 	}
 	return n
