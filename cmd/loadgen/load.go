@@ -51,6 +51,14 @@ type Result struct {
 	BacklogAtEnd  int64   `json:"backlog_at_end"`
 	DrainSeconds  float64 `json:"drain_s"`
 	InvoicedInRun int64   `json:"invoiced_during_run"`
+	// OutboxLag is each service's forwarding lag over the run's events
+	// (orders, then invoices), from their /metrics; left out if those
+	// could not be read.
+	OutboxLag []OutboxLag `json:"outbox_lag,omitempty"`
+	// HostCPU is the machine's CPU while orders were sent; left out where
+	// /proc cannot be read.
+	HostCPU *HostCPU `json:"host_cpu,omitempty"`
+	Targets Targets  `json:"targets"`
 }
 
 // tracker pairs each accepted order with its InvoiceIssued.
@@ -193,6 +201,17 @@ func Run(ctx context.Context, cfg Config, progress io.Writer) (*Result, error) {
 		tr.accepted(id, scheduled)
 	}
 
+	services := []struct{ name, url string }{{"orders", cfg.OrdersURL}, {"invoices", cfg.InvoicesURL}}
+	lagBefore := make([]lagBuckets, len(services))
+	for i, s := range services {
+		if lagBefore[i], err = scrapeLag(ctx, client, s.url); err != nil {
+			fmt.Fprintf(progress, "loadgen: forwarding lag not measured: %v\n", err)
+			lagBefore = nil
+			break
+		}
+	}
+	hostBefore, hostErr := sampleHost()
+
 	runCtx, cancel := context.WithTimeout(ctx, cfg.Duration)
 	defer cancel()
 	start := time.Now()
@@ -203,6 +222,10 @@ func Run(ctx context.Context, cfg Config, progress io.Writer) (*Result, error) {
 		closedLoop(runCtx, cfg, send)
 	}
 	elapsed := time.Since(start)
+	var hostAfter hostSample
+	if hostErr == nil {
+		hostAfter, hostErr = sampleHost()
+	}
 	stopProgress()
 	invoicedInRun := tr.invoiced.Load()
 
@@ -221,11 +244,27 @@ func Run(ctx context.Context, cfg Config, progress io.Writer) (*Result, error) {
 	if cfg.Rate > 0 {
 		res.Mode, res.TargetRate = "open", cfg.Rate
 	}
+	if hostErr == nil {
+		res.HostCPU = hostCPU(hostBefore, hostAfter, res.Accepted)
+	}
+	for i, s := range services {
+		if lagBefore == nil {
+			break
+		}
+		after, err := scrapeLag(ctx, client, s.url)
+		if err != nil {
+			fmt.Fprintf(progress, "loadgen: forwarding lag not measured: %v\n", err)
+			res.OutboxLag = nil
+			break
+		}
+		res.OutboxLag = append(res.OutboxLag, lagOver(s.name, lagBefore[i], after))
+	}
 	ms := func(h *hdrhistogram.Histogram, q float64) float64 { return float64(h.ValueAtQuantile(q)) / 1000 }
 	res.HTTPP50Ms, res.HTTPP90Ms, res.HTTPP99Ms, res.HTTPMaxMs = ms(httpHist, 50), ms(httpHist, 90), ms(httpHist, 99), float64(httpHist.Max())/1000
 	tr.mu.Lock()
 	res.E2EP50Ms, res.E2EP90Ms, res.E2EP99Ms, res.E2EMaxMs = ms(tr.e2e, 50), ms(tr.e2e, 90), ms(tr.e2e, 99), float64(tr.e2e.Max())/1000
 	tr.mu.Unlock()
+	res.Targets = targetsOf(res)
 	return res, nil
 }
 
@@ -360,6 +399,20 @@ func (r *Result) print(w io.Writer) {
 		r.InvoicedInRun, r.InvoicedPerS, r.Invoiced, r.BacklogAtEnd, r.DrainSeconds)
 	fmt.Fprintf(w, "POST /orders latency ms:   p50 %.2f  p90 %.2f  p99 %.2f  max %.2f\n", r.HTTPP50Ms, r.HTTPP90Ms, r.HTTPP99Ms, r.HTTPMaxMs)
 	fmt.Fprintf(w, "placed → invoiced ms:      p50 %.2f  p90 %.2f  p99 %.2f  max %.2f\n", r.E2EP50Ms, r.E2EP90Ms, r.E2EP99Ms, r.E2EMaxMs)
+	for _, l := range r.OutboxLag {
+		fmt.Fprintf(w, "forwarding lag, %-8s  %d events, %s within 20 ms, p99 ≤ %g ms\n", l.Service+":", l.Events, pct(l.Within20msPct), l.P99AtMostMs)
+	}
+	if h := r.HostCPU; h != nil {
+		fmt.Fprintf(w, "host CPU while sending:    %.2f cores busy, %.2f ms per order;", h.BusyCores, h.MsPerOrder)
+		for i, p := range h.ByProcess {
+			if i == 6 {
+				break
+			}
+			fmt.Fprintf(w, " %s %.2f", p.Name, p.Cores)
+		}
+		fmt.Fprintln(w)
+	}
+	fmt.Fprintf(w, "targets: %s\n", r.Targets)
 }
 
 // serveOTLPSink accepts OTLP/HTTP exports (POST /v1/traces, /v1/metrics,

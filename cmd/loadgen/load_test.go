@@ -1,0 +1,108 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"math"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	invoices "github.com/orderflow/orderflow/apps/invoices/service"
+	orders "github.com/orderflow/orderflow/apps/orders/service"
+	"github.com/orderflow/orderflow/pkg/testkit"
+)
+
+func TestTracker_pairs_an_invoice_seen_before_or_after_the_answer(t *testing.T) {
+	t.Parallel()
+	tr := newTracker()
+	t0 := time.Now()
+	tr.accepted("a", t0)
+	tr.invoiceSeen("a", t0.Add(30*time.Millisecond))
+	tr.invoiceSeen("b", t0.Add(20*time.Millisecond)) // before POST /orders answered
+	assert.Zero(t, tr.outstanding(), "a is invoiced, b not accepted yet")
+	tr.accepted("b", t0)
+	tr.accepted("c", t0)
+
+	assert.Equal(t, int64(2), tr.invoiced.Load())
+	assert.Equal(t, int64(1), tr.outstanding(), "c is waiting for its invoice")
+	assert.InDelta(t, 20_000, tr.e2e.Min(), 50, "µs, to the histogram's 3 digits")
+	assert.InDelta(t, 30_000, tr.e2e.Max(), 50)
+}
+
+// TestRun_against_the_services runs a short open-loop load against both
+// services, in this process, on a fresh vhost and databases, and checks the
+// whole --json report: every order invoiced, and the lag read from the
+// services' /metrics counting exactly the run's events.
+func TestRun_against_the_services(t *testing.T) {
+	testkit.Integration(t)
+	t.Parallel()
+	broker := testkit.NewVhost(t)
+	o := testkit.StartService(t, orders.Name, orders.App(), testkit.ServiceEnv(t, broker))
+	inv := testkit.StartService(t, invoices.Name, invoices.App(), testkit.ServiceEnv(t, broker))
+
+	var stdout, stderr bytes.Buffer
+	err := run(t.Context(), []string{
+		"--orders-url", o.URL, "--invoices-url", inv.URL, "--broker-url", broker,
+		"--rate", "100", "--duration", "1s", "--drain", "30s", "--progress", "0", "--json",
+	}, &stdout, &stderr)
+	require.NoError(t, err, stderr.String())
+	assert.Empty(t, stderr.String())
+
+	var keys map[string]any // the contract of --json
+	require.NoError(t, json.Unmarshal(stdout.Bytes(), &keys))
+	for _, k := range []string{
+		"accepted_per_s", "invoiced_per_s", "http_p50_ms", "http_p99_ms",
+		"e2e_p50_ms", "e2e_p99_ms", "errors", "backlog_at_end", "outbox_lag", "targets",
+	} {
+		assert.Contains(t, keys, k)
+	}
+	var res Result
+	require.NoError(t, json.Unmarshal(stdout.Bytes(), &res))
+	assert.Equal(t, "open", res.Mode)
+	assert.InDelta(t, 100, res.Accepted, 2, "1 s at 100/s")
+	assert.Equal(t, res.Accepted, res.Invoiced)
+	assert.Zero(t, res.Errors)
+	assert.Zero(t, res.BacklogAtEnd)
+	assert.Positive(t, res.HTTPP99Ms)
+	assert.GreaterOrEqual(t, res.E2EP99Ms, res.E2EP50Ms)
+
+	// Each service forwarded one event per order. loadgen can see an
+	// InvoiceIssued before the invoices service has recorded its confirm,
+	// so the last events may not be counted yet when it reads /metrics.
+	require.Len(t, res.OutboxLag, 2)
+	for i, name := range []string{"orders", "invoices"} {
+		l := res.OutboxLag[i]
+		assert.Equal(t, name, l.Service)
+		assert.LessOrEqual(t, l.Events, uint64(res.Accepted)) //nolint:gosec // a count
+		assert.Positive(t, l.Events)
+		assert.Positive(t, l.P99AtMostMs)
+		assert.InDelta(t, 50, l.Within20msPct, 50)
+	}
+	for _, url := range []string{o.URL, inv.URL} {
+		testkit.Eventually(t, 10*time.Second, 20*time.Millisecond, func() error {
+			b, err := scrapeLag(t.Context(), http.DefaultClient, url)
+			if err != nil {
+				return err
+			}
+			return assertCount(b, uint64(res.Accepted)) //nolint:gosec // a count
+		})
+	}
+	require.NotNil(t, res.Targets.OutboxLagP99)
+	if res.HostCPU != nil { // Linux
+		assert.Positive(t, res.HostCPU.BusyCores)
+		assert.Positive(t, res.HostCPU.MsPerOrder)
+		assert.NotEmpty(t, res.HostCPU.ByProcess)
+	}
+}
+
+func assertCount(b lagBuckets, want uint64) error {
+	if got := b[math.Inf(1)]; got != want {
+		return fmt.Errorf("the lag histogram counts %d events, want %d", got, want)
+	}
+	return nil
+}
