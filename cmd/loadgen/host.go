@@ -37,8 +37,9 @@ type hostSample struct {
 }
 
 type procSample struct {
-	comm string
-	cpu  float64 // user + system CPU-seconds
+	comm  string
+	cpu   float64 // user + system CPU-seconds
+	start uint64  // when it started, in clock ticks after boot: tells a reused pid
 }
 
 // HostCPU is what the machine spent over the sending phase of a run.
@@ -111,9 +112,9 @@ func parseStatBusy(b []byte) (float64, error) {
 	return float64(busy) / userHZ, nil
 }
 
-// parseProcStat reads a process's name and user + system CPU-seconds from
-// /proc/<pid>/stat. The name is in parentheses and may hold spaces or
-// parentheses itself, so the fields are counted from the last ')'.
+// parseProcStat reads a process's name, user + system CPU-seconds and start
+// time from /proc/<pid>/stat. The name is in parentheses and may hold
+// spaces or parentheses itself, so the fields are counted from the last ')'.
 func parseProcStat(b []byte) (procSample, error) {
 	open, end := bytes.IndexByte(b, '('), bytes.LastIndexByte(b, ')')
 	if open < 0 || end < open {
@@ -121,21 +122,25 @@ func parseProcStat(b []byte) (procSample, error) {
 	}
 	f := strings.Fields(string(b[end+1:]))
 	// After the name: state(0) ppid pgrp session tty_nr tpgid flags minflt
-	// cminflt majflt cmajflt utime(11) stime(12).
-	if len(f) < 13 {
+	// cminflt majflt cmajflt utime(11) stime(12) cutime cstime priority
+	// nice num_threads itrealvalue starttime(19).
+	if len(f) < 20 {
 		return procSample{}, errors.New("short /proc/<pid>/stat")
 	}
 	ut, err1 := strconv.ParseUint(f[11], 10, 64)
 	st, err2 := strconv.ParseUint(f[12], 10, 64)
-	if err := errors.Join(err1, err2); err != nil {
+	start, err3 := strconv.ParseUint(f[19], 10, 64)
+	if err := errors.Join(err1, err2, err3); err != nil {
 		return procSample{}, fmt.Errorf("/proc/<pid>/stat: %w", err)
 	}
-	return procSample{comm: string(b[open+1 : end]), cpu: float64(ut+st) / userHZ}, nil
+	return procSample{comm: string(b[open+1 : end]), cpu: float64(ut+st) / userHZ, start: start}, nil
 }
 
 // hostCPU is what the machine spent between a and b, over orders orders.
-// A process that started after a counts from zero; one that ended before b
-// is not seen (its last CPU time is gone with it).
+// A process that started after a counts from zero (a pid is the same
+// process if its start time is: a kernel worker's name changes with its
+// work); one that ended before b is not seen (its last CPU time is gone
+// with it).
 func hostCPU(a, b hostSample, orders int64) *HostCPU {
 	secs := b.at.Sub(a.at).Seconds()
 	if secs <= 0 {
@@ -148,7 +153,7 @@ func hostCPU(a, b hostSample, orders int64) *HostCPU {
 	byName := map[string]float64{}
 	for pid, p := range b.procs {
 		used := p.cpu
-		if before, ok := a.procs[pid]; ok && before.comm == p.comm {
+		if before, ok := a.procs[pid]; ok && before.start == p.start {
 			used -= before.cpu
 		}
 		byName[programName(p.comm)] += used

@@ -23,12 +23,13 @@ func TestParseStatBusy_counts_all_but_idle_and_iowait(t *testing.T) {
 
 func TestParseProcStat_reads_names_with_spaces_and_parentheses(t *testing.T) {
 	t.Parallel()
-	p, err := parseProcStat([]byte("4242 (Web Content (x)) S 1 4242 4242 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 8 0 100 0 0"))
+	p, err := parseProcStat([]byte("4242 (Web Content (x)) S 1 4242 4242 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 8 0 1234 0 0"))
 	require.NoError(t, err)
 	assert.Equal(t, "Web Content (x)", p.comm)
 	assert.InDelta(t, 3.0, p.cpu, 1e-9) // utime 250 + stime 50 ticks
+	assert.Equal(t, uint64(1234), p.start)
 
-	_, err = parseProcStat([]byte("4242 (short) S 1 2"))
+	_, err = parseProcStat([]byte("4242 (short) S 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18"))
 	require.Error(t, err)
 	_, err = parseProcStat([]byte("no name here"))
 	require.Error(t, err)
@@ -38,20 +39,21 @@ func TestHostCPU_adds_up_programs_over_the_interval(t *testing.T) {
 	t.Parallel()
 	t0 := time.Unix(1000, 0)
 	a := hostSample{at: t0, busy: 100, procs: map[int]procSample{
-		1: {comm: "postgres", cpu: 10},
-		2: {comm: "postgres", cpu: 5},
-		3: {comm: "beam.smp", cpu: 50},
-		4: {comm: "idle-daemon", cpu: 7},
-		5: {comm: "reused", cpu: 40}, // its pid is taken by another program by b
+		1: {comm: "postgres", cpu: 10, start: 1},
+		2: {comm: "postgres", cpu: 5, start: 2},
+		3: {comm: "beam.smp", cpu: 50, start: 3},
+		4: {comm: "idle-daemon", cpu: 7, start: 4},
+		5: {comm: "reused", cpu: 40, start: 5}, // its pid is taken by another process by b
+		6: {comm: "kworker/u8:1-events_unbound", cpu: 30, start: 6},
 	}}
 	b := hostSample{at: t0.Add(10 * time.Second), busy: 115, procs: map[int]procSample{
-		1: {comm: "postgres", cpu: 13},
-		2: {comm: "postgres", cpu: 6},
-		3: {comm: "beam.smp", cpu: 56},
-		4: {comm: "idle-daemon", cpu: 7.05}, // 0.005 cores: left out
-		5: {comm: "loadgen", cpu: 2},        // new: counts from zero
-		6: {comm: "kworker/u8:1-flush-254:0", cpu: 0.6},
-		7: {comm: "kworker/1:2-events", cpu: 0.4},
+		1: {comm: "postgres", cpu: 13, start: 1},
+		2: {comm: "postgres", cpu: 6, start: 2},
+		3: {comm: "beam.smp", cpu: 56, start: 3},
+		4: {comm: "idle-daemon", cpu: 7.05, start: 4},              // 0.005 cores: left out
+		5: {comm: "loadgen", cpu: 2, start: 900},                   // new: counts from zero
+		6: {comm: "kworker/u8:1-flush-254:0", cpu: 30.6, start: 6}, // the same worker, renamed by its work
+		7: {comm: "kworker/1:2-events", cpu: 0.4, start: 950},
 	}}
 	h := hostCPU(a, b, 3000)
 	require.NotNil(t, h)
@@ -87,7 +89,7 @@ func TestSampleHost_reads_proc(t *testing.T) { //nolint:paralleltest // sets pro
 	s, err := sampleHost()
 	require.NoError(t, err)
 	assert.InDelta(t, 3.0, s.busy, 1e-9)
-	assert.Equal(t, map[int]procSample{17: {comm: "postgres", cpu: 0.5}}, s.procs)
+	assert.Equal(t, map[int]procSample{17: {comm: "postgres", cpu: 0.5, start: 100}}, s.procs)
 }
 
 func TestSampleHost_on_this_machine(t *testing.T) {
