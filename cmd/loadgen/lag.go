@@ -80,6 +80,22 @@ func scrapeLag(ctx context.Context, c *http.Client, baseURL string) (lagBuckets,
 	return b, nil
 }
 
+// service is one of the services loadgen reads /metrics from.
+type service struct{ name, url string }
+
+// scrapeLags reads the lag histogram of every service.
+func scrapeLags(ctx context.Context, c *http.Client, services []service) ([]lagBuckets, error) {
+	out := make([]lagBuckets, 0, len(services))
+	for _, s := range services {
+		b, err := scrapeLag(ctx, c, s.url)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, b)
+	}
+	return out, nil
+}
+
 // lagOver is service's lag between two scrapes.
 func lagOver(service string, before, after lagBuckets) OutboxLag {
 	bounds := make([]float64, 0, len(after))

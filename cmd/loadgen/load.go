@@ -201,15 +201,8 @@ func Run(ctx context.Context, cfg Config, progress io.Writer) (*Result, error) {
 		tr.accepted(id, scheduled)
 	}
 
-	services := []struct{ name, url string }{{"orders", cfg.OrdersURL}, {"invoices", cfg.InvoicesURL}}
-	lagBefore := make([]lagBuckets, len(services))
-	for i, s := range services {
-		if lagBefore[i], err = scrapeLag(ctx, client, s.url); err != nil {
-			fmt.Fprintf(progress, "loadgen: forwarding lag not measured: %v\n", err)
-			lagBefore = nil
-			break
-		}
-	}
+	services := []service{{"orders", cfg.OrdersURL}, {"invoices", cfg.InvoicesURL}}
+	lagBefore, lagErr := scrapeLags(ctx, client, services)
 	hostBefore, hostErr := sampleHost()
 
 	runCtx, cancel := context.WithTimeout(ctx, cfg.Duration)
@@ -247,17 +240,16 @@ func Run(ctx context.Context, cfg Config, progress io.Writer) (*Result, error) {
 	if hostErr == nil {
 		res.HostCPU = hostCPU(hostBefore, hostAfter, res.Accepted)
 	}
-	for i, s := range services {
-		if lagBefore == nil {
-			break
+	if lagErr == nil {
+		var lagAfter []lagBuckets
+		if lagAfter, lagErr = scrapeLags(ctx, client, services); lagErr == nil {
+			for i, s := range services {
+				res.OutboxLag = append(res.OutboxLag, lagOver(s.name, lagBefore[i], lagAfter[i]))
+			}
 		}
-		after, err := scrapeLag(ctx, client, s.url)
-		if err != nil {
-			fmt.Fprintf(progress, "loadgen: forwarding lag not measured: %v\n", err)
-			res.OutboxLag = nil
-			break
-		}
-		res.OutboxLag = append(res.OutboxLag, lagOver(s.name, lagBefore[i], after))
+	}
+	if lagErr != nil {
+		fmt.Fprintf(progress, "loadgen: forwarding lag not measured: %v\n", lagErr)
 	}
 	ms := func(h *hdrhistogram.Histogram, q float64) float64 { return float64(h.ValueAtQuantile(q)) / 1000 }
 	res.HTTPP50Ms, res.HTTPP90Ms, res.HTTPP99Ms, res.HTTPMaxMs = ms(httpHist, 50), ms(httpHist, 90), ms(httpHist, 99), float64(httpHist.Max())/1000
