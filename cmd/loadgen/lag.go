@@ -33,7 +33,7 @@ type OutboxLag struct {
 	Service string `json:"service"`
 	Events  uint64 `json:"events"`
 	// Within20msPct is the share of the run's events forwarded within
-	// 20 ms, exact (20 ms is one of the histogram's bounds).
+	// 20 ms: exact, since 20 ms is one of the histogram's bounds.
 	Within20msPct float64 `json:"within_20ms_pct"`
 	// P99AtMostMs is the upper bound of the histogram bucket that holds
 	// the p99: the p99 is at most this. Left out when no event was
@@ -114,7 +114,16 @@ func lagOver(service string, before, after lagBuckets) OutboxLag {
 	if l.Events == 0 {
 		return l
 	}
-	l.Within20msPct = math.Round(10000*float64(delta(lagTarget))/float64(l.Events)) / 100
+	// The share within 20 ms is the count at the bound 20 ms, which the
+	// services' histogram has; with other bounds, the count at the largest
+	// bound under it: a lower bound of the share.
+	within := 0.0
+	for _, ub := range bounds {
+		if ub <= lagTarget {
+			within = float64(delta(ub))
+		}
+	}
+	l.Within20msPct = math.Round(10000*within/float64(l.Events)) / 100
 	for _, ub := range bounds {
 		if math.IsInf(ub, 1) {
 			break

@@ -78,6 +78,11 @@ func TestLagOver_counts_only_the_run(t *testing.T) {
 	l = lagOver("invoices", lagBuckets{}, lagBuckets{0.005: 0, 0.01: 0, 0.02: 90, 0.05: 100, inf: 100})
 	assert.Equal(t, OutboxLag{Service: "invoices", Events: 100, Within20msPct: 90, P99AtMostMs: 50}, l)
 
+	// A histogram without a 20 ms bound: the share under the largest
+	// bound below it, a lower bound.
+	l = lagOver("orders", lagBuckets{}, lagBuckets{0.01: 90, 0.025: 99, inf: 100})
+	assert.Equal(t, OutboxLag{Service: "orders", Events: 100, Within20msPct: 90, P99AtMostMs: 25}, l)
+
 	// Nothing forwarded: no figures.
 	assert.Equal(t, OutboxLag{Service: "orders"}, lagOver("orders", before, before))
 
