@@ -11,6 +11,7 @@ import (
 	"go.opentelemetry.io/otel/codes"
 	semconv "go.opentelemetry.io/otel/semconv/v1.20.0"
 	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
 )
 
 // Statement is a statement with server-side parameters ($1, $2, …), for
@@ -30,25 +31,18 @@ type Statement struct {
 // trace of a request shows it like any other statement. tracer may be nil
 // (no span).
 func Exec(ctx context.Context, db *bun.DB, tracer trace.Tracer, s Statement) error {
-	if tracer != nil {
-		var span trace.Span
-		ctx, span = tracer.Start(ctx, s.Operation+" "+s.Table, trace.WithSpanKind(trace.SpanKindClient),
-			trace.WithAttributes(semconv.DBSystemPostgreSQL, semconv.DBOperation(s.Operation),
-				semconv.DBSQLTable(s.Table), semconv.DBStatement(s.Query)))
-		defer span.End()
-		err := exec(ctx, db, s)
-		if err != nil {
-			span.RecordError(err)
-			span.SetStatus(codes.Error, err.Error())
-		}
-		return err
+	if tracer == nil {
+		tracer = noop.Tracer{}
 	}
-	return exec(ctx, db, s)
-}
-
-func exec(ctx context.Context, db *bun.DB, s Statement) error {
+	ctx, span := tracer.Start(ctx, s.Operation+" "+s.Table, trace.WithSpanKind(trace.SpanKindClient),
+		trace.WithAttributes(semconv.DBSystemPostgreSQL, semconv.DBOperation(s.Operation),
+			semconv.DBSQLTable(s.Table), semconv.DBStatement(s.Query)))
+	defer span.End()
 	if _, err := db.DB.ExecContext(ctx, s.Query, s.Args...); err != nil {
-		return fmt.Errorf("%s %s: %w", s.Operation, s.Table, err)
+		err = fmt.Errorf("%s %s: %w", s.Operation, s.Table, err)
+		span.RecordError(err)
+		span.SetStatus(codes.Error, err.Error())
+		return err
 	}
 	return nil
 }
