@@ -160,20 +160,22 @@ func Migrate(ctx context.Context, db *bun.DB, migrations fs.FS) error {
 // need not wait for the WAL flush, and the fsyncs are left to the
 // transactions that must be durable (an accepted order, an issued invoice).
 //
-// plan_cache_mode is force_custom_plan, so that the forwarder's DELETE
-// (watermill-sql's `"offset" = ANY($1)`, prepared by pgx) is planned for the
-// offsets it is given. Left to choose, PostgreSQL may switch a prepared
-// statement to a generic plan after five runs and keep it; for this one the
-// generic plan estimates ten offsets against the table as it was then: an outbox
-// holds few live rows, so that is a sequential scan, and the connection
-// keeps it while deleted rows pile up until the next vacuum. Each DELETE
-// then reads every dead row (1 to 38 ms a call after 20 s at 600 orders/s
-// with autovacuum off; see docs/performance.md). A custom plan looks up the
-// batch's offsets in the primary key, whatever the table holds. Only
-// statements with parameters are affected; on this pool that is the DELETE.
+// enable_seqscan is off, so that the forwarders find their rows through the
+// outbox's primary key however the planner sizes the table. A forwarder
+// reads the oldest rows (ORDER BY "offset" LIMIT n FOR UPDATE SKIP LOCKED)
+// and deletes a batch by offset (watermill-sql's `"offset" = ANY($1)`), both
+// prepared once per connection by pgx. An outbox holds few live rows, so
+// whenever PostgreSQL plans them against a table that looks small (just
+// vacuumed, or a generic plan that guesses ten offsets) a sequential scan
+// wins, and the connection keeps that plan while deleted rows pile up until
+// the next vacuum: every read and every DELETE then walks all of them (1 to
+// 38 ms a DELETE after 20 s at 600 orders/s; see docs/performance.md). The
+// index finds a batch's rows whatever the table holds. A query with no
+// other way still scans: the setting only takes sequential scans out of the
+// planner's choices where an index serves.
 func OpenRelay(ctx context.Context, dsn string, maxConns int) (*sql.DB, error) {
 	// pgx passes parameters it does not know to the server as settings.
-	settings := [][2]string{{"synchronous_commit", "off"}, {"plan_cache_mode", "force_custom_plan"}}
+	settings := [][2]string{{"synchronous_commit", "off"}, {"enable_seqscan", "off"}}
 	if u, err := url.Parse(dsn); err == nil && u.Scheme != "" {
 		q := u.Query()
 		for _, s := range settings {
