@@ -205,7 +205,7 @@ func TestNotifyBackoff_skips_wakeups_a_read_covers(t *testing.T) {
 func TestConfirmingOffsets_deletes_only_forwarded_rows(t *testing.T) {
 	t.Parallel()
 	o := confirmingOffsets{
-		PostgreSQLQueueOffsetsAdapter: wsql.PostgreSQLQueueOffsetsAdapter{DeleteOnAck: true, GenerateMessagesTableName: outboxTableName},
+		PostgreSQLQueueOffsetsAdapter: outboxOffsets(),
 		inflight:                      &inflight{},
 	}
 	rows := []wsql.Row{{Offset: 11}, {Offset: 12}, {Offset: 13}, {Offset: 14}}

@@ -42,6 +42,12 @@ const OutboxTableDDL = `CREATE TABLE IF NOT EXISTS ` + OutboxTable + ` (
 
 func outboxTableName(string) string { return OutboxTable }
 
+// outboxOffsets is watermill-sql's offsets adapter for the outbox: a
+// forwarded row is deleted.
+func outboxOffsets() wsql.PostgreSQLQueueOffsetsAdapter {
+	return wsql.PostgreSQLQueueOffsetsAdapter{DeleteOnAck: true, GenerateMessagesTableName: outboxTableName}
+}
+
 // outboxSchema is watermill-sql's queue schema: rows are read in offset
 // order, FOR UPDATE, and deleted once forwarded (PostgreSQLQueueOffsetsAdapter
 // with DeleteOnAck). It avoids the default schema's xid8 ordering, which
@@ -325,7 +331,7 @@ func NewForwarder(db *sql.DB, pub message.Publisher, cfg ForwarderConfig, log wa
 				PostgreSQLQueueSchema: outboxSchema(cfg.BatchSize), rows: rows, waker: cfg.Waker, inflight: pending,
 			},
 			OffsetsAdapter: confirmingOffsets{
-				PostgreSQLQueueOffsetsAdapter: wsql.PostgreSQLQueueOffsetsAdapter{DeleteOnAck: true, GenerateMessagesTableName: outboxTableName},
+				PostgreSQLQueueOffsetsAdapter: outboxOffsets(),
 				inflight:                      pending,
 			},
 			PollInterval:   cfg.PollInterval,
