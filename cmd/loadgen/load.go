@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -25,6 +26,9 @@ type Config struct {
 	Duration, Drain, Progress         time.Duration
 	JSON                              bool
 	OTLPSink                          string
+	// Requests, when set, receives one CSV line per request (see
+	// requestLog), for looking at latency over the run's time.
+	Requests io.Writer
 }
 
 // Result is what a run measured. The JSON keys are the contract of
@@ -182,7 +186,9 @@ func Run(ctx context.Context, cfg Config, progress io.Writer) (*Result, error) {
 	defer stopWatch()
 
 	httpHist := hdrhistogram.New(1, int64(time.Minute/time.Microsecond), 3)
-	var histMu sync.Mutex
+	var histMu sync.Mutex // guards httpHist and reqLog
+	reqLog := newRequestLog(cfg.Requests)
+	var start time.Time // set before the first send
 	var sent, accepted, errs atomic.Int64
 	send := func(scheduled time.Time, n int64) {
 		sent.Add(1)
@@ -190,6 +196,7 @@ func Run(ctx context.Context, cfg Config, progress io.Writer) (*Result, error) {
 		lat := time.Since(scheduled)
 		histMu.Lock()
 		_ = httpHist.RecordValue(max(lat.Microseconds(), 1))
+		reqLog.add(scheduled.Sub(start), lat, err)
 		histMu.Unlock()
 		if err != nil {
 			if ctx.Err() == nil {
@@ -207,7 +214,7 @@ func Run(ctx context.Context, cfg Config, progress io.Writer) (*Result, error) {
 
 	runCtx, cancel := context.WithTimeout(ctx, cfg.Duration)
 	defer cancel()
-	start := time.Now()
+	start = time.Now()
 	stopProgress := startProgress(runCtx, progress, cfg.Progress, start, &accepted, &errs, tr)
 	if cfg.Rate > 0 {
 		openLoop(runCtx, cfg, start, send)
@@ -215,6 +222,12 @@ func Run(ctx context.Context, cfg Config, progress io.Writer) (*Result, error) {
 		closedLoop(runCtx, cfg, send)
 	}
 	elapsed := time.Since(start)
+	histMu.Lock()
+	logErr := reqLog.flush()
+	histMu.Unlock()
+	if logErr != nil {
+		return nil, fmt.Errorf("write the requests log: %w", logErr)
+	}
 	var hostAfter hostSample
 	if hostErr == nil {
 		hostAfter, hostErr = sampleHost()
@@ -258,6 +271,48 @@ func Run(ctx context.Context, cfg Config, progress io.Writer) (*Result, error) {
 	tr.mu.Unlock()
 	res.Targets = targetsOf(res)
 	return res, nil
+}
+
+// requestLog writes one CSV line per request, with a header:
+//
+//	sent_ms,latency_ms,ok
+//	0.000,3.214,true
+//
+// sent_ms is when the request was due (open loop) or sent (closed loop),
+// from the start of the run; latency_ms counts from then, as the
+// histogram does. Each line is written as the request ends, so lines are
+// in order of completion, not of sending. A nil log writes nothing.
+type requestLog struct {
+	w   *bufio.Writer
+	err error
+}
+
+func newRequestLog(w io.Writer) *requestLog {
+	if w == nil {
+		return nil
+	}
+	l := &requestLog{w: bufio.NewWriter(w)}
+	_, l.err = l.w.WriteString("sent_ms,latency_ms,ok\n")
+	return l
+}
+
+func (l *requestLog) add(sent, latency time.Duration, err error) {
+	if l == nil || l.err != nil {
+		return
+	}
+	ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+	_, l.err = fmt.Fprintf(l.w, "%.3f,%.3f,%t\n", ms(sent), ms(latency), err == nil)
+}
+
+// flush writes what is buffered and returns the first error.
+func (l *requestLog) flush() error {
+	if l == nil {
+		return nil
+	}
+	if l.err == nil {
+		l.err = l.w.Flush()
+	}
+	return l.err
 }
 
 // openLoop sends at cfg.Rate: request i is due at start + i/rate, whatever

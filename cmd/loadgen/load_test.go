@@ -2,10 +2,16 @@ package main
 
 import (
 	"bytes"
+	"encoding/csv"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
 	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
 	"testing"
 	"time"
 
@@ -34,6 +40,32 @@ func TestTracker_pairs_an_invoice_seen_before_or_after_the_answer(t *testing.T) 
 	assert.InDelta(t, 30_000, tr.e2e.Max(), 50)
 }
 
+func TestRequestLog_writes_a_header_and_a_line_per_request(t *testing.T) {
+	t.Parallel()
+	var b bytes.Buffer
+	l := newRequestLog(&b)
+	l.add(0, 3214*time.Microsecond, nil)
+	l.add(1500*time.Microsecond, 12*time.Millisecond, errors.New("503"))
+	assert.Empty(t, b.String(), "buffered until the run ends")
+	require.NoError(t, l.flush())
+	assert.Equal(t, "sent_ms,latency_ms,ok\n0.000,3.214,true\n1.500,12.000,false\n", b.String())
+
+	var none *requestLog // no --requests-csv
+	none.add(0, time.Millisecond, nil)
+	assert.NoError(t, none.flush())
+}
+
+func TestRequestLog_reports_a_failed_write(t *testing.T) {
+	t.Parallel()
+	l := newRequestLog(failingWriter{})
+	l.add(0, time.Millisecond, nil)
+	assert.Error(t, l.flush())
+}
+
+type failingWriter struct{}
+
+func (failingWriter) Write([]byte) (int, error) { return 0, errors.New("disk full") }
+
 // TestRun_against_the_services runs a short open-loop load against both
 // services, in this process, on a fresh vhost and databases, and checks the
 // whole --json report: every order invoiced, and the lag read from the
@@ -46,9 +78,11 @@ func TestRun_against_the_services(t *testing.T) {
 	inv := testkit.StartService(t, invoices.Name, invoices.App(), testkit.ServiceEnv(t, broker))
 
 	var stdout, stderr bytes.Buffer
+	csvPath := filepath.Join(t.TempDir(), "requests.csv")
 	err := run(t.Context(), []string{
 		"--orders-url", o.URL, "--invoices-url", inv.URL, "--broker-url", broker,
 		"--rate", "100", "--duration", "1s", "--drain", "30s", "--progress", "0", "--json",
+		"--requests-csv", csvPath,
 	}, &stdout, &stderr)
 	require.NoError(t, err, stderr.String())
 	assert.Empty(t, stderr.String())
@@ -75,6 +109,7 @@ func TestRun_against_the_services(t *testing.T) {
 	assert.Zero(t, res.BacklogAtEnd)
 	assert.Positive(t, res.HTTPP99Ms)
 	assert.GreaterOrEqual(t, res.E2EP99Ms, res.E2EP50Ms)
+	assertRequestsCSV(t, csvPath, res)
 
 	// Each service forwarded one event per order. loadgen can see an
 	// InvoiceIssued before the invoices service has recorded its confirm,
@@ -102,6 +137,35 @@ func TestRun_against_the_services(t *testing.T) {
 		assert.Positive(t, res.HostCPU.BusyCores)
 		assert.Positive(t, res.HostCPU.MsPerOrder)
 		assert.NotEmpty(t, res.HostCPU.ByProcess)
+	}
+}
+
+// assertRequestsCSV checks --requests-csv: a line per request sent, each
+// due within the run (100/s: 10 ms apart) and as slow as the histogram
+// says at most.
+func assertRequestsCSV(t *testing.T, path string, res Result) {
+	t.Helper()
+	f, err := os.Open(path) //nolint:gosec // the test's own temp file
+	require.NoError(t, err)
+	defer f.Close()
+	rows, err := csv.NewReader(f).ReadAll()
+	require.NoError(t, err)
+	require.Equal(t, []string{"sent_ms", "latency_ms", "ok"}, rows[0])
+	require.Len(t, rows[1:], int(res.Sent))
+	var sent []float64
+	for _, r := range rows[1:] {
+		due, err := strconv.ParseFloat(r[0], 64)
+		require.NoError(t, err)
+		lat, err := strconv.ParseFloat(r[1], 64)
+		require.NoError(t, err)
+		assert.Equal(t, "true", r[2])
+		assert.Positive(t, lat)
+		assert.LessOrEqual(t, lat, res.HTTPMaxMs+0.001)
+		sent = append(sent, due)
+	}
+	slices.Sort(sent)
+	for i, due := range sent {
+		assert.InDelta(t, float64(i)*10, due, 0.001, "request %d is due at start + i/rate", i)
 	}
 }
 

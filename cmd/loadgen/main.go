@@ -32,10 +32,18 @@ func main() {
 	}
 }
 
-func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	cfg, err := parseFlags(args, stderr)
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err error) {
+	cfg, requestsCSV, err := parseFlags(args, stderr)
 	if err != nil {
 		return err
+	}
+	if requestsCSV != "" {
+		f, createErr := os.Create(requestsCSV) //nolint:gosec // the operator's own path
+		if createErr != nil {
+			return createErr
+		}
+		defer func() { err = errors.Join(err, f.Close()) }()
+		cfg.Requests = f
 	}
 	res, err := Run(ctx, cfg, stderr)
 	if err != nil {
@@ -50,10 +58,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	return nil
 }
 
-func parseFlags(args []string, stderr io.Writer) (Config, error) {
+// parseFlags returns the run's configuration and the --requests-csv path.
+func parseFlags(args []string, stderr io.Writer) (Config, string, error) {
 	fs := flag.NewFlagSet("loadgen", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var c Config
+	var requestsCSV string
 	fs.StringVar(&c.OrdersURL, "orders-url", "http://127.0.0.1:3333", "orders service base URL")
 	fs.StringVar(&c.InvoicesURL, "invoices-url", "http://127.0.0.1:3334", "invoices service base URL (checked before the run)")
 	fs.StringVar(&c.BrokerURL, "broker-url", envOr("BROKER_URL", "amqp://guest:guest@127.0.0.1:5672/"), "RabbitMQ, to watch InvoiceIssued")
@@ -64,13 +74,14 @@ func parseFlags(args []string, stderr io.Writer) (Config, error) {
 	fs.DurationVar(&c.Progress, "progress", 5*time.Second, "progress line interval on stderr (0: none)")
 	fs.BoolVar(&c.JSON, "json", false, "print one JSON object")
 	fs.StringVar(&c.OTLPSink, "otlp-sink", "", "also serve a discarding OTLP/HTTP receiver on this address (e.g. 127.0.0.1:4318), so the services export their traces during the run without a collector")
+	fs.StringVar(&requestsCSV, "requests-csv", "", "also write each request's send time and latency to this CSV file (sent_ms,latency_ms,ok), to see when in the run the slow ones were")
 	if err := fs.Parse(args); err != nil {
-		return c, err
+		return c, "", err
 	}
 	if c.Concurrency < 1 || c.Duration <= 0 || c.Rate < 0 {
-		return c, errors.New("--concurrency must be at least 1, --duration positive, --rate not negative")
+		return c, "", errors.New("--concurrency must be at least 1, --duration positive, --rate not negative")
 	}
-	return c, nil
+	return c, requestsCSV, nil
 }
 
 func envOr(k, def string) string {
