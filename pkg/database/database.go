@@ -172,8 +172,9 @@ func Migrate(ctx context.Context, db *bun.DB, migrations fs.FS) error {
 // 38 ms a DELETE after 20 s at 600 orders/s; see docs/performance.md). The
 // index finds a batch's rows whatever the table holds. A query with no
 // other way still scans: the setting only takes sequential scans out of the
-// planner's choices where an index serves. (osm2pgsql turns it off on its
-// DELETE connections for the same reason: osm2pgsql-dev/osm2pgsql#1997.)
+// planner's choices where an index serves. (osm2pgsql turns it off on the
+// connections of its copy threads, whose DELETEs by id had the same trap:
+// osm2pgsql-dev/osm2pgsql#1997.)
 func OpenRelay(ctx context.Context, dsn string, maxConns int) (*sql.DB, error) {
 	// pgx passes parameters it does not know to the server as settings.
 	settings := [][2]string{{"synchronous_commit", "off"}, {"enable_seqscan", "off"}}
