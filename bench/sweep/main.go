@@ -10,6 +10,11 @@
 //
 // The environment is passed to the services (see bench/stack.sh); --compare
 // adds its KEY=VALUE settings to every other run.
+//
+// Before the first run and after the last, it measures the PostgreSQL
+// ceiling (bench/ceiling.sh, pgbench for 15 s) and prints it above and
+// below the table: the reference machine's speed drifts within a session,
+// and every figure is read against the ceiling measured beside it.
 package main
 
 import (
@@ -47,6 +52,7 @@ type config struct {
 	concurrency int
 	compare     []string // KEY=VALUE settings of the B runs
 	stack       string   // the script that runs one load
+	ceiling     string   // the script that measures the PostgreSQL ceiling ("": not measured)
 	out         string   // where each run's JSON is kept ("": nowhere)
 }
 
@@ -91,6 +97,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.IntVar(&c.concurrency, "concurrency", 256, "most requests in flight (loadgen --concurrency)")
 	compare := fs.String("compare", "", "space-separated KEY=VALUE settings for a configuration B, alternated with the environment as it is (A)")
 	fs.StringVar(&c.stack, "stack", "bench/stack.sh", "the script that runs one load against a fresh stack")
+	fs.StringVar(&c.ceiling, "ceiling", "bench/ceiling.sh", "the script that measures the PostgreSQL ceiling before and after the runs (empty: skip)")
 	fs.StringVar(&c.out, "out", "", "a directory to keep each run's JSON in")
 	if err := fs.Parse(args); err != nil {
 		return c, err
@@ -127,6 +134,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(c.compare) > 0 {
 		fmt.Fprintf(stdout, "A: the environment as it is; B: %s\n\n", strings.Join(c.compare, " "))
 	}
+	if c.ceiling != "" {
+		line, err := ceiling(ctx, c.ceiling, "before the runs", stderr)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "%s\n\n", line)
+	}
 	fmt.Fprintln(stdout, header)
 	runs := plan(c)
 	for i, r := range runs {
@@ -147,7 +161,50 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		fmt.Fprintln(stdout, row(r, res))
 	}
+	if c.ceiling != "" {
+		line, err := ceiling(ctx, c.ceiling, "after the runs", stderr)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "\n%s\n", line)
+	}
 	return nil
+}
+
+// ceiling measures the PostgreSQL ceiling with script and returns the line
+// that reports it.
+func ceiling(ctx context.Context, script, when string, stderr io.Writer) (string, error) {
+	fmt.Fprintf(stderr, "sweep: the PostgreSQL ceiling, %s\n", when)
+	cmd := exec.CommandContext(ctx, "bash", script, "-T", "15") //nolint:gosec // the operator's --ceiling
+	var out bytes.Buffer
+	cmd.Stdout = &out
+	cmd.Stderr = stderr
+	if err := cmd.Run(); err != nil {
+		return "", fmt.Errorf("%s: %w", script, err)
+	}
+	tps, err := parseTPS(out.String())
+	if err != nil {
+		return "", fmt.Errorf("%s: %w", script, err)
+	}
+	return fmt.Sprintf("PostgreSQL ceiling %s (pgbench, the flow's SQL, 15 s): %.0f orders/s", when, tps), nil
+}
+
+// parseTPS reads the rate from pgbench's summary line "tps = N (without
+// initial connection time)".
+func parseTPS(out string) (float64, error) {
+	for line := range strings.Lines(out) {
+		rest, ok := strings.CutPrefix(line, "tps = ")
+		if !ok {
+			continue
+		}
+		num, _, _ := strings.Cut(rest, " ")
+		tps, err := strconv.ParseFloat(num, 64)
+		if err != nil {
+			return 0, fmt.Errorf("pgbench's tps line %q: %w", strings.TrimSpace(line), err)
+		}
+		return tps, nil
+	}
+	return 0, errors.New("no tps line in pgbench's output")
 }
 
 // loadRun runs the stack script once and returns loadgen's JSON.

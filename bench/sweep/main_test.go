@@ -78,22 +78,38 @@ cat <<EOF
  "host_cpu": {"busy_cores": 1.5, "ms_per_order": 3}, "targets": {"met": true}}
 EOF
 `), 0o600))
+	// pgbench's summary, a rate that rises by 100/s each time it runs.
+	ceilingScript := filepath.Join(dir, "ceiling.sh")
+	require.NoError(t, os.WriteFile(ceilingScript, []byte(`#!/usr/bin/env bash
+set -eu
+[ "$1" = -T ] && [ "$2" = 15 ]
+echo "progress: 5.0 s, 1500.0 tps" >&2
+n=$(cat "$0.count" 2>/dev/null || echo 0); echo $((n + 1)) > "$0.count"
+echo "number of transactions actually processed: 22500"
+echo "tps = $((1500 + n * 100)).123456 (without initial connection time)"
+`), 0o600))
 	var stdout, stderr bytes.Buffer
 	out := filepath.Join(dir, "out")
 	err := run(t.Context(), []string{
-		"--stack", script, "--rates", "300", "--repeat", "2",
+		"--stack", script, "--ceiling", ceilingScript, "--rates", "300", "--repeat", "2",
 		"--duration", "2s", "--compare", "GOMAXPROCS=1", "--out", out,
 	}, &stdout, &stderr)
 	require.NoError(t, err, stderr.String())
 	lines := strings.Split(strings.TrimSpace(stdout.String()), "\n")
-	require.Len(t, lines, 8, stdout.String()) // the B line, a blank, the header (2 lines), 4 runs
+	// the B line, a blank, the ceiling, a blank, the header (2 lines), 4
+	// runs, a blank, the ceiling
+	require.Len(t, lines, 12, stdout.String())
 	assert.Equal(t, "A: the environment as it is; B: GOMAXPROCS=1", lines[0])
+	assert.Equal(t, "PostgreSQL ceiling before the runs (pgbench, the flow's SQL, 15 s): 1500 orders/s", lines[2])
 	want := []string{"| 300/s | A | 300 | 0 |", "| 300/s | B | 300 | 1 |", "| 300/s | B | 300 | 1 |", "| 300/s | A | 300 | 0 |"}
 	for i, w := range want {
-		assert.True(t, strings.HasPrefix(lines[4+i], w), "%q does not start with %q", lines[4+i], w)
-		assert.Contains(t, lines[4+i], "| 100.0 %, 99.0 % | 1.50 | 3.00 | 0, 0 | **met** |")
+		assert.True(t, strings.HasPrefix(lines[6+i], w), "%q does not start with %q", lines[6+i], w)
+		assert.Contains(t, lines[6+i], "| 100.0 %, 99.0 % | 1.50 | 3.00 | 0, 0 | **met** |")
 	}
+	assert.Empty(t, lines[10])
+	assert.Equal(t, "PostgreSQL ceiling after the runs (pgbench, the flow's SQL, 15 s): 1600 orders/s", lines[11])
 	assert.Contains(t, stderr.String(), "progress goes to stderr")
+	assert.Contains(t, stderr.String(), "progress: 5.0 s, 1500.0 tps", "pgbench's progress goes to stderr")
 	saved, err := filepath.Glob(filepath.Join(out, "*.json"))
 	require.NoError(t, err)
 	assert.Len(t, saved, 4)
@@ -103,6 +119,24 @@ func TestRun_fails_with_the_stack(t *testing.T) {
 	t.Parallel()
 	script := filepath.Join(t.TempDir(), "stack.sh")
 	require.NoError(t, os.WriteFile(script, []byte("echo broken >&2; exit 3\n"), 0o600))
-	err := run(t.Context(), []string{"--stack", script, "--rates", "300", "--repeat", "1"}, io.Discard, io.Discard)
+	err := run(t.Context(), []string{"--stack", script, "--ceiling", "", "--rates", "300", "--repeat", "1"}, io.Discard, io.Discard)
 	require.ErrorContains(t, err, "exit status 3")
+}
+
+func TestRun_fails_without_a_ceiling(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	noTPS := filepath.Join(dir, "ceiling.sh")
+	require.NoError(t, os.WriteFile(noTPS, []byte("echo 'pgbench: error: connection refused'\n"), 0o600))
+	err := run(t.Context(), []string{"--stack", "never-run.sh", "--ceiling", noTPS, "--rates", "300"}, io.Discard, io.Discard)
+	require.ErrorContains(t, err, "no tps line in pgbench's output")
+}
+
+func TestParseTPS(t *testing.T) {
+	t.Parallel()
+	tps, err := parseTPS("latency average = 8.940 ms\ninitial connection time = 19.952 ms\ntps = 1773.510984 (without initial connection time)\n")
+	require.NoError(t, err)
+	assert.InDelta(t, 1773.51, tps, 0.001)
+	_, err = parseTPS("tps = many (without initial connection time)\n")
+	require.ErrorContains(t, err, `"tps = many (without initial connection time)"`)
 }
