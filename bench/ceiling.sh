@@ -6,7 +6,7 @@
 # defaults, so they override them:
 #
 #   bench/ceiling.sh              # 30 s
-#   bench/ceiling.sh -T 15 -P 0   # 15 s, no progress lines
+#   bench/ceiling.sh -T 15        # 15 s (progress lines go to stderr)
 #
 # pgbench's summary ends with "tps = N (without initial connection time)":
 # N orders a second. Needs pgbench and PostgreSQL on 127.0.0.1:5432

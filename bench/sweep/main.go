@@ -151,7 +151,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		if c.out != "" {
 			name := filepath.Join(c.out, fmt.Sprintf("%03d-%.0f-%s.json", i+1, r.rate, r.config))
-			if err := os.WriteFile(name, out, 0o600); err != nil {
+			if err := os.WriteFile(name, out, 0o600); err != nil { //nolint:gosec // under the operator's own --out
 				return fmt.Errorf("--out: %w", err)
 			}
 		}
@@ -175,14 +175,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 // that reports it.
 func ceiling(ctx context.Context, script, when string, stderr io.Writer) (string, error) {
 	fmt.Fprintf(stderr, "sweep: the PostgreSQL ceiling, %s\n", when)
-	cmd := exec.CommandContext(ctx, "bash", script, "-T", "15") //nolint:gosec // the operator's --ceiling
-	var out bytes.Buffer
-	cmd.Stdout = &out
-	cmd.Stderr = stderr
-	if err := cmd.Run(); err != nil {
-		return "", fmt.Errorf("%s: %w", script, err)
+	out, err := runScript(ctx, script, nil, stderr, "-T", "15")
+	if err != nil {
+		return "", err
 	}
-	tps, err := parseTPS(out.String())
+	tps, err := parseTPS(string(out))
 	if err != nil {
 		return "", fmt.Errorf("%s: %w", script, err)
 	}
@@ -209,15 +206,21 @@ func parseTPS(out string) (float64, error) {
 
 // loadRun runs the stack script once and returns loadgen's JSON.
 func loadRun(ctx context.Context, c config, r plannedRun, stderr io.Writer) ([]byte, error) {
-	cmd := exec.CommandContext(ctx, "bash", c.stack, //nolint:gosec // the operator's --stack
+	return runScript(ctx, c.stack, r.env, stderr,
 		"--rate", strconv.FormatFloat(r.rate, 'f', -1, 64), "--duration", c.duration.String(),
 		"--concurrency", strconv.Itoa(c.concurrency), "--progress", "0", "--json")
-	cmd.Env = append(os.Environ(), r.env...)
+}
+
+// runScript runs a bash script with env added to the environment, passes
+// its stderr through and returns its stdout.
+func runScript(ctx context.Context, script string, env []string, stderr io.Writer, args ...string) ([]byte, error) {
+	cmd := exec.CommandContext(ctx, "bash", append([]string{script}, args...)...) //nolint:gosec // the operator's --stack or --ceiling
+	cmd.Env = append(os.Environ(), env...)
 	var out bytes.Buffer
 	cmd.Stdout = &out
 	cmd.Stderr = stderr
 	if err := cmd.Run(); err != nil {
-		return nil, fmt.Errorf("%s: %w", c.stack, err)
+		return nil, fmt.Errorf("%s: %w", script, err)
 	}
 	return out.Bytes(), nil
 }

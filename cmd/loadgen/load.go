@@ -222,11 +222,9 @@ func Run(ctx context.Context, cfg Config, progress io.Writer) (*Result, error) {
 		closedLoop(runCtx, cfg, send)
 	}
 	elapsed := time.Since(start)
-	histMu.Lock()
-	logErr := reqLog.flush()
-	histMu.Unlock()
-	if logErr != nil {
-		return nil, fmt.Errorf("write the requests log: %w", logErr)
+	// Both loops have waited for their sends: nothing writes the log now.
+	if err := reqLog.flush(); err != nil {
+		return nil, fmt.Errorf("write the requests log: %w", err)
 	}
 	var hostAfter hostSample
 	if hostErr == nil {
