@@ -239,16 +239,17 @@ type result struct {
 		Within20msPct float64 `json:"within_20ms_pct"`
 	} `json:"outbox_lag"`
 	HostCPU *struct {
-		BusyCores  float64 `json:"busy_cores"`
-		MsPerOrder float64 `json:"ms_per_order"`
+		BusyCores        float64 `json:"busy_cores"`
+		MsPerOrder       float64 `json:"ms_per_order"`
+		SwitchesPerOrder float64 `json:"switches_per_order"`
 	} `json:"host_cpu"`
 	Targets struct {
 		Met bool `json:"met"`
 	} `json:"targets"`
 }
 
-const header = "| rate | config | accepted/s | invoiced/s | POST p50, p99 ms | placed → invoiced p50, p99 ms | lag ≤ 20 ms (orders, invoices) | busy cores | CPU ms/order | errors, backlog | targets |\n" +
-	"|---|---|---|---|---|---|---|---|---|---|---|"
+const header = "| rate | config | accepted/s | invoiced/s | POST p50, p99 ms | placed → invoiced p50, p99 ms | lag ≤ 20 ms (orders, invoices) | busy cores | CPU ms/order | switches/order | errors, backlog | targets |\n" +
+	"|---|---|---|---|---|---|---|---|---|---|---|---|"
 
 func row(r plannedRun, res result) string {
 	lag := make([]string, 0, len(res.OutboxLag))
@@ -259,16 +260,17 @@ func row(r plannedRun, res result) string {
 	if lagCell == "" {
 		lagCell = "not measured"
 	}
-	busy, perOrder := "–", "–"
+	busy, perOrder, switches := "–", "–", "–"
 	if res.HostCPU != nil {
 		busy = strconv.FormatFloat(res.HostCPU.BusyCores, 'f', 2, 64)
 		perOrder = strconv.FormatFloat(res.HostCPU.MsPerOrder, 'f', 2, 64)
+		switches = strconv.FormatFloat(res.HostCPU.SwitchesPerOrder, 'f', 0, 64)
 	}
 	met := "not met"
 	if res.Targets.Met {
 		met = "**met**"
 	}
-	return fmt.Sprintf("| %.0f/s | %s | %.0f | %.0f | %.1f, %.1f | %.0f, %.0f | %s | %s | %s | %d, %d | %s |",
+	return fmt.Sprintf("| %.0f/s | %s | %.0f | %.0f | %.1f, %.1f | %.0f, %.0f | %s | %s | %s | %s | %d, %d | %s |",
 		r.rate, r.config, res.AcceptedPerS, res.InvoicedPerS, res.HTTPP50Ms, res.HTTPP99Ms,
-		res.E2EP50Ms, res.E2EP99Ms, lagCell, busy, perOrder, res.Errors, res.BacklogAtEnd, met)
+		res.E2EP50Ms, res.E2EP99Ms, lagCell, busy, perOrder, switches, res.Errors, res.BacklogAtEnd, met)
 }

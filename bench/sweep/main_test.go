@@ -55,7 +55,7 @@ func TestRow(t *testing.T) {
 		Within20msPct float64 `json:"within_20ms_pct"`
 	}{99.5})
 	res.Targets.Met = true
-	assert.Equal(t, "| 500/s | B | 500 | 499 | 2.2, 8.9 | 11, 24 | 99.8 %, 99.5 % | – | – | 0, 0 | **met** |",
+	assert.Equal(t, "| 500/s | B | 500 | 499 | 2.2, 8.9 | 11, 24 | 99.8 %, 99.5 % | – | – | – | 0, 0 | **met** |",
 		row(plannedRun{rate: 500, config: "B"}, res))
 	assert.Equal(t, strings.Count(header[:strings.Index(header, "\n")], "|"), strings.Count(row(plannedRun{}, result{}), "|"),
 		"a row has the header's columns")
@@ -75,7 +75,7 @@ echo "progress goes to stderr" >&2
 cat <<EOF
 {"accepted_per_s": $2, "invoiced_per_s": ${GOMAXPROCS:-0}, "http_p99_ms": 1, "e2e_p99_ms": 2,
  "outbox_lag": [{"within_20ms_pct": 100}, {"within_20ms_pct": 99}],
- "host_cpu": {"busy_cores": 1.5, "ms_per_order": 3}, "targets": {"met": true}}
+ "host_cpu": {"busy_cores": 1.5, "ms_per_order": 3, "switches_per_order": 120}, "targets": {"met": true}}
 EOF
 `), 0o600))
 	// pgbench's summary, a rate that rises by 100/s each time it runs.
@@ -104,7 +104,7 @@ echo "tps = $((1500 + n * 100)).123456 (without initial connection time)"
 	want := []string{"| 300/s | A | 300 | 0 |", "| 300/s | B | 300 | 1 |", "| 300/s | B | 300 | 1 |", "| 300/s | A | 300 | 0 |"}
 	for i, w := range want {
 		assert.True(t, strings.HasPrefix(lines[6+i], w), "%q does not start with %q", lines[6+i], w)
-		assert.Contains(t, lines[6+i], "| 100.0 %, 99.0 % | 1.50 | 3.00 | 0, 0 | **met** |")
+		assert.Contains(t, lines[6+i], "| 100.0 %, 99.0 % | 1.50 | 3.00 | 120 | 0, 0 | **met** |")
 	}
 	assert.Empty(t, lines[10])
 	assert.Equal(t, "PostgreSQL ceiling after the runs (pgbench, the flow's SQL, 15 s): 1600 orders/s", lines[11])

@@ -31,9 +31,10 @@ const userHZ = 100
 
 // hostSample is the machine's CPU counters at one moment.
 type hostSample struct {
-	at    time.Time
-	busy  float64            // CPU-seconds spent outside idle and iowait, all CPUs
-	procs map[int]procSample // by pid
+	at       time.Time
+	busy     float64            // CPU-seconds spent outside idle and iowait, all CPUs
+	switches uint64             // context switches since boot, all CPUs
+	procs    map[int]procSample // by pid
 }
 
 type procSample struct {
@@ -49,6 +50,12 @@ type HostCPU struct {
 	BusyCores float64 `json:"busy_cores"`
 	// MsPerOrder is the machine's busy CPU time per accepted order.
 	MsPerOrder float64 `json:"ms_per_order"`
+	// SwitchesPerOrder is the machine's context switches per accepted
+	// order. Below saturation most of an order's CPU goes to waking threads
+	// (one per message, per hop, in every program), and this counts them:
+	// it falls steeply with the rate as work starts to queue and wake-ups
+	// are shared (docs/performance.md, the seventh session).
+	SwitchesPerOrder float64 `json:"switches_per_order"`
 	// ByProcess is each program's share in cores (processes of the same
 	// name added up: PostgreSQL's backends are one "postgres"), the busiest
 	// first, those under 1 % of a core left out.
@@ -68,7 +75,7 @@ func sampleHost() (hostSample, error) {
 	if err != nil {
 		return s, fmt.Errorf("host cpu: %w", err)
 	}
-	if s.busy, err = parseStatBusy(b); err != nil {
+	if s.busy, s.switches, err = parseStat(b); err != nil {
 		return s, err
 	}
 	dirs, err := filepath.Glob(filepath.Join(procRoot, "[0-9]*"))
@@ -91,25 +98,34 @@ func sampleHost() (hostSample, error) {
 	return s, nil
 }
 
-// parseStatBusy returns the busy CPU-seconds of /proc/stat's "cpu" line:
-// every field but idle and iowait (guest time is already in user).
-func parseStatBusy(b []byte) (float64, error) {
-	line, _, _ := bytes.Cut(b, []byte("\n"))
+// parseStat reads /proc/stat: the busy CPU-seconds of its "cpu" line
+// (every field but idle and iowait; guest time is already in user) and the
+// context switches of its "ctxt" line.
+func parseStat(b []byte) (busy float64, switches uint64, err error) {
+	line, rest, _ := bytes.Cut(b, []byte("\n"))
 	f := strings.Fields(string(line))
 	if len(f) < 8 || f[0] != "cpu" {
-		return 0, errors.New("host cpu: no cpu line in /proc/stat")
+		return 0, 0, errors.New("host cpu: no cpu line in /proc/stat")
 	}
-	var busy uint64
+	var ticks uint64
 	for i, v := range f[1:min(len(f), 9)] { // user nice system idle iowait irq softirq steal
 		n, err := strconv.ParseUint(v, 10, 64)
 		if err != nil {
-			return 0, fmt.Errorf("host cpu: /proc/stat: %w", err)
+			return 0, 0, fmt.Errorf("host cpu: /proc/stat: %w", err)
 		}
 		if i != 3 && i != 4 {
-			busy += n
+			ticks += n
 		}
 	}
-	return float64(busy) / userHZ, nil
+	for l := range strings.Lines(string(rest)) {
+		if v, ok := strings.CutPrefix(l, "ctxt "); ok {
+			if switches, err = strconv.ParseUint(strings.TrimSpace(v), 10, 64); err != nil {
+				return 0, 0, fmt.Errorf("host cpu: /proc/stat ctxt: %w", err)
+			}
+			return float64(ticks) / userHZ, switches, nil
+		}
+	}
+	return 0, 0, errors.New("host cpu: no ctxt line in /proc/stat")
 }
 
 // parseProcStat reads a process's name, user + system CPU-seconds and start
@@ -149,6 +165,7 @@ func hostCPU(a, b hostSample, orders int64) *HostCPU {
 	h := &HostCPU{BusyCores: round2((b.busy - a.busy) / secs)}
 	if orders > 0 {
 		h.MsPerOrder = round2((b.busy - a.busy) * 1000 / float64(orders))
+		h.SwitchesPerOrder = math.Round(float64(b.switches-a.switches) / float64(orders))
 	}
 	byName := map[string]float64{}
 	for pid, p := range b.procs {

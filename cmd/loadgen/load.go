@@ -448,7 +448,7 @@ func (r *Result) print(w io.Writer) {
 		fmt.Fprintf(w, "forwarding lag, %-8s  %d events, %s within 20 ms, p99 ≤ %g ms\n", l.Service+":", l.Events, pct(l.Within20msPct), l.P99AtMostMs)
 	}
 	if h := r.HostCPU; h != nil {
-		fmt.Fprintf(w, "host CPU while sending:    %.2f cores busy, %.2f ms per order;", h.BusyCores, h.MsPerOrder)
+		fmt.Fprintf(w, "host CPU while sending:    %.2f cores busy, %.2f ms and %.0f context switches per order;", h.BusyCores, h.MsPerOrder, h.SwitchesPerOrder)
 		for i, p := range h.ByProcess {
 			if i == 6 {
 				break

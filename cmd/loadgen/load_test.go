@@ -136,6 +136,7 @@ func TestRun_against_the_services(t *testing.T) {
 	if res.HostCPU != nil { // Linux
 		assert.Positive(t, res.HostCPU.BusyCores)
 		assert.Positive(t, res.HostCPU.MsPerOrder)
+		assert.Positive(t, res.HostCPU.SwitchesPerOrder)
 		assert.NotEmpty(t, res.HostCPU.ByProcess)
 	}
 }
