@@ -128,6 +128,18 @@ func assertExecHealthcheck(tb testing.TB, final stage) []string {
 	return hc.args[1:]
 }
 
+// servicesGODEBUG is the GODEBUG the services' images set, and bench/stack.sh
+// gives the services it starts, so that load runs measure what is deployed.
+const servicesGODEBUG = "schedtrace=2147483647"
+
+func TestBenchStack_runs_the_services_with_the_images_GODEBUG(t *testing.T) {
+	t.Parallel()
+	b, err := os.ReadFile(path("bench", "stack.sh"))
+	require.NoError(t, err)
+	assert.Contains(t, string(b), "SERVICES_GODEBUG=${GODEBUG-"+servicesGODEBUG+"}")
+	assert.Equal(t, 2, strings.Count(string(b), "GODEBUG=$SERVICES_GODEBUG "), "both services are started with it")
+}
+
 func TestDockerfiles_of_the_apps(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
@@ -189,6 +201,10 @@ func TestDockerfiles_of_the_apps(t *testing.T) {
 			assert.Equal(t, []string{appBinary}, entry[0].args)
 			assert.Equal(t, []string{appBinary, "healthcheck"}, assertExecHealthcheck(t, final))
 			assertEndsAsNonRoot(t, final)
+
+			godebug, ok := final.env("GODEBUG")
+			assert.True(t, ok, "ENV GODEBUG: sysmon kept out of its deep sleep (docs/performance.md, change 22)")
+			assert.Equal(t, servicesGODEBUG, godebug)
 
 			port, ok := final.env("PORT")
 			assert.True(t, ok, "ENV PORT")
