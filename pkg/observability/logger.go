@@ -14,6 +14,7 @@ import (
 	"io"
 	"log/slog"
 
+	"github.com/ThreeDotsLabs/watermill"
 	"go.opentelemetry.io/otel/trace"
 )
 
@@ -43,4 +44,55 @@ func (h contextHandler) WithAttrs(as []slog.Attr) slog.Handler {
 
 func (h contextHandler) WithGroup(name string) slog.Handler {
 	return contextHandler{h.Handler.WithGroup(name)}
+}
+
+// WatermillLogger adapts log for Watermill, as watermill.NewSlogLogger does,
+// but asks log whether a level is enabled before handing a record on.
+// Watermill logs every message it receives, publishes and acks at its trace
+// or debug level, and its slog adapter turns the record's fields into slog
+// arguments (a slice per call) before slog drops the record for its level:
+// at 600 orders/s that was 4 % of everything the orders service allocated.
+// Gated here, a record below the logger's level costs nothing but the
+// fields map its caller built.
+func WatermillLogger(log *slog.Logger) watermill.LoggerAdapter {
+	return gatedLogger{inner: watermill.NewSlogLogger(log), log: log}
+}
+
+type gatedLogger struct {
+	inner watermill.LoggerAdapter
+	log   *slog.Logger // the same logger as inner's, for its level
+}
+
+func (g gatedLogger) enabled(level slog.Level) bool {
+	return g.log.Enabled(context.Background(), level)
+}
+
+func (g gatedLogger) Error(msg string, err error, fields watermill.LogFields) {
+	if g.enabled(slog.LevelError) {
+		g.inner.Error(msg, err, fields)
+	}
+}
+
+func (g gatedLogger) Info(msg string, fields watermill.LogFields) {
+	if g.enabled(slog.LevelInfo) {
+		g.inner.Info(msg, fields)
+	}
+}
+
+func (g gatedLogger) Debug(msg string, fields watermill.LogFields) {
+	if g.enabled(slog.LevelDebug) {
+		g.inner.Debug(msg, fields)
+	}
+}
+
+func (g gatedLogger) Trace(msg string, fields watermill.LogFields) {
+	if g.enabled(watermill.LevelTrace) {
+		g.inner.Trace(msg, fields)
+	}
+}
+
+// With adds fields to every later record, as Watermill's adapter does (its
+// slog.Logger.With shares the handler, and so the level, of log).
+func (g gatedLogger) With(fields watermill.LogFields) watermill.LoggerAdapter {
+	return gatedLogger{inner: g.inner.With(fields), log: g.log}
 }

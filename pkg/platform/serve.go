@@ -12,7 +12,6 @@ import (
 	"net/http/pprof"
 	"time"
 
-	"github.com/ThreeDotsLabs/watermill"
 	"github.com/go-chi/chi/v5"
 	"github.com/uptrace/bun"
 	"golang.org/x/sync/errgroup"
@@ -80,7 +79,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, tel *observability.T
 	}
 	defer relayDB.Close()
 
-	wlog := watermill.NewSlogLogger(log)
+	wlog := observability.WatermillLogger(log)
 	rt := &messaging.Runtime{
 		// PublisherChannels is left to the runtime: one per publish the
 		// forwarders may have in flight (workers × batch size), at most 32.
