@@ -10,9 +10,9 @@
 #   bench/stack.sh idle 30s      # no load: what the services cost at rest
 #
 # Service settings come from the environment (HANDLER_CONCURRENCY=1
-# OUTBOX_WORKERS=1 bench/stack.sh …). The services get the GODEBUG their
-# images set (apps/*/Dockerfile) unless GODEBUG is set, even empty: then
-# they, and loadgen, get that. Needs PostgreSQL on 127.0.0.1:5432 and
+# OUTBOX_WORKERS=1 bench/stack.sh …). The services get the GODEBUG and GOGC
+# their images set (apps/*/Dockerfile) unless the variable is set, even
+# empty: then they, and loadgen, get that. Needs PostgreSQL on 127.0.0.1:5432 and
 # RabbitMQ on 127.0.0.1:5672 with the management plugin (:15672).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -48,12 +48,13 @@ export OTEL_EXPORTER_OTLP_ENDPOINT=${OTEL_EXPORTER_OTLP_ENDPOINT:-http://127.0.0
 export OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf
 export BROKER_URL=amqp://guest:guest@127.0.0.1:5672/bench
 SERVICES_GODEBUG=${GODEBUG-schedtrace=2147483647} # as in apps/*/Dockerfile
+SERVICES_GOGC=${GOGC-1000}                        # as in apps/*/Dockerfile
 
 # BENCH_PPROF=1 serves pprof on :6060 (orders) and :6061 (invoices).
 pprof() { [ -n "${BENCH_PPROF:-}" ] && echo "127.0.0.1:$1" || echo ""; }
-GODEBUG=$SERVICES_GODEBUG PPROF_ADDR=$(pprof 6060) DATABASE_URL="$PG/bench_orders?sslmode=disable" PORT=3333 "$OUT/orders" >"$OUT/orders.log" 2>&1 &
+GODEBUG=$SERVICES_GODEBUG GOGC=$SERVICES_GOGC PPROF_ADDR=$(pprof 6060) DATABASE_URL="$PG/bench_orders?sslmode=disable" PORT=3333 "$OUT/orders" >"$OUT/orders.log" 2>&1 &
 pids+=($!)
-GODEBUG=$SERVICES_GODEBUG PPROF_ADDR=$(pprof 6061) DATABASE_URL="$PG/bench_invoices?sslmode=disable" PORT=3334 "$OUT/invoices" >"$OUT/invoices.log" 2>&1 &
+GODEBUG=$SERVICES_GODEBUG GOGC=$SERVICES_GOGC PPROF_ADDR=$(pprof 6061) DATABASE_URL="$PG/bench_invoices?sslmode=disable" PORT=3334 "$OUT/invoices" >"$OUT/invoices.log" 2>&1 &
 pids+=($!)
 
 for port in 3333 3334; do

@@ -128,16 +128,22 @@ func assertExecHealthcheck(tb testing.TB, final stage) []string {
 	return hc.args[1:]
 }
 
-// servicesGODEBUG is the GODEBUG the services' images set, and bench/stack.sh
-// gives the services it starts, so that load runs measure what is deployed.
-const servicesGODEBUG = "schedtrace=2147483647"
+// The runtime settings the services' images set, and bench/stack.sh gives
+// the services it starts, so that load runs measure what is deployed
+// (docs/performance.md, changes 22 and 25).
+const (
+	servicesGODEBUG = "schedtrace=2147483647"
+	servicesGOGC    = "1000"
+)
 
-func TestBenchStack_runs_the_services_with_the_images_GODEBUG(t *testing.T) {
+func TestBenchStack_runs_the_services_with_the_images_runtime_settings(t *testing.T) {
 	t.Parallel()
 	b, err := os.ReadFile(path("bench", "stack.sh"))
 	require.NoError(t, err)
-	assert.Contains(t, string(b), "SERVICES_GODEBUG=${GODEBUG-"+servicesGODEBUG+"}")
-	assert.Equal(t, 2, strings.Count(string(b), "GODEBUG=$SERVICES_GODEBUG "), "both services are started with it")
+	script := string(b)
+	assert.Contains(t, script, "SERVICES_GODEBUG=${GODEBUG-"+servicesGODEBUG+"}")
+	assert.Contains(t, script, "SERVICES_GOGC=${GOGC-"+servicesGOGC+"}")
+	assert.Equal(t, 2, strings.Count(script, "GODEBUG=$SERVICES_GODEBUG GOGC=$SERVICES_GOGC "), "both services are started with them")
 }
 
 func TestDockerfiles_of_the_apps(t *testing.T) {
@@ -205,6 +211,9 @@ func TestDockerfiles_of_the_apps(t *testing.T) {
 			godebug, ok := final.env("GODEBUG")
 			assert.True(t, ok, "ENV GODEBUG: sysmon kept out of its deep sleep (docs/performance.md, change 22)")
 			assert.Equal(t, servicesGODEBUG, godebug)
+			gogc, ok := final.env("GOGC")
+			assert.True(t, ok, "ENV GOGC: fewer collections (docs/performance.md, change 25)")
+			assert.Equal(t, servicesGOGC, gogc)
 
 			port, ok := final.env("PORT")
 			assert.True(t, ok, "ENV PORT")

@@ -322,6 +322,7 @@ func TestServicesHaveHealthChecksCircuitBreakerAndLogs(t *testing.T) {
 			"OTEL_TRACES_SAMPLER_ARG":     "0.1",
 			"OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector.internal:4318",
 			"DATABASE_CREATE":             "true",
+			"GOMEMLIMIT":                  "384MiB", // three quarters of the default 512 MiB task
 		}, env)
 	}
 	kong := containers(t, svcs[kongName])[kongName]
