@@ -11,8 +11,10 @@
 #
 # Service settings come from the environment (HANDLER_CONCURRENCY=1
 # OUTBOX_WORKERS=1 bench/stack.sh …). The services get the GODEBUG and GOGC
-# their images set (apps/*/Dockerfile) unless the variable is set, even
-# empty: then they, and loadgen, get that. Needs PostgreSQL on 127.0.0.1:5432 and
+# their images set (apps/*/Dockerfile), unless the variable is set, even
+# empty: then they get that. loadgen gets the same: it times each request
+# from when it was due, so its own collections and wake-ups would count
+# against the services (docs/performance.md, change 26). Needs PostgreSQL on 127.0.0.1:5432 and
 # RabbitMQ on 127.0.0.1:5672 with the management plugin (:15672).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -70,7 +72,7 @@ rc=0
 if [ "${1:-}" = idle ]; then
 	sleep "${2:-30s}"
 else
-	"$OUT/loadgen" --broker-url "$BROKER_URL" --otlp-sink 127.0.0.1:4318 "$@" || rc=$?
+	GODEBUG=$SERVICES_GODEBUG GOGC=$SERVICES_GOGC "$OUT/loadgen" --broker-url "$BROKER_URL" --otlp-sink 127.0.0.1:4318 "$@" || rc=$?
 fi
 echo "cpu seconds during the run: orders $(echo "$(cpu "${pids[0]}") - ${before[0]}" | bc), invoices $(echo "$(cpu "${pids[1]}") - ${before[1]}" | bc)" >&2
 if [ -s "$OUT/orders.log" ] || [ -s "$OUT/invoices.log" ]; then

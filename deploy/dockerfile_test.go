@@ -143,7 +143,7 @@ func TestBenchStack_runs_the_services_with_the_images_runtime_settings(t *testin
 	script := string(b)
 	assert.Contains(t, script, "SERVICES_GODEBUG=${GODEBUG-"+servicesGODEBUG+"}")
 	assert.Contains(t, script, "SERVICES_GOGC=${GOGC-"+servicesGOGC+"}")
-	assert.Equal(t, 2, strings.Count(script, "GODEBUG=$SERVICES_GODEBUG GOGC=$SERVICES_GOGC "), "both services are started with them")
+	assert.Equal(t, 3, strings.Count(script, "GODEBUG=$SERVICES_GODEBUG GOGC=$SERVICES_GOGC "), "both services and loadgen are started with them")
 }
 
 func TestDockerfiles_of_the_apps(t *testing.T) {
