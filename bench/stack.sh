@@ -14,8 +14,10 @@
 # their images set (apps/*/Dockerfile), unless the variable is set, even
 # empty: then they get that. loadgen gets the same: it times each request
 # from when it was due, so its own collections and wake-ups would count
-# against the services (docs/performance.md, change 26). Needs PostgreSQL on 127.0.0.1:5432 and
-# RabbitMQ on 127.0.0.1:5672 with the management plugin (:15672).
+# against the services (docs/performance.md, change 26).
+#
+# Needs PostgreSQL on 127.0.0.1:5432 and RabbitMQ on 127.0.0.1:5672 with the
+# management plugin (:15672).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -49,14 +51,14 @@ export OTEL_TRACES_EXPORTER=${OTEL_TRACES_EXPORTER:-otlp}
 export OTEL_EXPORTER_OTLP_ENDPOINT=${OTEL_EXPORTER_OTLP_ENDPOINT:-http://127.0.0.1:4318}
 export OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf
 export BROKER_URL=amqp://guest:guest@127.0.0.1:5672/bench
-SERVICES_GODEBUG=${GODEBUG-schedtrace=2147483647} # as in apps/*/Dockerfile
-SERVICES_GOGC=${GOGC-1000}                        # as in apps/*/Dockerfile
+STACK_GODEBUG=${GODEBUG-schedtrace=2147483647} # as in apps/*/Dockerfile
+STACK_GOGC=${GOGC-1000}                         # as in apps/*/Dockerfile
 
 # BENCH_PPROF=1 serves pprof on :6060 (orders) and :6061 (invoices).
 pprof() { [ -n "${BENCH_PPROF:-}" ] && echo "127.0.0.1:$1" || echo ""; }
-GODEBUG=$SERVICES_GODEBUG GOGC=$SERVICES_GOGC PPROF_ADDR=$(pprof 6060) DATABASE_URL="$PG/bench_orders?sslmode=disable" PORT=3333 "$OUT/orders" >"$OUT/orders.log" 2>&1 &
+GODEBUG=$STACK_GODEBUG GOGC=$STACK_GOGC PPROF_ADDR=$(pprof 6060) DATABASE_URL="$PG/bench_orders?sslmode=disable" PORT=3333 "$OUT/orders" >"$OUT/orders.log" 2>&1 &
 pids+=($!)
-GODEBUG=$SERVICES_GODEBUG GOGC=$SERVICES_GOGC PPROF_ADDR=$(pprof 6061) DATABASE_URL="$PG/bench_invoices?sslmode=disable" PORT=3334 "$OUT/invoices" >"$OUT/invoices.log" 2>&1 &
+GODEBUG=$STACK_GODEBUG GOGC=$STACK_GOGC PPROF_ADDR=$(pprof 6061) DATABASE_URL="$PG/bench_invoices?sslmode=disable" PORT=3334 "$OUT/invoices" >"$OUT/invoices.log" 2>&1 &
 pids+=($!)
 
 for port in 3333 3334; do
@@ -72,7 +74,7 @@ rc=0
 if [ "${1:-}" = idle ]; then
 	sleep "${2:-30s}"
 else
-	GODEBUG=$SERVICES_GODEBUG GOGC=$SERVICES_GOGC "$OUT/loadgen" --broker-url "$BROKER_URL" --otlp-sink 127.0.0.1:4318 "$@" || rc=$?
+	GODEBUG=$STACK_GODEBUG GOGC=$STACK_GOGC "$OUT/loadgen" --broker-url "$BROKER_URL" --otlp-sink 127.0.0.1:4318 "$@" || rc=$?
 fi
 echo "cpu seconds during the run: orders $(echo "$(cpu "${pids[0]}") - ${before[0]}" | bc), invoices $(echo "$(cpu "${pids[1]}") - ${before[1]}" | bc)" >&2
 if [ -s "$OUT/orders.log" ] || [ -s "$OUT/invoices.log" ]; then

@@ -129,8 +129,8 @@ func assertExecHealthcheck(tb testing.TB, final stage) []string {
 }
 
 // The runtime settings the services' images set, and bench/stack.sh gives
-// the services it starts, so that load runs measure what is deployed
-// (docs/performance.md, changes 22 and 25).
+// the services it starts (and loadgen), so that load runs measure what is
+// deployed (docs/performance.md, changes 22, 25 and 26).
 const (
 	servicesGODEBUG = "schedtrace=2147483647"
 	servicesGOGC    = "1000"
@@ -141,9 +141,9 @@ func TestBenchStack_runs_the_services_with_the_images_runtime_settings(t *testin
 	b, err := os.ReadFile(path("bench", "stack.sh"))
 	require.NoError(t, err)
 	script := string(b)
-	assert.Contains(t, script, "SERVICES_GODEBUG=${GODEBUG-"+servicesGODEBUG+"}")
-	assert.Contains(t, script, "SERVICES_GOGC=${GOGC-"+servicesGOGC+"}")
-	assert.Equal(t, 3, strings.Count(script, "GODEBUG=$SERVICES_GODEBUG GOGC=$SERVICES_GOGC "), "both services and loadgen are started with them")
+	assert.Contains(t, script, "STACK_GODEBUG=${GODEBUG-"+servicesGODEBUG+"}")
+	assert.Contains(t, script, "STACK_GOGC=${GOGC-"+servicesGOGC+"}")
+	assert.Equal(t, 3, strings.Count(script, "GODEBUG=$STACK_GODEBUG GOGC=$STACK_GOGC "), "both services and loadgen are started with them")
 }
 
 func TestDockerfiles_of_the_apps(t *testing.T) {
