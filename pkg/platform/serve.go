@@ -12,6 +12,7 @@ import (
 	"net/http/pprof"
 	"time"
 
+	"github.com/ThreeDotsLabs/watermill"
 	"github.com/go-chi/chi/v5"
 	"github.com/uptrace/bun"
 	"golang.org/x/sync/errgroup"
@@ -35,9 +36,12 @@ type App struct {
 
 // Deps are what the platform gives a service.
 type Deps struct {
-	DB        *bun.DB
-	Log       *slog.Logger
-	Telemetry *observability.Telemetry
+	DB  *bun.DB
+	Log *slog.Logger
+	// WatermillLog is Log for Watermill (observability.WatermillLogger),
+	// shared by the messaging runtime and the stores' outboxes.
+	WatermillLog watermill.LoggerAdapter
+	Telemetry    *observability.Telemetry
 	// OutboxWaker is to be signalled after every commit that appended
 	// events (messaging.Outbox.Committed): it wakes a forwarder at once.
 	OutboxWaker *messaging.OutboxWaker
@@ -68,7 +72,8 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, tel *observability.T
 		return err
 	}
 	waker := messaging.NewOutboxWaker()
-	routes, register, err := app.Build(Deps{DB: db, Log: log, Telemetry: tel, OutboxWaker: waker, Batching: batching(cfg, tel)})
+	wlog := observability.WatermillLogger(log)
+	routes, register, err := app.Build(Deps{DB: db, Log: log, WatermillLog: wlog, Telemetry: tel, OutboxWaker: waker, Batching: batching(cfg, tel)})
 	if err != nil {
 		return err
 	}
@@ -79,7 +84,6 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, tel *observability.T
 	}
 	defer relayDB.Close()
 
-	wlog := observability.WatermillLogger(log)
 	rt := &messaging.Runtime{
 		// PublisherChannels is left to the runtime: one per publish the
 		// forwarders may have in flight (workers × batch size), at most 32.

@@ -3,7 +3,6 @@
 package service
 
 import (
-	"github.com/ThreeDotsLabs/watermill"
 	"github.com/go-chi/chi/v5"
 
 	"github.com/orderflow/orderflow/apps/orders/internal/app"
@@ -25,7 +24,7 @@ func App() platform.App {
 	return platform.App{
 		Migrations: store.Migrations(),
 		Build: func(d platform.Deps) (func(chi.Router), func(*messaging.EventProcessor) error, error) {
-			outbox := messaging.Outbox{Log: watermill.NewSlogLogger(d.Log), Otel: d.Telemetry.Options(), Waker: d.OutboxWaker}
+			outbox := messaging.Outbox{Log: d.WatermillLog, Otel: d.Telemetry.Options(), Waker: d.OutboxWaker}
 			a := app.New(store.New(d.DB, outbox, d.Batching), d.Telemetry)
 			register := func(p *messaging.EventProcessor) error { return consumers.Register(p, a) }
 			return httpapi.Routes(a, d.Log), register, nil
