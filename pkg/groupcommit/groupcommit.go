@@ -96,21 +96,56 @@ func New[In, Out any](fn Func[In, Out], cfg Config) *Committer[In, Out] {
 // transaction that carried it has finished. If ctx ends first, Do returns
 // ctx's error; the call may still commit, as any query cancelled during its
 // COMMIT may.
+//
+// A call that finds a batch slot free runs the batch itself, on its caller's
+// goroutine, and hands whatever queued meanwhile to a goroutine of its own
+// once its outcome is known. At moderate load most calls find the committer
+// idle, and each then costs no goroutine start, no stack growth on a fresh
+// goroutine and no hand-off to another thread on its way to the database and
+// back. Such a call returns when its batch ends, even if ctx ended first; the
+// batch's context ends with the last of its callers' (see batchContext).
 func (c *Committer[In, Out]) Do(ctx context.Context, in In) (Out, error) {
 	cl := &call[In, Out]{item: Item[In]{Ctx: ctx, In: in}, done: make(chan struct{})}
 	c.mu.Lock()
 	c.pending = append(c.pending, cl)
-	if c.running < c.cfg.Concurrency {
+	lead := c.running < c.cfg.Concurrency
+	if lead {
 		c.running++
-		go c.work()
 	}
 	c.mu.Unlock()
+	if lead {
+		c.lead(cl)
+	}
 	select {
 	case <-cl.done:
 		return cl.res.Out, cl.res.Err
 	case <-ctx.Done():
 		var zero Out
 		return zero, ctx.Err()
+	}
+}
+
+// lead runs batches on the caller's goroutine until own has its outcome,
+// then gives the slot to a new goroutine if calls are pending, so that its
+// caller can answer without waiting for batches of others.
+func (c *Committer[In, Out]) lead(own *call[In, Out]) {
+	for {
+		c.mu.Lock()
+		if len(c.pending) == 0 { // own is done, or another slot's batch carries it
+			c.running--
+			c.mu.Unlock()
+			return
+		}
+		select {
+		case <-own.done:
+			c.mu.Unlock()
+			go c.work()
+			return
+		default:
+		}
+		batch := c.take()
+		c.mu.Unlock()
+		c.run(batch)
 	}
 }
 
@@ -123,17 +158,24 @@ func (c *Committer[In, Out]) work() {
 			c.mu.Unlock()
 			return
 		}
-		n := min(len(c.pending), c.cfg.MaxBatch)
-		batch := make([]*call[In, Out], n)
-		copy(batch, c.pending)
-		clear(c.pending[:n]) // no references kept for the collector
-		c.pending = c.pending[n:]
-		if len(c.pending) == 0 {
-			c.pending = nil
-		}
+		batch := c.take()
 		c.mu.Unlock()
 		c.run(batch)
 	}
+}
+
+// take removes the next batch from the pending calls. c.mu must be held and
+// a call pending.
+func (c *Committer[In, Out]) take() []*call[In, Out] {
+	n := min(len(c.pending), c.cfg.MaxBatch)
+	batch := make([]*call[In, Out], n)
+	copy(batch, c.pending)
+	clear(c.pending[:n]) // no references kept for the collector
+	c.pending = c.pending[n:]
+	if len(c.pending) == 0 {
+		c.pending = nil
+	}
+	return batch
 }
 
 // run runs one batch and hands every call its result.
@@ -207,10 +249,10 @@ func (c *Committer[In, Out]) runBatch(calls []*call[In, Out]) bool {
 	return true
 }
 
-// call runs fn, turning a panic into the batch's error: fn runs on the
-// committer's goroutine, outside the HTTP or message handler whose recoverer
-// would otherwise have caught it, and a bug in one batch must not take the
-// process down.
+// call runs fn, turning a panic into the batch's error: fn runs for several
+// callers, often on a goroutine of the committer's own, outside the HTTP or
+// message handler whose recoverer would otherwise have caught it; a bug in
+// one batch must fail its calls, not the process or a neighbour's request.
 func (c *Committer[In, Out]) call(ctx context.Context, items []Item[In]) (results []Result[Out], err error) {
 	defer func() {
 		if p := recover(); p != nil {

@@ -4,8 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"slices"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -71,6 +74,72 @@ func TestDo_alone_runs_at_once(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, "done 7", out)
 	assert.Equal(t, [][]int{{7}}, r.batches)
+}
+
+// TestDo_a_call_that_finds_the_committer_idle_runs_its_batch_itself looks
+// for the test's own frame in the batch function's stack: it is there only
+// if the batch ran on the goroutine that called Do.
+func TestDo_a_call_that_finds_the_committer_idle_runs_its_batch_itself(t *testing.T) {
+	t.Parallel()
+	var onCaller bool
+	c := groupcommit.New(func(_ context.Context, items []groupcommit.Item[int]) ([]groupcommit.Result[string], error) {
+		pcs := make([]uintptr, 64)
+		frames := runtime.CallersFrames(pcs[:runtime.Callers(1, pcs)])
+		for {
+			f, more := frames.Next()
+			onCaller = onCaller || strings.HasSuffix(f.Function, ".TestDo_a_call_that_finds_the_committer_idle_runs_its_batch_itself")
+			if !more {
+				break
+			}
+		}
+		return make([]groupcommit.Result[string], len(items)), nil
+	}, groupcommit.Config{})
+	_, err := c.Do(t.Context(), 1)
+	require.NoError(t, err)
+	assert.True(t, onCaller, "the batch ran on another goroutine")
+}
+
+// TestDo_a_leading_call_answers_without_waiting_for_the_next_batch holds
+// the second batch (the calls that queued behind the first) and expects
+// the first call, whose goroutine ran the first batch, to return meanwhile.
+func TestDo_a_leading_call_answers_without_waiting_for_the_next_batch(t *testing.T) {
+	t.Parallel()
+	started := make(chan []int, 10)
+	gates := []chan struct{}{make(chan struct{}), make(chan struct{})}
+	var batches atomic.Int32
+	c := groupcommit.New(func(ctx context.Context, items []groupcommit.Item[int]) ([]groupcommit.Result[string], error) {
+		ins := make([]int, len(items))
+		for i, it := range items {
+			ins[i] = it.In
+		}
+		started <- ins
+		<-gates[batches.Add(1)-1]
+		out := make([]groupcommit.Result[string], len(items))
+		for i, in := range ins {
+			out[i].Out = fmt.Sprint("done ", in)
+		}
+		return out, nil
+	}, groupcommit.Config{Concurrency: 1})
+
+	first := make(chan string, 1)
+	go func() { out, _ := c.Do(t.Context(), 0); first <- out }()
+	require.Equal(t, []int{0}, <-started)
+	var wg sync.WaitGroup
+	for i := 1; i <= 2; i++ {
+		wg.Go(func() {
+			out, err := c.Do(t.Context(), i)
+			assert.NoError(t, err)
+			assert.Equal(t, fmt.Sprint("done ", i), out)
+		})
+	}
+	waitPending(t, c, 2)
+	close(gates[0])
+	second := slices.Clone(<-started)
+	slices.Sort(second)
+	assert.Equal(t, []int{1, 2}, second, "the calls that queued form the next batch")
+	assert.Equal(t, "done 0", <-first, "the first call answers while the next batch runs")
+	close(gates[1])
+	wg.Wait()
 }
 
 // TestDo_batches_deterministically queues calls while the only slot is
