@@ -55,8 +55,12 @@ func TestRow(t *testing.T) {
 		Within20msPct float64 `json:"within_20ms_pct"`
 	}{99.5})
 	res.Targets.Met = true
-	assert.Equal(t, "| 500/s | B | 500 | 499 | 2.2, 8.9 | 11, 24 | 99.8 %, 99.5 % | – | – | – | 0, 0 | **met** |",
+	assert.Equal(t, "| 500/s | B | 500 | 499 | 2.2, 8.9 | – | 11, 24 | 99.8 %, 99.5 % | – | – | – | 0, 0 | **met** |",
 		row(plannedRun{rate: 500, config: "B"}, res))
+	res.PostInHandler = &struct {
+		Within10msPct float64 `json:"within_10ms_pct"`
+	}{97.84}
+	assert.Contains(t, row(plannedRun{rate: 500, config: "B"}, res), "| 2.2, 8.9 | 97.8 % | 11, 24 |")
 	assert.Equal(t, strings.Count(header[:strings.Index(header, "\n")], "|"), strings.Count(row(plannedRun{}, result{}), "|"),
 		"a row has the header's columns")
 }
@@ -74,7 +78,7 @@ set -eu
 echo "progress goes to stderr" >&2
 cat <<EOF
 {"accepted_per_s": $2, "invoiced_per_s": ${GOMAXPROCS:-0}, "http_p99_ms": 1, "e2e_p99_ms": 2,
- "outbox_lag": [{"within_20ms_pct": 100}, {"within_20ms_pct": 99}],
+ "outbox_lag": [{"within_20ms_pct": 100}, {"within_20ms_pct": 99}], "post_orders_in_handler": {"within_10ms_pct": 98.5},
  "host_cpu": {"busy_cores": 1.5, "ms_per_order": 3, "switches_per_order": 120}, "targets": {"met": true}}
 EOF
 `), 0o600))
@@ -104,7 +108,7 @@ echo "tps = $((1500 + n * 100)).123456 (without initial connection time)"
 	want := []string{"| 300/s | A | 300 | 0 |", "| 300/s | B | 300 | 1 |", "| 300/s | B | 300 | 1 |", "| 300/s | A | 300 | 0 |"}
 	for i, w := range want {
 		assert.True(t, strings.HasPrefix(lines[6+i], w), "%q does not start with %q", lines[6+i], w)
-		assert.Contains(t, lines[6+i], "| 100.0 %, 99.0 % | 1.50 | 3.00 | 120 | 0, 0 | **met** |")
+		assert.Contains(t, lines[6+i], "| 0.0, 1.0 | 98.5 % | 0, 2 | 100.0 %, 99.0 % | 1.50 | 3.00 | 120 | 0, 0 | **met** |")
 	}
 	assert.Empty(t, lines[10])
 	assert.Equal(t, "PostgreSQL ceiling after the runs (pgbench, the flow's SQL, 15 s): 1600 orders/s", lines[11])

@@ -13,20 +13,32 @@ import (
 	"github.com/prometheus/common/model"
 )
 
-// The outbox forwarding lag of a run, from the services' own histogram
-// (orderflow_outbox_forward_lag_seconds: an event's commit to RabbitMQ's
-// confirm of its publish), read from each service's /metrics before the run
-// and after it, so that only the run's events count, whatever the services
-// did before.
+// Two figures of a run come from the services' own histograms, read from
+// each service's /metrics before the run and after it, so that only the
+// run's observations count, whatever the services did before:
+//   - the outbox forwarding lag (orderflow_outbox_forward_lag_seconds: an
+//     event's commit to RabbitMQ's confirm of its publish), one of the
+//     issue's targets;
+//   - how long the orders service's handler took for each POST /orders
+//     (http.server.request.duration), beside loadgen's own figure: what
+//     is outside the handler (loadgen, the kernel, the wait before the
+//     handler starts) is the difference.
 
-const lagMetric = "orderflow_outbox_forward_lag_seconds"
+const (
+	lagMetric  = "orderflow_outbox_forward_lag_seconds"
+	httpMetric = "http_server_request_duration_seconds"
+)
 
-// lagTarget is the issue's target for the forwarding lag's p99.
-const lagTarget = 0.020 // seconds
+// lagTarget is the issue's target for the forwarding lag's p99; postTarget
+// the one for POST /orders' p99.
+const (
+	lagTarget  = 0.020 // seconds
+	postTarget = 0.010 // seconds
+)
 
-// lagBuckets is one service's lag histogram: cumulative counts by upper
-// bound (seconds), all destinations added up.
-type lagBuckets map[float64]uint64
+// buckets is a histogram from /metrics: cumulative counts by upper bound
+// (seconds), the series it holds added up.
+type buckets map[float64]uint64
 
 // OutboxLag is one service's forwarding lag over a run.
 type OutboxLag struct {
@@ -41,34 +53,83 @@ type OutboxLag struct {
 	P99AtMostMs float64 `json:"p99_at_most_ms,omitempty"`
 }
 
-// scrapeLag reads a service's lag histogram from baseURL/metrics.
-func scrapeLag(ctx context.Context, c *http.Client, baseURL string) (lagBuckets, error) {
+// InHandler is POST /orders as the orders service's own handler timed it
+// over a run: from when its middleware got the request to when the
+// handler returned.
+type InHandler struct {
+	Requests uint64 `json:"requests"`
+	// Within10msPct is the share of the run's requests the handler
+	// finished within 10 ms (10 ms is one of the histogram's bounds).
+	Within10msPct float64 `json:"within_10ms_pct"`
+	// P99AtMostMs is the upper bound of the bucket that holds the p99.
+	P99AtMostMs float64 `json:"p99_at_most_ms,omitempty"`
+}
+
+// serviceMetrics is what loadgen reads from one service's /metrics.
+type serviceMetrics struct {
+	lag  buckets
+	post buckets // POST /orders in the handler; empty but for orders
+}
+
+// scrapeMetrics reads a service's histograms from baseURL/metrics. A
+// histogram not there yet is empty: it appears with its first observation.
+func scrapeMetrics(ctx context.Context, c *http.Client, baseURL string) (serviceMetrics, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, baseURL+"/metrics", nil)
 	if err != nil {
-		return nil, err //nolint:wrapcheck // the URL is the operator's
+		return serviceMetrics{}, err //nolint:wrapcheck // the URL is the operator's
 	}
 	resp, err := c.Do(req) //nolint:gosec // the operator's service URL
 	if err != nil {
-		return nil, fmt.Errorf("scrape %s/metrics: %w", baseURL, err)
+		return serviceMetrics{}, fmt.Errorf("scrape %s/metrics: %w", baseURL, err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("scrape %s/metrics: %s", baseURL, resp.Status)
+		return serviceMetrics{}, fmt.Errorf("scrape %s/metrics: %s", baseURL, resp.Status)
 	}
 	parser := expfmt.NewTextParser(model.LegacyValidation)
 	fams, err := parser.TextToMetricFamilies(resp.Body)
 	if err != nil {
-		return nil, fmt.Errorf("scrape %s/metrics: %w", baseURL, err)
+		return serviceMetrics{}, fmt.Errorf("scrape %s/metrics: %w", baseURL, err)
 	}
-	b := lagBuckets{}
-	fam, ok := fams[lagMetric]
+	var m serviceMetrics
+	if m.lag, err = histogram(fams, lagMetric, nil); err == nil {
+		m.post, err = histogram(fams, httpMetric, isPOSTOrders)
+	}
+	if err != nil {
+		return serviceMetrics{}, fmt.Errorf("%s/metrics: %w", baseURL, err)
+	}
+	return m, nil
+}
+
+// isPOSTOrders picks the series of POST /orders, whatever their status.
+func isPOSTOrders(m *dto.Metric) bool {
+	var method, route bool
+	for _, l := range m.GetLabel() {
+		switch l.GetName() {
+		case "http_request_method":
+			method = l.GetValue() == http.MethodPost
+		case "http_route":
+			route = l.GetValue() == "/orders"
+		}
+	}
+	return method && route
+}
+
+// histogram adds up the series of the histogram name that match (nil:
+// all of them).
+func histogram(fams map[string]*dto.MetricFamily, name string, match func(*dto.Metric) bool) (buckets, error) {
+	b := buckets{}
+	fam, ok := fams[name]
 	if !ok {
-		return b, nil // nothing forwarded yet: the histogram appears with its first event
+		return b, nil
 	}
 	if fam.GetType() != dto.MetricType_HISTOGRAM {
-		return nil, fmt.Errorf("%s/metrics: %s is not a histogram", baseURL, lagMetric)
+		return nil, fmt.Errorf("%s is not a histogram", name)
 	}
 	for _, m := range fam.GetMetric() {
+		if match != nil && !match(m) {
+			continue
+		}
 		h := m.GetHistogram()
 		for _, bk := range h.GetBucket() {
 			if !math.IsInf(bk.GetUpperBound(), 1) { // the +Inf bucket is the count, below
@@ -83,21 +144,30 @@ func scrapeLag(ctx context.Context, c *http.Client, baseURL string) (lagBuckets,
 // service is one of the services loadgen reads /metrics from.
 type service struct{ name, url string }
 
-// scrapeLags reads the lag histogram of every service.
-func scrapeLags(ctx context.Context, c *http.Client, services []service) ([]lagBuckets, error) {
-	out := make([]lagBuckets, 0, len(services))
+// scrapeAll reads the histograms of every service.
+func scrapeAll(ctx context.Context, c *http.Client, services []service) ([]serviceMetrics, error) {
+	out := make([]serviceMetrics, 0, len(services))
 	for _, s := range services {
-		b, err := scrapeLag(ctx, c, s.url)
+		m, err := scrapeMetrics(ctx, c, s.url)
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, b)
+		out = append(out, m)
 	}
 	return out, nil
 }
 
-// lagOver is service's lag between two scrapes.
-func lagOver(service string, before, after lagBuckets) OutboxLag {
+// observed is what a histogram recorded between two scrapes: how many
+// observations, the share within target (seconds), and the upper bound of
+// the bucket that holds the p99 (0 when there was none, or the p99 is
+// above the largest finite bound).
+type observed struct {
+	count     uint64
+	withinPct float64
+	p99AtMost float64 // seconds
+}
+
+func over(before, after buckets, target float64) observed {
 	bounds := make([]float64, 0, len(after))
 	for ub := range after {
 		bounds = append(bounds, ub)
@@ -110,30 +180,46 @@ func lagOver(service string, before, after lagBuckets) OutboxLag {
 		}
 		return a - b
 	}
-	l := OutboxLag{Service: service, Events: delta(math.Inf(1))}
-	if l.Events == 0 {
-		return l
+	o := observed{count: delta(math.Inf(1))}
+	if o.count == 0 {
+		return o
 	}
-	// The share within 20 ms is the count at the bound 20 ms, which the
-	// services' histogram has; with other bounds, the count at the largest
-	// bound under it: a lower bound of the share.
+	// The share within the target is the count at the target's bound,
+	// which the services' histograms have; with other bounds, the count at
+	// the largest bound under it: a lower bound of the share.
 	within := 0.0
 	for _, ub := range bounds {
-		if ub <= lagTarget {
+		if ub <= target {
 			within = float64(delta(ub))
 		}
 	}
-	l.Within20msPct = math.Round(10000*within/float64(l.Events)) / 100
+	o.withinPct = math.Round(10000*within/float64(o.count)) / 100
 	for _, ub := range bounds {
 		if math.IsInf(ub, 1) {
 			break
 		}
-		if float64(delta(ub)) >= 0.99*float64(l.Events) {
-			l.P99AtMostMs = ub * 1000
+		if float64(delta(ub)) >= 0.99*float64(o.count) {
+			o.p99AtMost = ub
 			break
 		}
 	}
-	return l
+	return o
+}
+
+// lagOver is service's forwarding lag between two scrapes.
+func lagOver(service string, before, after buckets) OutboxLag {
+	o := over(before, after, lagTarget)
+	return OutboxLag{Service: service, Events: o.count, Within20msPct: o.withinPct, P99AtMostMs: o.p99AtMost * 1000}
+}
+
+// inHandlerOver is POST /orders in the handler between two scrapes; nil
+// when the histogram counted none.
+func inHandlerOver(before, after buckets) *InHandler {
+	o := over(before, after, postTarget)
+	if o.count == 0 {
+		return nil
+	}
+	return &InHandler{Requests: o.count, Within10msPct: o.withinPct, P99AtMostMs: o.p99AtMost * 1000}
 }
 
 // Targets are the latency targets of the performance issue, as this run

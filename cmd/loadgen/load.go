@@ -59,6 +59,9 @@ type Result struct {
 	// (orders, then invoices), from their /metrics; left out if those
 	// could not be read.
 	OutboxLag []OutboxLag `json:"outbox_lag,omitempty"`
+	// PostInHandler is POST /orders as the orders service's handler timed
+	// it, over the run (from its /metrics); left out if not measured.
+	PostInHandler *InHandler `json:"post_orders_in_handler,omitempty"`
 	// HostCPU is the machine's CPU while orders were sent; left out where
 	// /proc cannot be read.
 	HostCPU *HostCPU `json:"host_cpu,omitempty"`
@@ -209,7 +212,7 @@ func Run(ctx context.Context, cfg Config, progress io.Writer) (*Result, error) {
 	}
 
 	services := []service{{"orders", cfg.OrdersURL}, {"invoices", cfg.InvoicesURL}}
-	lagBefore, lagErr := scrapeLags(ctx, client, services)
+	metricsBefore, metricsErr := scrapeAll(ctx, client, services)
 	hostBefore, hostErr := sampleHost()
 
 	runCtx, cancel := context.WithTimeout(ctx, cfg.Duration)
@@ -251,16 +254,17 @@ func Run(ctx context.Context, cfg Config, progress io.Writer) (*Result, error) {
 	if hostErr == nil {
 		res.HostCPU = hostCPU(hostBefore, hostAfter, res.Accepted)
 	}
-	if lagErr == nil {
-		var lagAfter []lagBuckets
-		if lagAfter, lagErr = scrapeLags(ctx, client, services); lagErr == nil {
+	if metricsErr == nil {
+		var metricsAfter []serviceMetrics
+		if metricsAfter, metricsErr = scrapeAll(ctx, client, services); metricsErr == nil {
 			for i, s := range services {
-				res.OutboxLag = append(res.OutboxLag, lagOver(s.name, lagBefore[i], lagAfter[i]))
+				res.OutboxLag = append(res.OutboxLag, lagOver(s.name, metricsBefore[i].lag, metricsAfter[i].lag))
 			}
+			res.PostInHandler = inHandlerOver(metricsBefore[0].post, metricsAfter[0].post)
 		}
 	}
-	if lagErr != nil {
-		fmt.Fprintf(progress, "loadgen: forwarding lag not measured: %v\n", lagErr)
+	if metricsErr != nil {
+		fmt.Fprintf(progress, "loadgen: forwarding lag not measured: %v\n", metricsErr)
 	}
 	ms := func(h *hdrhistogram.Histogram, q float64) float64 { return float64(h.ValueAtQuantile(q)) / 1000 }
 	res.HTTPP50Ms, res.HTTPP90Ms, res.HTTPP99Ms, res.HTTPMaxMs = ms(httpHist, 50), ms(httpHist, 90), ms(httpHist, 99), float64(httpHist.Max())/1000
@@ -444,6 +448,10 @@ func (r *Result) print(w io.Writer) {
 		r.InvoicedInRun, r.InvoicedPerS, r.Invoiced, r.BacklogAtEnd, r.DrainSeconds)
 	fmt.Fprintf(w, "POST /orders latency ms:   p50 %.2f  p90 %.2f  p99 %.2f  max %.2f\n", r.HTTPP50Ms, r.HTTPP90Ms, r.HTTPP99Ms, r.HTTPMaxMs)
 	fmt.Fprintf(w, "placed → invoiced ms:      p50 %.2f  p90 %.2f  p99 %.2f  max %.2f\n", r.E2EP50Ms, r.E2EP90Ms, r.E2EP99Ms, r.E2EMaxMs)
+	if h := r.PostInHandler; h != nil {
+		fmt.Fprintf(w, "POST /orders in the handler: %d requests, %s within 10 ms, p99 ≤ %g ms (the orders service's own histogram)\n",
+			h.Requests, pct(h.Within10msPct), h.P99AtMostMs)
+	}
 	for _, l := range r.OutboxLag {
 		fmt.Fprintf(w, "forwarding lag, %-8s  %d events, %s within 20 ms, p99 ≤ %g ms\n", l.Service+":", l.Events, pct(l.Within20msPct), l.P99AtMostMs)
 	}

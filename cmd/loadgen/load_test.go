@@ -125,14 +125,19 @@ func TestRun_against_the_services(t *testing.T) {
 	}
 	for _, url := range []string{o.URL, inv.URL} {
 		testkit.Eventually(t, 10*time.Second, 20*time.Millisecond, func() error {
-			b, err := scrapeLag(t.Context(), http.DefaultClient, url)
+			m, err := scrapeMetrics(t.Context(), http.DefaultClient, url)
 			if err != nil {
 				return err
 			}
-			return assertCount(b, uint64(res.Accepted)) //nolint:gosec // a count
+			return assertCount(m.lag, uint64(res.Accepted)) //nolint:gosec // a count
 		})
 	}
 	require.NotNil(t, res.Targets.OutboxLagP99)
+	// The orders service's handler timed every POST of the run, and no
+	// other request to that route.
+	require.NotNil(t, res.PostInHandler)
+	assert.Equal(t, uint64(res.Sent), res.PostInHandler.Requests) //nolint:gosec // a count
+	assert.Positive(t, res.PostInHandler.P99AtMostMs)
 	if res.HostCPU != nil { // Linux
 		assert.Positive(t, res.HostCPU.BusyCores)
 		assert.Positive(t, res.HostCPU.MsPerOrder)
@@ -170,7 +175,7 @@ func assertRequestsCSV(t *testing.T, path string, res Result) {
 	}
 }
 
-func assertCount(b lagBuckets, want uint64) error {
+func assertCount(b buckets, want uint64) error {
 	if got := b[math.Inf(1)]; got != want {
 		return fmt.Errorf("the lag histogram counts %d events, want %d", got, want)
 	}
