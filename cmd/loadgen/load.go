@@ -264,7 +264,7 @@ func Run(ctx context.Context, cfg Config, progress io.Writer) (*Result, error) {
 		}
 	}
 	if metricsErr != nil {
-		fmt.Fprintf(progress, "loadgen: forwarding lag not measured: %v\n", metricsErr)
+		fmt.Fprintf(progress, "loadgen: the services' histograms (forwarding lag, POST /orders in the handler) not read: %v\n", metricsErr)
 	}
 	ms := func(h *hdrhistogram.Histogram, q float64) float64 { return float64(h.ValueAtQuantile(q)) / 1000 }
 	res.HTTPP50Ms, res.HTTPP90Ms, res.HTTPP99Ms, res.HTTPMaxMs = ms(httpHist, 50), ms(httpHist, 90), ms(httpHist, 99), float64(httpHist.Max())/1000
