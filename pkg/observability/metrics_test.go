@@ -8,6 +8,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ThreeDotsLabs/watermill"
+	"github.com/ThreeDotsLabs/watermill/message"
+	dto "github.com/prometheus/client_model/go"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -71,7 +74,7 @@ func TestTelemetry_metrics_move_by_the_recorded_amounts(t *testing.T) {
 		{"failed handling durations", "messaging_process_duration_seconds", with(handler, "outcome", "failure"), 1},
 		{
 			"events forwarded", "messaging_client_sent_messages_total",
-			map[string]string{"messaging_operation_name": "send", "messaging_destination_name": eventTopic},
+			map[string]string{"messaging_operation_name": "send", "messaging_system": "rabbitmq", "messaging_destination_name": eventTopic},
 			3,
 		},
 		{"poison publishes", "messaging_client_sent_messages_total", map[string]string{"messaging_destination_name": poisonTopic}, 1},
@@ -158,4 +161,60 @@ func TestTelemetry_nil_records_nothing(t *testing.T) {
 	rec := httptest.NewRecorder()
 	tel.MetricsHandler().ServeHTTP(rec, httptest.NewRequestWithContext(ctx, http.MethodGet, "/metrics", nil))
 	assert.Equal(t, http.StatusNotFound, rec.Code)
+}
+
+// failing is a publisher whose first publish to a topic fails.
+type failing struct{ seen map[string]bool }
+
+func (f *failing) Publish(topic string, _ ...*message.Message) error {
+	if !f.seen[topic] {
+		f.seen[topic] = true
+		return errors.New("channel closed")
+	}
+	return nil
+}
+func (*failing) Close() error { return nil }
+
+// TestForwarderPublisher_metrics_per_topic publishes to two topics, the
+// first attempt at each failing, and expects each topic's sends, failed
+// and not, and its lag under that topic's own attributes.
+func TestForwarderPublisher_metrics_per_topic(t *testing.T) {
+	t.Parallel()
+	tel, _ := newTelemetry(t)
+	pub := observability.ForwarderPublisher(&failing{seen: map[string]bool{}}, tel.Options()...)
+	occurred := time.Now().Add(-time.Second).UTC().Format(time.RFC3339Nano)
+	for _, topic := range []string{"events.A", "events.B", "events.A", "events.B", "events.A"} {
+		msg := message.NewMessage(watermill.NewUUID(), []byte("{}"))
+		msg.Metadata.Set("occurred_at", occurred)
+		_ = pub.Publish(topic, msg)
+	}
+	families := scrape(t, tel.MetricsHandler())
+	for _, tt := range []struct {
+		topic      string
+		sent, lags float64
+	}{{"events.A", 2, 2}, {"events.B", 1, 1}} {
+		ok := map[string]string{"messaging_operation_name": "send", "messaging_system": "rabbitmq", "messaging_destination_name": tt.topic}
+		sent := find(families, "messaging_client_sent_messages_total", ok)
+		var succeeded float64
+		for _, m := range sent {
+			if !hasLabel(m, "error_type") {
+				succeeded += m.GetCounter().GetValue()
+			}
+		}
+		assert.InDelta(t, tt.sent, succeeded, 1e-9, tt.topic)
+		assert.InDelta(t, tt.sent+1, sum(families, "messaging_client_sent_messages_total", ok), 1e-9, "%s: one failed send as well", tt.topic)
+		lag := find(families, "orderflow_outbox_forward_lag_seconds", map[string]string{"messaging_system": "rabbitmq", "messaging_destination_name": tt.topic})
+		require.Len(t, lag, 1, tt.topic)
+		assert.Equal(t, uint64(tt.lags), lag[0].GetHistogram().GetSampleCount(), "%s: a lag for each confirmed send", tt.topic)
+		assert.GreaterOrEqual(t, lag[0].GetHistogram().GetSampleSum(), tt.lags, "%s: each a second or more", tt.topic)
+	}
+}
+
+func hasLabel(m *dto.Metric, name string) bool {
+	for _, l := range m.GetLabel() {
+		if l.GetName() == name {
+			return true
+		}
+	}
+	return false
 }
