@@ -52,7 +52,13 @@ type HandlerMetrics struct {
 	duration  messagingconv.ProcessDuration
 	processed metric.Int64Counter
 	retried   metric.Int64Counter
+	// succeeded is the attribute set of each handler and topic's
+	// successful handlings, built once (see perKey).
+	succeeded perKey[handlerKey, metric.MeasurementOption]
 }
+
+// handlerKey is a handler and the topic it consumes.
+type handlerKey struct{ handler, topic string }
 
 // NewHandlerMetrics creates the handler instruments. Instrument errors go to
 // OpenTelemetry's error handler, leaving no-op instruments.
@@ -70,6 +76,9 @@ func NewHandlerMetrics(opts ...Option) *HandlerMetrics {
 	if m.retried, err = meter.Int64Counter(metricMessagesRetried, metric.WithUnit("{message}"),
 		metric.WithDescription("Handler attempts repeated after a failure.")); err != nil {
 		otel.Handle(err)
+	}
+	m.succeeded.build = func(k handlerKey) metric.MeasurementOption {
+		return metric.WithAttributeSet(attribute.NewSet(append(handlerAttrs(k), OutcomeKey.String(OutcomeSuccess))...))
 	}
 	return &m
 }
@@ -91,13 +100,12 @@ func (m *HandlerMetrics) Message(h message.HandlerFunc) message.HandlerFunc {
 		// with the message's context.
 		msg.SetContext(ctx)
 
-		attrs := append(handlerAttrs(ctx), OutcomeKey.String(OutcomeSuccess))
+		k := handlerKeyOf(ctx)
+		set := m.succeeded.get(k)
 		if err != nil {
-			attrs[len(attrs)-1] = OutcomeKey.String(OutcomeFailure)
-			attrs = append(attrs, semconv.ErrorType(err))
+			set = metric.WithAttributeSet(attribute.NewSet(append(handlerAttrs(k), OutcomeKey.String(OutcomeFailure), semconv.ErrorType(err))...))
 			trace.SpanFromContext(ctx).SetStatus(codes.Error, "handling failed: "+err.Error())
 		}
-		set := metric.WithAttributeSet(attribute.NewSet(attrs...))
 		m.duration.Inst().Record(ctx, time.Since(start).Seconds(), set)
 		m.processed.Add(ctx, 1, set)
 		return out, err
@@ -115,7 +123,7 @@ func (m *HandlerMetrics) Attempt(h message.HandlerFunc) message.HandlerFunc {
 			attempt = n.Add(1)
 		}
 		if attempt > 1 {
-			m.retried.Add(ctx, 1, metric.WithAttributes(handlerAttrs(ctx)...))
+			m.retried.Add(ctx, 1, metric.WithAttributes(handlerAttrs(handlerKeyOf(ctx))...))
 		}
 		out, err := h(msg)
 		if err != nil {
@@ -127,11 +135,16 @@ func (m *HandlerMetrics) Attempt(h message.HandlerFunc) message.HandlerFunc {
 
 // handlerAttrs identify a handler in the metrics: the semantic conventions'
 // messaging.process.duration attributes.
-func handlerAttrs(ctx context.Context) []attribute.KeyValue {
+func handlerAttrs(k handlerKey) []attribute.KeyValue {
 	return []attribute.KeyValue{
 		semconv.MessagingSystemRabbitMQ,
 		semconv.MessagingOperationName(opProcess),
-		semconv.MessagingDestinationName(message.SubscribeTopicFromCtx(ctx)),
-		semconv.MessagingConsumerGroupName(message.HandlerNameFromCtx(ctx)),
+		semconv.MessagingDestinationName(k.topic),
+		semconv.MessagingConsumerGroupName(k.handler),
 	}
+}
+
+// handlerKeyOf is the handler and topic the router put into ctx.
+func handlerKeyOf(ctx context.Context) handlerKey {
+	return handlerKey{handler: message.HandlerNameFromCtx(ctx), topic: message.SubscribeTopicFromCtx(ctx)}
 }
