@@ -114,7 +114,7 @@ func (c *Committer[In, Out]) Do(ctx context.Context, in In) (Out, error) {
 	}
 	c.mu.Unlock()
 	if lead {
-		c.lead(cl)
+		c.work(cl)
 	}
 	select {
 	case <-cl.done:
@@ -125,57 +125,44 @@ func (c *Committer[In, Out]) Do(ctx context.Context, in In) (Out, error) {
 	}
 }
 
-// lead runs batches on the caller's goroutine until own has its outcome,
-// then gives the slot to a new goroutine if calls are pending, so that its
-// caller can answer without waiting for batches of others.
-func (c *Committer[In, Out]) lead(own *call[In, Out]) {
+// work runs batches until nothing is pending. A caller that took a free
+// slot runs it with own, its call: it stops once own has its outcome and
+// hands the slot, if calls are pending, to a goroutine of its own, so that
+// its caller can answer without waiting for the batches of others.
+func (c *Committer[In, Out]) work(own *call[In, Out]) {
 	for {
 		c.mu.Lock()
-		if len(c.pending) == 0 { // own is done, or another slot's batch carries it
+		if len(c.pending) == 0 { // for a caller: own is done, or another slot's batch carries it
 			c.running--
 			c.mu.Unlock()
 			return
 		}
-		select {
-		case <-own.done:
+		if own != nil && own.finished() {
 			c.mu.Unlock()
-			go c.work()
+			go c.work(nil)
 			return
-		default:
 		}
-		batch := c.take()
-		c.mu.Unlock()
-		c.run(batch)
-	}
-}
-
-// work runs batches until nothing is pending.
-func (c *Committer[In, Out]) work() {
-	for {
-		c.mu.Lock()
+		n := min(len(c.pending), c.cfg.MaxBatch)
+		batch := make([]*call[In, Out], n)
+		copy(batch, c.pending)
+		clear(c.pending[:n]) // no references kept for the collector
+		c.pending = c.pending[n:]
 		if len(c.pending) == 0 {
-			c.running--
-			c.mu.Unlock()
-			return
+			c.pending = nil
 		}
-		batch := c.take()
 		c.mu.Unlock()
 		c.run(batch)
 	}
 }
 
-// take removes the next batch from the pending calls. c.mu must be held and
-// a call pending.
-func (c *Committer[In, Out]) take() []*call[In, Out] {
-	n := min(len(c.pending), c.cfg.MaxBatch)
-	batch := make([]*call[In, Out], n)
-	copy(batch, c.pending)
-	clear(c.pending[:n]) // no references kept for the collector
-	c.pending = c.pending[n:]
-	if len(c.pending) == 0 {
-		c.pending = nil
+// finished reports whether the call has its outcome.
+func (cl *call[In, Out]) finished() bool {
+	select {
+	case <-cl.done:
+		return true
+	default:
+		return false
 	}
-	return batch
 }
 
 // run runs one batch and hands every call its result.

@@ -66,14 +66,13 @@ func ExtractMessage(ctx context.Context, msg *message.Message, opts ...Option) c
 func ConsumeSpan(opts ...Option) message.HandlerMiddleware {
 	c := newConfig(opts)
 	tracer := c.tracer()
-	type key struct{ topic, handler string }
-	starts := perKey[key, spanStart]{build: func(k key) spanStart {
+	starts := perKey[handlerKey, spanStart]{build: func(k handlerKey) spanStart {
 		return newSpanStart(opProcess, k.topic, semconv.MessagingConsumerGroupName(k.handler))
 	}}
 	return func(h message.HandlerFunc) message.HandlerFunc {
 		return func(msg *message.Message) ([]*message.Message, error) {
 			ctx := msg.Context()
-			start := starts.get(key{message.SubscribeTopicFromCtx(ctx), message.HandlerNameFromCtx(ctx)})
+			start := starts.get(handlerKeyOf(ctx))
 			parent := c.propagator.Extract(ctx, propagation.MapCarrier(msg.Metadata))
 			if id := msg.Metadata.Get(middleware.CorrelationIDMetadataKey); id != "" {
 				parent = WithCorrelationID(parent, id)
@@ -176,9 +175,9 @@ func newSendPublisher(pub message.Publisher, opts []Option, published func(conte
 		pub: pub, op: opSend, tracer: c.tracer(), propagator: c.propagator, starts: spanStarts(opSend),
 		sent: &sent, published: published,
 		sentOK: perKey[string, attribute.Set]{build: func(topic string) attribute.Set {
+			// The attributes ClientSentMessages.Add would give a send.
 			return attribute.NewSet(semconv.MessagingDestinationName(topic),
-				attribute.String("messaging.operation.name", opSend),
-				attribute.String("messaging.system", string(messagingconv.SystemRabbitMQ)))
+				semconv.MessagingOperationName(opSend), semconv.MessagingSystemRabbitMQ)
 		}},
 	}
 }
