@@ -336,9 +336,14 @@ func openLoop(ctx context.Context, cfg Config, start time.Time, send func(time.T
 		}
 		select {
 		case <-ctx.Done():
+		case slots <- struct{}{}:
+		}
+		// A select picks at random among ready cases: a loop that fell
+		// behind would otherwise still send, now and then, requests due
+		// after the run ended.
+		if ctx.Err() != nil {
 			wg.Wait()
 			return
-		case slots <- struct{}{}:
 		}
 		wg.Go(func() {
 			defer func() { <-slots }()

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/csv"
 	"encoding/json"
 	"errors"
@@ -12,6 +13,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -180,4 +182,18 @@ func assertCount(b buckets, want uint64) error {
 		return fmt.Errorf("the lag histogram counts %d events, want %d", got, want)
 	}
 	return nil
+}
+
+// TestOpenLoop_sends_nothing_once_the_run_has_ended hands the loop a run
+// that has ended while it is a second behind: every request is overdue and
+// a slot free, and none may be sent.
+func TestOpenLoop_sends_nothing_once_the_run_has_ended(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	var sent atomic.Int64
+	for range 50 {
+		openLoop(ctx, Config{Rate: 100, Concurrency: 4}, time.Now().Add(-time.Second), func(time.Time, int64) { sent.Add(1) })
+	}
+	assert.Zero(t, sent.Load())
 }
