@@ -10,11 +10,7 @@
 #   bench/stack.sh idle 30s      # no load: what the services cost at rest
 #
 # Service settings come from the environment (HANDLER_CONCURRENCY=1
-# OUTBOX_WORKERS=1 bench/stack.sh …). The services get the GODEBUG and GOGC
-# their images set (apps/*/Dockerfile), unless the variable is set, even
-# empty: then they get that. loadgen gets the same: it times each request
-# from when it was due, so its own collections and wake-ups would count
-# against the services (docs/performance.md, change 26).
+# GROUP_COMMIT=false bench/stack.sh …).
 #
 # Needs PostgreSQL on 127.0.0.1:5432 and RabbitMQ on 127.0.0.1:5672 with the
 # management plugin (:15672).
@@ -51,14 +47,12 @@ export OTEL_TRACES_EXPORTER=${OTEL_TRACES_EXPORTER:-otlp}
 export OTEL_EXPORTER_OTLP_ENDPOINT=${OTEL_EXPORTER_OTLP_ENDPOINT:-http://127.0.0.1:4318}
 export OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf
 export BROKER_URL=amqp://guest:guest@127.0.0.1:5672/bench
-STACK_GODEBUG=${GODEBUG-schedtrace=2147483647} # as in apps/*/Dockerfile
-STACK_GOGC=${GOGC-1000}                         # as in apps/*/Dockerfile
 
 # BENCH_PPROF=1 serves pprof on :6060 (orders) and :6061 (invoices).
 pprof() { [ -n "${BENCH_PPROF:-}" ] && echo "127.0.0.1:$1" || echo ""; }
-GODEBUG=$STACK_GODEBUG GOGC=$STACK_GOGC PPROF_ADDR=$(pprof 6060) DATABASE_URL="$PG/bench_orders?sslmode=disable" PORT=3333 "$OUT/orders" >"$OUT/orders.log" 2>&1 &
+PPROF_ADDR=$(pprof 6060) DATABASE_URL="$PG/bench_orders?sslmode=disable" PORT=3333 "$OUT/orders" >"$OUT/orders.log" 2>&1 &
 pids+=($!)
-GODEBUG=$STACK_GODEBUG GOGC=$STACK_GOGC PPROF_ADDR=$(pprof 6061) DATABASE_URL="$PG/bench_invoices?sslmode=disable" PORT=3334 "$OUT/invoices" >"$OUT/invoices.log" 2>&1 &
+PPROF_ADDR=$(pprof 6061) DATABASE_URL="$PG/bench_invoices?sslmode=disable" PORT=3334 "$OUT/invoices" >"$OUT/invoices.log" 2>&1 &
 pids+=($!)
 
 for port in 3333 3334; do
@@ -74,7 +68,7 @@ rc=0
 if [ "${1:-}" = idle ]; then
 	sleep "${2:-30s}"
 else
-	GODEBUG=$STACK_GODEBUG GOGC=$STACK_GOGC "$OUT/loadgen" --broker-url "$BROKER_URL" --otlp-sink 127.0.0.1:4318 "$@" || rc=$?
+	"$OUT/loadgen" --broker-url "$BROKER_URL" --otlp-sink 127.0.0.1:4318 "$@" || rc=$?
 fi
 echo "cpu seconds during the run: orders $(echo "$(cpu "${pids[0]}") - ${before[0]}" | bc), invoices $(echo "$(cpu "${pids[1]}") - ${before[1]}" | bc)" >&2
 if [ -s "$OUT/orders.log" ] || [ -s "$OUT/invoices.log" ]; then

@@ -128,24 +128,6 @@ func assertExecHealthcheck(tb testing.TB, final stage) []string {
 	return hc.args[1:]
 }
 
-// The runtime settings the services' images set, and bench/stack.sh gives
-// the services it starts (and loadgen), so that load runs measure what is
-// deployed (docs/performance.md, changes 22, 25 and 26).
-const (
-	servicesGODEBUG = "schedtrace=2147483647"
-	servicesGOGC    = "1000"
-)
-
-func TestBenchStack_runs_the_services_with_the_images_runtime_settings(t *testing.T) {
-	t.Parallel()
-	b, err := os.ReadFile(path("bench", "stack.sh"))
-	require.NoError(t, err)
-	script := string(b)
-	assert.Contains(t, script, "STACK_GODEBUG=${GODEBUG-"+servicesGODEBUG+"}")
-	assert.Contains(t, script, "STACK_GOGC=${GOGC-"+servicesGOGC+"}")
-	assert.Equal(t, 3, strings.Count(script, "GODEBUG=$STACK_GODEBUG GOGC=$STACK_GOGC "), "both services and loadgen are started with them")
-}
-
 func TestDockerfiles_of_the_apps(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
@@ -208,12 +190,10 @@ func TestDockerfiles_of_the_apps(t *testing.T) {
 			assert.Equal(t, []string{appBinary, "healthcheck"}, assertExecHealthcheck(t, final))
 			assertEndsAsNonRoot(t, final)
 
-			godebug, ok := final.env("GODEBUG")
-			assert.True(t, ok, "ENV GODEBUG: sysmon kept out of its deep sleep (docs/performance.md, change 22)")
-			assert.Equal(t, servicesGODEBUG, godebug)
-			gogc, ok := final.env("GOGC")
-			assert.True(t, ok, "ENV GOGC: fewer collections (docs/performance.md, change 25)")
-			assert.Equal(t, servicesGOGC, gogc)
+			for _, key := range []string{"GODEBUG", "GOGC"} {
+				_, ok := final.env(key)
+				assert.False(t, ok, "ENV %s: the Go runtime's defaults", key)
+			}
 
 			port, ok := final.env("PORT")
 			assert.True(t, ok, "ENV PORT")

@@ -25,8 +25,14 @@ const (
 )
 
 var (
-	ordersApp   = orders.App
-	invoicesApp = invoices.App
+	ordersApp   = orders.Run
+	invoicesApp = invoices.Run
+)
+
+// The handlers, as the services name them in their topologies.
+const (
+	issueInvoiceHandler = "invoices.IssueInvoiceOnOrderPlaced"
+	markInvoicedHandler = "orders.MarkOrderInvoicedOnInvoiceIssued"
 )
 
 // getOrder fetches one order.
@@ -102,8 +108,8 @@ func startStack(t *testing.T, ordersBroker, invoicesBroker string, opts ...obser
 		ordersEnv:   testkit.ServiceEnv(t, ordersBroker),
 		invoicesEnv: testkit.ServiceEnv(t, invoicesBroker),
 	}
-	s.orders = testkit.StartService(t, ordersName, ordersApp(), s.ordersEnv, opts...)
-	s.invoices = testkit.StartService(t, invoicesName, invoicesApp(), s.invoicesEnv, opts...)
+	s.orders = testkit.StartService(t, ordersName, ordersApp, s.ordersEnv, opts...)
+	s.invoices = testkit.StartService(t, invoicesName, invoicesApp, s.invoicesEnv, opts...)
 	s.ordersDB = openDB(t, s.ordersEnv["DATABASE_URL"])
 	s.invoicesDB = openDB(t, s.invoicesEnv["DATABASE_URL"])
 	return s

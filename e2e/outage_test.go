@@ -96,7 +96,7 @@ func TestOutage_orders_starts_and_accepts_orders_while_broker_is_down(t *testing
 	viaProxy.Host = proxy.Addr()
 
 	env := testkit.ServiceEnv(t, viaProxy.String())
-	ordersSvc := testkit.StartServiceNoWait(t, ordersName, ordersApp(), env)
+	ordersSvc := testkit.StartServiceNoWait(t, ordersName, ordersApp, env)
 	testkit.Eventually(t, 30*time.Second, 20*time.Millisecond, func() error {
 		r, err := testkit.GetReadiness(ordersSvc.URL)
 		if err != nil {
@@ -114,7 +114,7 @@ func TestOutage_orders_starts_and_accepts_orders_while_broker_is_down(t *testing
 	// invoices starts normally; once the broker is reachable for orders,
 	// the order placed during the outage is forwarded and invoiced.
 	invoicesEnv := testkit.ServiceEnv(t, broker)
-	testkit.StartService(t, invoicesName, invoicesApp(), invoicesEnv)
+	testkit.StartService(t, invoicesName, invoicesApp, invoicesEnv)
 	proxy.Restore()
 	testkit.WaitReady(t, ordersSvc.URL, 30*time.Second)
 	testkit.Eventually(t, 30*time.Second, 50*time.Millisecond, func() error {

@@ -111,7 +111,7 @@ func TestRecovery_permanent_failure_is_poisoned_then_replayed(t *testing.T) {
 	m := poisoned[0]
 	assert.Equal(t, messaging.PoisonQueue("invoices"), m.Queue)
 	assert.Equal(t, "OrderPlaced", m.Event)
-	assert.Equal(t, messaging.HandlerIssueInvoice, m.Handler)
+	assert.Equal(t, issueInvoiceHandler, m.Handler)
 	assert.Equal(t, messaging.EventTopic("OrderPlaced"), m.Topic)
 	assert.NotEmpty(t, m.Subscriber)
 	assert.Contains(t, m.Reason, "test: invoices are broken")
@@ -150,9 +150,9 @@ func TestRecovery_scale_out_two_replicas_of_each_service(t *testing.T) {
 	s := startStack(t, broker, broker)
 	defaults, err := platform.LoadConfig(ordersName, 0, func(string) string { return "" })
 	require.NoError(t, err)
-	perReplica := defaults.Concurrency                                       // HANDLER_CONCURRENCY: consumers per replica and queue
-	orders2 := testkit.StartService(t, ordersName, ordersApp(), s.ordersEnv) // same database, same outbox
-	testkit.StartService(t, invoicesName, invoicesApp(), s.invoicesEnv)      // same queue
+	perReplica := defaults.Tuning.Consumers                                // HANDLER_CONCURRENCY: consumers per replica and queue
+	orders2 := testkit.StartService(t, ordersName, ordersApp, s.ordersEnv) // same database, same outbox
+	testkit.StartService(t, invoicesName, invoicesApp, s.invoicesEnv)      // same queue
 
 	const n = 120
 	var wg sync.WaitGroup
@@ -174,8 +174,8 @@ func TestRecovery_scale_out_two_replicas_of_each_service(t *testing.T) {
 	s.waitAllInvoiced(t, n, 60*time.Second)
 
 	for _, q := range []string{
-		messaging.Subscription{Topic: messaging.EventTopic("OrderPlaced"), Handler: messaging.HandlerIssueInvoice}.Queue(),
-		messaging.Subscription{Topic: messaging.EventTopic("InvoiceIssued"), Handler: messaging.HandlerMarkInvoiced}.Queue(),
+		messaging.Subscription{Topic: messaging.EventTopic("OrderPlaced"), Handler: issueInvoiceHandler}.Queue(),
+		messaging.Subscription{Topic: messaging.EventTopic("InvoiceIssued"), Handler: markInvoicedHandler}.Queue(),
 	} {
 		// The management API refreshes its figures every few seconds.
 		testkit.Eventually(t, 30*time.Second, 200*time.Millisecond, func() error {
@@ -226,7 +226,7 @@ func TestRecovery_invoices_stopped_mid_burst_then_restarted(t *testing.T) {
 			broker := testkit.NewVhost(t)
 			ordersEnv := testkit.ServiceEnv(t, broker)
 			invoicesEnv := testkit.ServiceEnv(t, broker)
-			ordersSvc := testkit.StartService(t, ordersName, ordersApp(), ordersEnv)
+			ordersSvc := testkit.StartService(t, ordersName, ordersApp, ordersEnv)
 			s := &stack{orders: ordersSvc, ordersDB: openDB(t, ordersEnv["DATABASE_URL"]), invoicesDB: openDB(t, invoicesEnv["DATABASE_URL"])}
 
 			proc := startProcess(t, bin, invoicesEnv)

@@ -76,9 +76,8 @@ func TestTelemetry_one_trace_per_order_across_both_services(t *testing.T) {
 		assert.NotEmpty(t, attrs["messaging.message.id"], name)
 		assert.NotEmpty(t, attrs["messaging.operation.type"], name)
 	}
-	// The writes are in the trace too: the order's and the invoice's INSERT
-	// (each with its outbox rows, database.Exec) under the request and the
-	// handler, the status UPDATE (bunotel).
+	// The writes are in the trace too (bunotel's spans): the order's and the
+	// invoice's INSERT under the request and the handler.
 	for parent, name := range map[string]string{"POST /orders": "INSERT orders", "process events.OrderPlaced": "INSERT invoices"} {
 		sp := find(spans, name)
 		require.NotNil(t, sp, "span %q", name)

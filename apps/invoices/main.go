@@ -1,21 +1,72 @@
 // Command invoices runs the invoices service: the OrderPlaced handler that
 // issues one invoice per order with its InvoiceIssued event in the outbox,
 // the forwarder that relays them to RabbitMQ, and the invoices REST API.
+//
+// "invoices healthcheck" checks a running instance instead (the container's
+// HEALTHCHECK).
 package main
 
 import (
 	"context"
+	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/orderflow/orderflow/apps/invoices/service"
+	"github.com/orderflow/orderflow/pkg/observability"
 	"github.com/orderflow/orderflow/pkg/platform"
 )
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := platform.Main(ctx, service.Name, service.DefaultPort, os.Args, os.Getenv, os.Stdout, service.App())
+	code := run(ctx, os.Args[1:], os.Getenv, os.Stdout)
 	stop()
 	os.Exit(code)
+}
+
+// run returns the exit code: 0, 1 when the service failed, 2 for a
+// configuration it cannot start with.
+func run(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) int {
+	cfg, err := platform.LoadConfig(service.Name, service.DefaultPort, getenv)
+	log := observability.NewLogger(stdout, service.Name, cfg.LogLevel)
+	if err != nil {
+		log.Error("invalid configuration", "error", err)
+		return 2
+	}
+	if len(args) > 0 && args[0] == "healthcheck" {
+		if err := platform.Healthcheck(ctx, cfg.Port); err != nil {
+			log.Error("unhealthy", "error", err)
+			return 1
+		}
+		return 0
+	}
+	tel, err := observability.Setup(ctx, service.Name, cfg.Version, getenv, observability.WithLogger(log))
+	if err != nil {
+		log.Error("set up telemetry", "error", err)
+		return 2
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		if err := tel.Shutdown(sctx); err != nil {
+			log.Warn("flush telemetry", "error", err)
+		}
+	}()
+	if addr := getenv("PPROF_ADDR"); addr != "" {
+		go platform.ServePprof(ctx, addr, log)
+	}
+	ln, err := platform.Listen(ctx, cfg.Port)
+	if err != nil {
+		log.Error("listen", "error", err)
+		return 1
+	}
+	if err := service.Run(ctx, cfg, log, tel, ln); err != nil {
+		log.Error(fmt.Sprintf("%s stopped", service.Name), "error", err)
+		return 1
+	}
+	log.Info(service.Name + " stopped")
+	return 0
 }

@@ -76,8 +76,8 @@ func TestRun_against_the_services(t *testing.T) {
 	testkit.Integration(t)
 	t.Parallel()
 	broker := testkit.NewVhost(t)
-	o := testkit.StartService(t, orders.Name, orders.App(), testkit.ServiceEnv(t, broker))
-	inv := testkit.StartService(t, invoices.Name, invoices.App(), testkit.ServiceEnv(t, broker))
+	o := testkit.StartService(t, orders.Name, orders.Run, testkit.ServiceEnv(t, broker))
+	inv := testkit.StartService(t, invoices.Name, invoices.Run, testkit.ServiceEnv(t, broker))
 
 	var stdout, stderr bytes.Buffer
 	csvPath := filepath.Join(t.TempDir(), "requests.csv")

@@ -218,8 +218,8 @@ func TestRun_against_the_services(t *testing.T) {
 	testkit.Integration(t)
 	t.Parallel()
 	broker := testkit.NewVhost(t)
-	o := testkit.StartService(t, orders.Name, orders.App(), testkit.ServiceEnv(t, broker))
-	i := testkit.StartService(t, invoices.Name, invoices.App(), testkit.ServiceEnv(t, broker))
+	o := testkit.StartService(t, orders.Name, orders.Run, testkit.ServiceEnv(t, broker))
+	i := testkit.StartService(t, invoices.Name, invoices.Run, testkit.ServiceEnv(t, broker))
 
 	var out bytes.Buffer
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)

@@ -61,17 +61,3 @@ func (c simpleQueryConn) QueryContext(ctx context.Context, query string, args []
 	}
 	return c.Conn.QueryContext(ctx, query, args) //nolint:wrapcheck // as above
 }
-
-// PgxConn returns pgx's own connection under a database/sql driver
-// connection (what sql.Conn.Raw passes), for what database/sql cannot do,
-// such as pipelining statements (see messaging's forwarder transactions).
-func PgxConn(driverConn any) (*pgx.Conn, bool) {
-	switch c := driverConn.(type) {
-	case simpleQueryConn:
-		return c.Conn.Conn(), true
-	case *stdlib.Conn:
-		return c.Conn(), true
-	default:
-		return nil, false
-	}
-}

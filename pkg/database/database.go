@@ -61,7 +61,7 @@ func Open(ctx context.Context, cfg Config) (*bun.DB, error) {
 	sqldb.SetMaxIdleConns(cfg.MaxOpenConns)
 	sqldb.SetConnMaxIdleTime(5 * time.Minute)
 	db := bun.NewDB(sqldb, pgdialect.New())
-	hookOpts := []bunotel.Option{bunotel.WithDBName(cfg.Name)}
+	hookOpts := []bunotel.Option{bunotel.WithDBName(cfg.Name), bunotel.WithSpanNameQueryGen(spanName)}
 	if cfg.TracerProvider != nil {
 		hookOpts = append(hookOpts, bunotel.WithTracerProvider(cfg.TracerProvider))
 	}
@@ -70,6 +70,16 @@ func Open(ctx context.Context, cfg Config) (*bun.DB, error) {
 	}
 	db = db.WithQueryHook(bunotel.NewQueryHook(hookOpts...)) // returns a new handle
 	return db, nil
+}
+
+// spanName names a query's span as OpenTelemetry's database conventions do,
+// "{operation} {table}" ("INSERT orders"); bunotel names it by the operation
+// alone.
+func spanName(e *bun.QueryEvent) string {
+	if q, ok := e.IQuery.(interface{ GetTableName() string }); ok && q.GetTableName() != "" {
+		return e.Operation() + " " + q.GetTableName()
+	}
+	return e.Operation()
 }
 
 func open(ctx context.Context, dsn string) (*sql.DB, error) {
@@ -197,4 +207,11 @@ func OpenRelay(ctx context.Context, dsn string, maxConns int) (*sql.DB, error) {
 	db.SetMaxOpenConns(maxConns)
 	db.SetMaxIdleConns(maxConns)
 	return db, nil
+}
+
+// Transactor runs fn in a transaction and commits it when fn returns nil:
+// *bun.DB, or a groupcommit.DB, which lets concurrent transactions share one.
+// Stores write through one, so that the choice is the composition root's.
+type Transactor interface {
+	RunInTx(ctx context.Context, opts *sql.TxOptions, fn func(ctx context.Context, tx bun.Tx) error) error
 }

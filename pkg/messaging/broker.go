@@ -22,8 +22,8 @@ type BrokerConfig struct {
 	// PublisherChannels is the size of the publisher's channel pool. Without a
 	// pool watermill-amqp opens and closes a channel for every publish. A
 	// publish holds its channel until its confirm arrives, so the pool should
-	// be about as large as the number of publishes in flight (Runtime's
-	// default: the forwarders' workers × batch size, at most 32).
+	// be about as large as the number of publishes in flight: one per
+	// forwarder worker, and the poison queue's (default 8).
 	PublisherChannels int
 	// ReconnectMaxInterval caps the backoff between reconnection attempts
 	// (watermill-amqp's default cap is a minute).
@@ -31,7 +31,8 @@ type BrokerConfig struct {
 	// Consumers is how many messages of one handler's queue a process
 	// handles at once (see Concurrent).
 	Consumers int
-	Topology  Topology
+	// Topology is what the service declares (see Topology).
+	Topology Topology
 }
 
 func (c BrokerConfig) withDefaults() BrokerConfig {
@@ -43,9 +44,6 @@ func (c BrokerConfig) withDefaults() BrokerConfig {
 	}
 	if c.ReconnectMaxInterval <= 0 {
 		c.ReconnectMaxInterval = 5 * time.Second
-	}
-	if c.Topology.Subscriptions == nil {
-		c.Topology = SystemTopology()
 	}
 	return c
 }

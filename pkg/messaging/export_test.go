@@ -2,19 +2,16 @@ package messaging
 
 import wsql "github.com/ThreeDotsLabs/watermill-sql/v4/pkg/sql"
 
-// PipelinedBeginner is the forwarders' transaction beginner, for the
-// external tests.
-var PipelinedBeginner = newPipelinedBeginner
-
 // ForwarderStatements returns the two statements a forwarder runs on the
 // outbox, as it builds them: the read of a batch of batch rows and the
 // DELETE of forwarded rows (its one argument the offsets, as an array).
 func ForwarderStatements(batch int) (read, del string, err error) {
-	r, err := skipLockedSchema{PostgreSQLQueueSchema: outboxSchema(batch)}.SelectQuery(wsql.SelectQueryParams{Topic: OutboxTopic})
+	r, err := skipLockedSchema{outboxSchema(batch)}.SelectQuery(wsql.SelectQueryParams{Topic: OutboxTopic})
 	if err != nil {
 		return "", "", err
 	}
-	d, err := outboxOffsets().AckMessageQuery(wsql.AckMessageQueryParams{Topic: OutboxTopic, Rows: []wsql.Row{{Offset: 1}}})
+	d, err := forwardedOffsets{wsql.PostgreSQLQueueOffsetsAdapter{DeleteOnAck: true, GenerateMessagesTableName: outboxTableName}}.
+		AckMessageQuery(wsql.AckMessageQueryParams{Topic: OutboxTopic, Rows: []wsql.Row{{Offset: 1}}, LastRow: wsql.Row{Offset: 1}})
 	if err != nil {
 		return "", "", err
 	}

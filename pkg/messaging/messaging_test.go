@@ -16,6 +16,8 @@ import (
 	amqp091 "github.com/rabbitmq/amqp091-go"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"github.com/uptrace/bun"
+	"github.com/uptrace/bun/dialect/pgdialect"
 
 	"github.com/orderflow/orderflow/pkg/events"
 	"github.com/orderflow/orderflow/pkg/messaging"
@@ -25,18 +27,28 @@ import (
 
 // env is one test's outbox database and vhost.
 type env struct {
-	db     *sql.DB
+	db     *bun.DB
+	waker  *messaging.Waker
 	broker string
 }
 
 func newEnv(t *testing.T) env {
 	t.Helper()
-	db, err := sql.Open("pgx", testkit.NewDatabase(t))
+	waker := messaging.NewWaker()
+	db := bunDB(t, testkit.NewDatabase(t)).WithQueryHook(waker)
+	_, err := db.ExecContext(t.Context(), messaging.OutboxTableDDL)
 	require.NoError(t, err)
-	t.Cleanup(func() { _ = db.Close() })
-	_, err = db.ExecContext(t.Context(), messaging.OutboxTableDDL)
-	require.NoError(t, err)
-	return env{db: db, broker: testkit.NewVhost(t)}
+	return env{db: db, waker: waker, broker: testkit.NewVhost(t)}
+}
+
+// bunDB opens url with bun over pgx, as the services do.
+func bunDB(tb testing.TB, url string) *bun.DB {
+	tb.Helper()
+	sqldb, err := sql.Open("pgx", url)
+	require.NoError(tb, err)
+	db := bun.NewDB(sqldb, pgdialect.New())
+	tb.Cleanup(func() { _ = db.Close() })
+	return db
 }
 
 // run starts a Runtime for service with the handler and waits until its
@@ -50,8 +62,8 @@ func (e env) run(t *testing.T, service string, maxRetries int, handlers ...cqrs.
 			RetryInitial: 5 * time.Millisecond, RetryMax: 20 * time.Millisecond,
 			HandlerTimeout: 5 * time.Second, CloseTimeout: 5 * time.Second,
 		},
-		Forwarder: messaging.ForwarderConfig{PollInterval: 10 * time.Millisecond},
-		Outbox:    e.db,
+		Forwarder: messaging.ForwarderConfig{PollInterval: time.Hour, Waker: e.waker}, // a commit wakes it
+		Outbox:    e.db.DB,
 		Register:  func(p *messaging.EventProcessor) error { return p.AddHandlers(handlers...) },
 		Log:       watermill.NopLogger{},
 	}
@@ -75,10 +87,10 @@ func (e env) run(t *testing.T, service string, maxRetries int, handlers ...cqrs.
 // publish appends events to the outbox in one committed transaction.
 func (e env) publish(t *testing.T, ctx context.Context, evs ...any) {
 	t.Helper()
-	tx, err := e.db.BeginTx(ctx, nil)
-	require.NoError(t, err)
-	require.NoError(t, messaging.PublishInTx(ctx, tx, watermill.NopLogger{}, evs))
-	require.NoError(t, tx.Commit())
+	outbox := messaging.NewOutbox(watermill.NopLogger{})
+	require.NoError(t, e.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
+		return outbox.Append(ctx, tx, evs...)
+	}))
 }
 
 func (e env) channel(t *testing.T) *amqp091.Channel {
@@ -122,108 +134,71 @@ type received struct {
 	correlationID string
 }
 
-// appendWith appends events to the outbox with a write of the caller's own
-// (a row of table side), as one statement (OutboxRows.With).
-func (e env) appendWith(ctx context.Context, sideID int64, evs ...any) error {
-	rows, err := messaging.NewOutboxRows(watermill.NopLogger{})
-	if err != nil {
-		return err
-	}
-	if err := rows.Add(ctx, evs...); err != nil {
-		return err
-	}
-	q, args, err := rows.With(func(p int) string { return fmt.Sprintf("INSERT INTO side (id) VALUES ($%d)", p) }, sideID)
-	if err != nil {
-		return err
-	}
-	_, err = e.db.ExecContext(ctx, q, args...)
-	return err
-}
-
-func (e env) createSide(t *testing.T) {
-	t.Helper()
-	_, err := e.db.ExecContext(t.Context(), "CREATE TABLE side (id bigint PRIMARY KEY)")
-	require.NoError(t, err)
-}
-
 func TestOutbox_event_reaches_handler_with_its_identity(t *testing.T) {
 	testkit.Integration(t)
 	t.Parallel()
-	for name, appendEvent := range map[string]func(t *testing.T, e env, ctx context.Context, ev any){
-		"in a transaction (OutboxWriter)": func(t *testing.T, e env, ctx context.Context, ev any) {
-			t.Helper()
-			e.publish(t, ctx, ev)
-		},
-		"with a statement (OutboxRows)": func(t *testing.T, e env, ctx context.Context, ev any) {
-			t.Helper()
-			e.createSide(t)
-			require.NoError(t, e.appendWith(ctx, 1, ev))
-			assert.Equal(t, 1, testkit.CountRows(t, e.db, "side"))
-		},
-	} {
-		t.Run(name, func(t *testing.T) {
-			t.Parallel()
-			e := newEnv(t)
-			got := make(chan received, 10)
-			e.run(t, "test", 3, cqrs.NewEventHandler("test.Receive", func(ctx context.Context, ev *events.OrderPlaced) error {
-				got <- received{event: *ev, correlationID: observability.CorrelationID(ctx)}
-				return nil
-			}))
+	e := newEnv(t)
+	got := make(chan received, 10)
+	e.run(t, "test", 3, cqrs.NewEventHandler("test.Receive", func(ctx context.Context, ev *events.OrderPlaced) error {
+		got <- received{event: *ev, correlationID: observability.CorrelationID(ctx)}
+		return nil
+	}))
 
-			sent := placedEvent("o-1")
-			appendEvent(t, e, observability.WithCorrelationID(t.Context(), "corr-42"), sent)
+	sent := placedEvent("o-1")
+	e.publish(t, observability.WithCorrelationID(t.Context(), "corr-42"), sent)
 
-			select {
-			case r := <-got:
-				assert.Equal(t, sent.ID, r.event.ID)
-				assert.Equal(t, sent.OrderID, r.event.OrderID)
-				assert.Equal(t, "corr-42", r.correlationID)
-			case <-time.After(20 * time.Second):
-				t.Fatal("event not delivered")
-			}
-			testkit.Eventually(t, 10*time.Second, 10*time.Millisecond, func() error {
-				if rows := testkit.CountRows(t, e.db, messaging.OutboxTable); rows != 0 {
-					return fmt.Errorf("%d outbox rows left; forwarded rows are deleted", rows)
-				}
-				return nil
-			})
-		})
+	select {
+	case r := <-got:
+		assert.Equal(t, sent.ID, r.event.ID)
+		assert.Equal(t, sent.OrderID, r.event.OrderID)
+		assert.Equal(t, "corr-42", r.correlationID)
+	case <-time.After(20 * time.Second):
+		t.Fatal("event not delivered")
 	}
+	testkit.Eventually(t, 10*time.Second, 10*time.Millisecond, func() error {
+		if rows := testkit.CountRows(t, e.db, messaging.OutboxTable); rows != 0 {
+			return fmt.Errorf("%d outbox rows left; forwarded rows are deleted", rows)
+		}
+		return nil
+	})
 }
 
-// A statement that fails writes none of the outbox rows it carries.
-func TestOutboxRows_With_is_atomic(t *testing.T) {
+// A transaction that rolls back leaves none of the events it appended.
+func TestOutbox_Append_rolls_back_with_its_transaction(t *testing.T) {
 	testkit.Integration(t)
 	t.Parallel()
 	e := newEnv(t)
-	e.createSide(t)
-	ctx := t.Context()
-	require.NoError(t, e.appendWith(ctx, 1, placedEvent("o-1"), placedEvent("o-2")))
-	assert.Equal(t, 2, testkit.CountRows(t, e.db, messaging.OutboxTable), "both events, one statement")
+	outbox := messaging.NewOutbox(watermill.NopLogger{})
+	failed := errors.New("the caller's write failed")
+	err := e.db.RunInTx(t.Context(), nil, func(ctx context.Context, tx bun.Tx) error {
+		if err := outbox.Append(ctx, tx, placedEvent("o-1"), placedEvent("o-2")); err != nil {
+			return err
+		}
+		assert.Equal(t, 2, countIn(t, tx), "both events, inside the transaction")
+		return failed
+	})
+	require.ErrorIs(t, err, failed)
+	assert.Zero(t, testkit.CountRows(t, e.db, messaging.OutboxTable))
+}
 
-	err := e.appendWith(ctx, 1, placedEvent("o-3")) // side row 1 exists
-	require.Error(t, err)
-	assert.Contains(t, err.Error(), "23505")
-	assert.Equal(t, 2, testkit.CountRows(t, e.db, messaging.OutboxTable), "the failed statement wrote no event")
-	assert.Equal(t, 1, testkit.CountRows(t, e.db, "side"))
-
-	// Without events it is the caller's statement alone.
-	rows, err := messaging.NewOutboxRows(watermill.NopLogger{})
-	require.NoError(t, err)
-	q, args, err := rows.With(func(p int) string { return fmt.Sprintf("INSERT INTO side (id) VALUES ($%d)", p) }, int64(2))
-	require.NoError(t, err)
-	assert.Equal(t, "INSERT INTO side (id) VALUES ($1)", q)
-	assert.Equal(t, []any{int64(2)}, args)
+func countIn(t *testing.T, tx bun.Tx) int {
+	t.Helper()
+	var n int
+	require.NoError(t, tx.QueryRowContext(t.Context(), "SELECT count(*) FROM "+messaging.OutboxTable).Scan(&n))
+	return n
 }
 
 func TestTopology_event_published_before_consumer_ever_ran_is_kept(t *testing.T) {
 	testkit.Integration(t)
 	t.Parallel()
 	e := newEnv(t)
-	// A publisher on its own declares the system's subscription queues.
+	// A publisher on its own declares the subscription queues of its topology.
 	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
 	defer cancel()
-	b, err := messaging.ConnectBroker(ctx, messaging.BrokerConfig{URL: e.broker}, watermill.NopLogger{})
+	sub := messaging.Subscription{Service: "invoices", Handler: "invoices.IssueInvoiceOnOrderPlaced", Topic: messaging.EventTopic("OrderPlaced")}
+	b, err := messaging.ConnectBroker(ctx, messaging.BrokerConfig{
+		URL: e.broker, Topology: messaging.Topology{Subscriptions: []messaging.Subscription{sub}},
+	}, watermill.NopLogger{})
 	require.NoError(t, err)
 	defer b.Close()
 	msg, err := messaging.NewMarshaler().Marshal(placedEvent("o-early"))
@@ -231,9 +206,7 @@ func TestTopology_event_published_before_consumer_ever_ran_is_kept(t *testing.T)
 	require.NoError(t, b.Publisher().Publish(messaging.EventTopic("OrderPlaced"), msg))
 
 	ch := e.channel(t)
-	q, err := ch.QueueDeclarePassive(messaging.Subscription{
-		Service: "invoices", Handler: messaging.HandlerIssueInvoice, Topic: messaging.EventTopic("OrderPlaced"),
-	}.Queue(), true, false, false, false, amqp091.Table{"x-queue-type": "quorum"})
+	q, err := ch.QueueDeclarePassive(sub.Queue(), true, false, false, false, amqp091.Table{"x-queue-type": "quorum"})
 	require.NoError(t, err, "the invoices queue exists before invoices ever ran")
 	assert.Equal(t, 1, q.Messages)
 }

@@ -44,26 +44,12 @@ type Runtime struct {
 	ready     chan struct{}
 }
 
-// maxPublisherChannels caps the default channel pool of the publisher: a
-// channel per publish the forwarders may have in flight (workers × batch
-// size, 128 by default) would be more than a small broker allows across
-// replicas (Amazon MQ's mq.t3.micro takes 1,500 channels), and more than the
-// load needs: at 1,300 orders/s on the reference machine, 16 channels
-// forwarded as well as 128 (docs/performance.md). Publishes beyond the pool
-// wait for a channel.
-const maxPublisherChannels = 32
-
 // Run runs until ctx ends. It returns an error only for a configuration
 // mistake (a handler that cannot be registered); broker trouble is retried.
 func (r *Runtime) Run(ctx context.Context) error {
-	bcfg := r.Broker
-	if bcfg.PublisherChannels <= 0 {
-		f := r.Forwarder.withDefaults()
-		bcfg.PublisherChannels = min(f.Workers*f.BatchSize, maxPublisherChannels)
-	}
 	delay := 100 * time.Millisecond
 	for {
-		b, err := ConnectBroker(ctx, bcfg, r.Log)
+		b, err := ConnectBroker(ctx, r.Broker, r.Log)
 		if err != nil { // ConnectBroker gives up only when ctx ends
 			return ignoreStop(ctx, err)
 		}

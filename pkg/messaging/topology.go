@@ -9,14 +9,6 @@ import (
 	amqp091 "github.com/rabbitmq/amqp091-go"
 )
 
-// Handler names are queue names: keep them stable.
-const (
-	// HandlerIssueInvoice is invoices' OrderPlaced handler.
-	HandlerIssueInvoice = "invoices.IssueInvoiceOnOrderPlaced"
-	// HandlerMarkInvoiced is orders' InvoiceIssued handler.
-	HandlerMarkInvoiced = "orders.MarkOrderInvoicedOnInvoiceIssued"
-)
-
 // PoisonPrefix prefixes each service's poison queue (and its exchange).
 const PoisonPrefix = "poison."
 
@@ -34,31 +26,22 @@ type Subscription struct {
 // watermill-amqp's GenerateQueueNameTopicNameWithSuffix gives it.
 func (s Subscription) Queue() string { return s.Topic + "_" + s.Handler }
 
-// Topology is the set of durable subscriptions in the system.
+// Topology is the set of durable subscriptions a service declares: its own
+// handlers' queues, and those of the subscribers of the events it publishes.
 //
 // Events go to fanout exchanges, and RabbitMQ drops a message published to an
 // exchange that has no queue bound yet, with a positive publisher confirm. If
 // orders forwarded OrderPlaced before invoices had ever started, the event
 // would be lost although the outbox row was deleted. So every publisher
-// declares the known subscriptions of a topic (idempotently) before its first
-// publish to it, and a queue exists from the first event on.
+// declares the subscriptions of a topic it is given (idempotently) before its
+// first publish to it, and a queue exists from the first event on. The apps
+// list them: a subscriber's queue name is part of the contract between them.
 type Topology struct {
 	Subscriptions []Subscription
 	// DeliveryLimit bounds how often RabbitMQ redelivers one message (a
 	// consumer that crashes on it every time); past it the message is
 	// dead-lettered to the service's poison queue instead of dropped.
 	DeliveryLimit int
-}
-
-// SystemTopology is orderflow's topology.
-func SystemTopology() Topology {
-	return Topology{
-		Subscriptions: []Subscription{
-			{Service: "invoices", Handler: HandlerIssueInvoice, Topic: EventTopic("OrderPlaced")},
-			{Service: "orders", Handler: HandlerMarkInvoiced, Topic: EventTopic("InvoiceIssued")},
-		},
-		DeliveryLimit: 20,
-	}
 }
 
 // With returns a copy of t that also holds sub (when it is not there yet).

@@ -50,23 +50,6 @@ func scrape(tb testing.TB, h http.Handler) map[string]*dto.MetricFamily {
 	return families
 }
 
-// seriesNames are the names a PromQL query can select in families: a
-// histogram's _bucket, _sum and _count series, every other family's name.
-func seriesNames(families map[string]*dto.MetricFamily) map[string]bool {
-	names := make(map[string]bool)
-	for name, f := range families {
-		switch f.GetType() {
-		case dto.MetricType_HISTOGRAM, dto.MetricType_GAUGE_HISTOGRAM:
-			names[name+"_bucket"], names[name+"_sum"], names[name+"_count"] = true, true, true
-		case dto.MetricType_SUMMARY:
-			names[name], names[name+"_sum"], names[name+"_count"] = true, true, true
-		default:
-			names[name] = true
-		}
-	}
-	return names
-}
-
 // find returns the metrics of family name whose labels include labels.
 func find(families map[string]*dto.MetricFamily, name string, labels map[string]string) []*dto.Metric {
 	f, ok := families[name]

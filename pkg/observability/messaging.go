@@ -126,7 +126,7 @@ func TracingPublisher(pub message.Publisher, opts ...Option) message.Publisher {
 func ForwarderPublisher(pub message.Publisher, opts ...Option) message.Publisher {
 	c := newConfig(opts)
 	lag, err := c.meter().Float64Histogram(metricOutboxForwardLag,
-		metric.WithUnit("s"), metric.WithExplicitBucketBoundaries(lagBuckets...),
+		metric.WithUnit("s"), metric.WithExplicitBucketBoundaries(LagBuckets...),
 		metric.WithDescription("Time from an event's occurrence to RabbitMQ confirming its publish by the outbox forwarder."))
 	if err != nil {
 		otel.Handle(err)

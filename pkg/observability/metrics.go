@@ -11,13 +11,11 @@ import (
 	"github.com/orderflow/orderflow/pkg/groupcommit"
 )
 
-// The OpenTelemetry names of orderflow's own metrics. docs/observability.md
-// lists the names Prometheus shows (dots become underscores, the unit "s"
-// adds _seconds, counters get _total).
+// The OpenTelemetry names of the metrics every service records.
+// docs/observability.md lists the names Prometheus shows (dots become
+// underscores, the unit "s" adds _seconds, counters get _total). The apps
+// record their business metrics themselves.
 const (
-	metricOrdersPlaced      = "orderflow.orders.placed"
-	metricInvoicesIssued    = "orderflow.invoices.issued"
-	metricOrderInvoiceLag   = "orderflow.order.invoice_lag"
 	metricOutboxBacklog     = "orderflow.outbox.backlog"
 	metricOutboxOldestAge   = "orderflow.outbox.oldest_age"
 	metricOutboxForwardLag  = "orderflow.outbox.forward_lag"
@@ -38,20 +36,18 @@ var (
 	// handlingBuckets: a handler takes milliseconds; with retries and
 	// backoff, seconds.
 	handlingBuckets = []float64{0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10, 30, 60}
-	// lagBuckets: forwarding takes milliseconds (docs/performance.md's
-	// targets are 20 ms for forwarding and 50 ms end to end, hence the fine
-	// low end); while RabbitMQ is down, the outbox holds events for minutes.
-	lagBuckets = []float64{0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900, 3600}
-	// batchBuckets: calls per group-committed transaction (at most 64).
+	// LagBuckets are for the time an event takes to travel: milliseconds
+	// (the latency targets are 20 ms for forwarding and 50 ms end to end,
+	// hence the fine low end), or minutes while RabbitMQ is down and the
+	// outbox holds the events.
+	LagBuckets = []float64{0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900, 3600}
+	// batchBuckets: writes per shared transaction (at most 64).
 	batchBuckets = []float64{1, 2, 4, 8, 16, 32, 64}
 )
 
-// instruments are the metrics a Telemetry records itself: the business
-// counters and the gauges whose values come from callbacks.
+// instruments are the gauges a Telemetry records from callbacks, and the
+// size of shared transactions.
 type instruments struct {
-	ordersPlaced    metric.Int64Counter
-	invoicesIssued  metric.Int64Counter
-	orderInvoiceLag metric.Float64Histogram
 	outboxBacklog   metric.Int64ObservableGauge
 	outboxOldestAge metric.Float64ObservableGauge
 	poisonDepth     metric.Int64ObservableGauge
@@ -59,56 +55,20 @@ type instruments struct {
 }
 
 func (in *instruments) init(m metric.Meter) error {
-	var errs [7]error
-	in.ordersPlaced, errs[0] = m.Int64Counter(metricOrdersPlaced,
-		metric.WithUnit("{order}"), metric.WithDescription("Orders placed (idempotent replays excluded)."))
-	in.invoicesIssued, errs[1] = m.Int64Counter(metricInvoicesIssued,
-		metric.WithUnit("{invoice}"), metric.WithDescription("Invoices issued (duplicate deliveries excluded)."))
-	in.orderInvoiceLag, errs[2] = m.Float64Histogram(metricOrderInvoiceLag,
-		metric.WithUnit("s"), metric.WithExplicitBucketBoundaries(lagBuckets...),
-		metric.WithDescription("Time from an order's creation to its InvoiceIssued event reaching orders."))
-	in.outboxBacklog, errs[3] = m.Int64ObservableGauge(metricOutboxBacklog,
+	var errs [4]error
+	in.outboxBacklog, errs[0] = m.Int64ObservableGauge(metricOutboxBacklog,
 		metric.WithUnit("{message}"), metric.WithDescription("Outbox rows waiting for the forwarder."))
-	in.outboxOldestAge, errs[4] = m.Float64ObservableGauge(metricOutboxOldestAge,
+	in.outboxOldestAge, errs[1] = m.Float64ObservableGauge(metricOutboxOldestAge,
 		metric.WithUnit("s"), metric.WithDescription("Age of the oldest outbox row waiting for the forwarder (0 when empty)."))
-	in.poisonDepth, errs[5] = m.Int64ObservableGauge(metricPoisonDepth,
+	in.poisonDepth, errs[2] = m.Int64ObservableGauge(metricPoisonDepth,
 		metric.WithUnit("{message}"), metric.WithDescription("Messages in the service's poison queue."))
-	in.dbBatchSize, errs[6] = m.Int64Histogram(metricDBBatchSize,
+	in.dbBatchSize, errs[3] = m.Int64Histogram(metricDBBatchSize,
 		metric.WithUnit("{call}"), metric.WithExplicitBucketBoundaries(batchBuckets...),
-		metric.WithDescription("Calls carried by one group-committed transaction, by operation."))
+		metric.WithDescription("Writes carried by one shared transaction (group commit)."))
 	if err := errors.Join(errs[:]...); err != nil {
 		return fmt.Errorf("create instruments: %w", err)
 	}
 	return nil
-}
-
-// RecordOrderPlaced counts a placed order. Call it once the order's
-// transaction committed, and not for an idempotent replay.
-func (t *Telemetry) RecordOrderPlaced(ctx context.Context) {
-	if t == nil {
-		return
-	}
-	t.ordersPlaced.Add(ctx, 1)
-}
-
-// RecordInvoiceIssued counts an issued invoice. Call it once the invoice's
-// transaction committed, and not when a redelivery found the invoice there.
-func (t *Telemetry) RecordInvoiceIssued(ctx context.Context) {
-	if t == nil {
-		return
-	}
-	t.invoicesIssued.Add(ctx, 1)
-}
-
-// RecordOrderInvoiceLag records how long an order waited for its invoice:
-// orders calls it when InvoiceIssued moves an order from pending to
-// invoiced, with now minus the order's creation time. A redelivery that
-// changes nothing must not record again.
-func (t *Telemetry) RecordOrderInvoiceLag(ctx context.Context, lag time.Duration) {
-	if t == nil {
-		return
-	}
-	t.orderInvoiceLag.Record(ctx, max(lag, 0).Seconds())
 }
 
 // BacklogFunc reports the outbox backlog: how many rows wait for the
@@ -167,10 +127,9 @@ func (t *Telemetry) RegisterPoisonDepth(fn DepthFunc) error {
 	return nil
 }
 
-// Batching returns the instrumentation of a group committer (see
-// pkg/groupcommit): a span per batch of several calls, and the batch size
-// histogram orderflow_db_batch_size. The user names each operation. Nil
-// returns a config without either.
+// Batching returns the instrumentation of shared transactions (see
+// pkg/groupcommit): a span per transaction of several writes, and the
+// histogram orderflow_db_batch_size. Nil returns a config without either.
 func (t *Telemetry) Batching() groupcommit.Config {
 	if t == nil {
 		return groupcommit.Config{}

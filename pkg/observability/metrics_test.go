@@ -26,12 +26,6 @@ func TestTelemetry_metrics_move_by_the_recorded_amounts(t *testing.T) {
 	p.placeOrder(t, "o-poisoned", maxRetries+1)
 	p.stop(t)
 
-	ctx := t.Context()
-	tel.RecordOrderPlaced(ctx)
-	tel.RecordOrderPlaced(ctx)
-	tel.RecordInvoiceIssued(ctx)
-	tel.RecordOrderInvoiceLag(ctx, time.Second)
-	tel.RecordOrderInvoiceLag(ctx, 3*time.Second)
 	require.NoError(t, tel.RegisterOutboxBacklog(func(context.Context) (int64, time.Duration, error) {
 		return 7, 90 * time.Second, nil
 	}))
@@ -60,9 +54,6 @@ func TestTelemetry_metrics_move_by_the_recorded_amounts(t *testing.T) {
 		labels map[string]string
 		want   float64
 	}{
-		{"orders placed", "orderflow_orders_placed_total", map[string]string{"service_name": "orders"}, 2},
-		{"invoices issued", "orderflow_invoices_issued_total", nil, 1},
-		{"order to invoice lag observations", "orderflow_order_invoice_lag_seconds", nil, 2},
 		{"outbox backlog", "orderflow_outbox_backlog", nil, 7},
 		{"outbox oldest age", "orderflow_outbox_oldest_age_seconds", nil, 90},
 		{"poison depth", "orderflow_poison_depth", nil, 4},
@@ -91,12 +82,6 @@ func TestTelemetry_metrics_move_by_the_recorded_amounts(t *testing.T) {
 		})
 	}
 
-	t.Run("order to invoice lag sum", func(t *testing.T) {
-		t.Parallel()
-		h := find(families, "orderflow_order_invoice_lag_seconds", nil)
-		require.Len(t, h, 1)
-		assert.InDelta(t, 4.0, h[0].GetHistogram().GetSampleSum(), 1e-9)
-	})
 	t.Run("failures carry error.type", func(t *testing.T) {
 		t.Parallel()
 		m := find(families, "orderflow_messages_processed_total", with(handler, "outcome", "failure"))
@@ -123,13 +108,11 @@ func TestTelemetry_failing_gauge_callback_leaves_only_its_gauges_out(t *testing.
 		return 0, 0, errors.New("database down")
 	}))
 	require.NoError(t, tel.RegisterPoisonDepth(func(context.Context) (int64, error) { return 1, nil }))
-	tel.RecordOrderPlaced(t.Context())
 
 	families := scrape(t, tel.MetricsHandler())
 	assert.NotContains(t, families, "orderflow_outbox_backlog")
 	assert.NotContains(t, families, "orderflow_outbox_oldest_age_seconds")
 	assert.InDelta(t, 1.0, sum(families, "orderflow_poison_depth", nil), 0)
-	assert.InDelta(t, 1.0, sum(families, "orderflow_orders_placed_total", nil), 0)
 }
 
 func TestTelemetry_gauge_callback_gets_a_deadline(t *testing.T) {
@@ -148,9 +131,6 @@ func TestTelemetry_nil_records_nothing(t *testing.T) {
 	t.Parallel()
 	var tel *observability.Telemetry
 	ctx := t.Context()
-	tel.RecordOrderPlaced(ctx)
-	tel.RecordInvoiceIssued(ctx)
-	tel.RecordOrderInvoiceLag(ctx, time.Second)
 	require.NoError(t, tel.RegisterOutboxBacklog(nil))
 	require.NoError(t, tel.RegisterPoisonDepth(nil))
 	require.NoError(t, tel.Shutdown(ctx))

@@ -111,7 +111,7 @@ func TestNew_exporters_follow_the_otel_environment(t *testing.T) {
 			if tt.wantConsole != "" {
 				_, span := tel.TracerProvider().Tracer("test").Start(t.Context(), "console-span")
 				span.End()
-				tel.RecordOrderPlaced(t.Context())
+				countOrder(t, tel)
 			}
 			require.NoError(t, tel.Shutdown(t.Context()))
 			require.NoError(t, tel.Shutdown(t.Context()), "a second shutdown is harmless")
@@ -173,7 +173,7 @@ func TestNew_otlp_exports_to_the_configured_endpoint(t *testing.T) {
 	require.NoError(t, err)
 	_, span := tel.TracerProvider().Tracer("test").Start(t.Context(), "exported-span")
 	span.End()
-	tel.RecordOrderPlaced(t.Context())
+	countOrder(t, tel)
 	require.NoError(t, tel.Shutdown(t.Context()))
 
 	mu.Lock()
@@ -216,10 +216,10 @@ func TestNew_sdk_disabled_keeps_only_the_runtime_metrics(t *testing.T) {
 		observability.WithConsoleWriter(&console))
 	require.NoError(t, err)
 
-	ctx, span := tel.TracerProvider().Tracer("test").Start(t.Context(), "op")
+	_, span := tel.TracerProvider().Tracer("test").Start(t.Context(), "op")
 	assert.False(t, span.IsRecording())
 	span.End()
-	tel.RecordOrderPlaced(ctx)
+	countOrder(t, tel)
 	require.NoError(t, tel.RegisterPoisonDepth(func(context.Context) (int64, error) { return 1, nil }))
 
 	families := scrape(t, tel.MetricsHandler())
@@ -366,4 +366,13 @@ func (b *syncBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
+}
+
+// countOrder records one orderflow.orders.placed on tel's meter, as the
+// orders service does.
+func countOrder(t *testing.T, tel *observability.Telemetry) {
+	t.Helper()
+	c, err := tel.MeterProvider().Meter("test").Int64Counter("orderflow.orders.placed")
+	require.NoError(t, err)
+	c.Add(t.Context(), 1)
 }

@@ -1,6 +1,3 @@
-// Package platform is what both orderflow services run on: configuration from
-// the environment, and the process skeleton that serves HTTP, runs the
-// messaging runtime, and drains on SIGTERM.
 package platform
 
 import (
@@ -23,24 +20,37 @@ type Config struct {
 	// CreateDatabase creates the database if it is missing (DATABASE_CREATE,
 	// default true for local development).
 	CreateDatabase  bool
-	DBMaxConns      int           // DATABASE_MAX_CONNS
 	ShutdownTimeout time.Duration // SHUTDOWN_TIMEOUT
 
-	MaxRetries         int           // HANDLER_MAX_RETRIES
-	RetryInitial       time.Duration // HANDLER_RETRY_INITIAL_INTERVAL
-	RetryMax           time.Duration // HANDLER_RETRY_MAX_INTERVAL
-	HandlerTimeout     time.Duration // HANDLER_TIMEOUT
-	Prefetch           int           // BROKER_PREFETCH
-	Concurrency        int           // HANDLER_CONCURRENCY
-	OutboxWorkers      int           // OUTBOX_WORKERS
-	OutboxPollInterval time.Duration // OUTBOX_POLL_INTERVAL
-	OutboxBatchSize    int           // OUTBOX_BATCH_SIZE
-	OutboxLinger       time.Duration // OUTBOX_LINGER
-	// GroupCommits is how many group-committed transactions of one kind
-	// (say, order inserts) may be in flight at once; calls that arrive
-	// while they are form the next batch (GROUP_COMMIT_CONCURRENCY).
-	GroupCommits   int
-	GroupCommitMax int // GROUP_COMMIT_MAX_BATCH: calls per transaction at most
+	MaxRetries     int           // HANDLER_MAX_RETRIES
+	RetryInitial   time.Duration // HANDLER_RETRY_INITIAL_INTERVAL
+	RetryMax       time.Duration // HANDLER_RETRY_MAX_INTERVAL
+	HandlerTimeout time.Duration // HANDLER_TIMEOUT
+
+	Tuning Tuning
+}
+
+// Tuning holds the settings that trade resources for throughput. The
+// defaults are what docs/performance.md measured; most deployments never
+// change them.
+type Tuning struct {
+	DBMaxConns int // DATABASE_MAX_CONNS: connection pool size
+	// Prefetch is how many unacknowledged deliveries RabbitMQ keeps in
+	// flight per consumer (BROKER_PREFETCH).
+	Prefetch int
+	// Consumers is how many messages of one handler's queue a process
+	// handles at once (HANDLER_CONCURRENCY).
+	Consumers int
+	// OutboxWorkers forwarders relay the outbox side by side, each reading
+	// OutboxBatchSize rows at a time (OUTBOX_WORKERS, OUTBOX_BATCH_SIZE).
+	OutboxWorkers   int
+	OutboxBatchSize int
+	// OutboxPollInterval is how often an idle forwarder reads the outbox
+	// when no commit woke it (OUTBOX_POLL_INTERVAL).
+	OutboxPollInterval time.Duration
+	// GroupCommit lets the writes that arrive while a transaction is in
+	// flight share the next one (GROUP_COMMIT; see pkg/groupcommit).
+	GroupCommit bool
 }
 
 // LoadConfig reads the configuration of service through getenv (os.Getenv in
@@ -48,55 +58,40 @@ type Config struct {
 func LoadConfig(service string, defaultPort int, getenv func(string) string) (Config, error) {
 	l := loader{getenv: getenv}
 	cfg := Config{
-		Service:            service,
-		Version:            l.str("SERVICE_VERSION", "dev"),
-		Port:               l.int("PORT", defaultPort),
-		DatabaseURL:        l.str("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/"+service+"?sslmode=disable"),
-		BrokerURL:          l.str("BROKER_URL", "amqp://guest:guest@127.0.0.1:5672/"),
-		LogLevel:           l.level("LOG_LEVEL", slog.LevelInfo),
-		CreateDatabase:     l.bool("DATABASE_CREATE", true),
-		DBMaxConns:         l.int("DATABASE_MAX_CONNS", 20),
-		ShutdownTimeout:    l.duration("SHUTDOWN_TIMEOUT", 20*time.Second),
-		MaxRetries:         l.int("HANDLER_MAX_RETRIES", 5),
-		RetryInitial:       l.duration("HANDLER_RETRY_INITIAL_INTERVAL", 100*time.Millisecond),
-		RetryMax:           l.duration("HANDLER_RETRY_MAX_INTERVAL", 5*time.Second),
-		HandlerTimeout:     l.duration("HANDLER_TIMEOUT", 30*time.Second),
-		Prefetch:           l.int("BROKER_PREFETCH", 64),
-		Concurrency:        l.int("HANDLER_CONCURRENCY", 16),
-		OutboxWorkers:      l.int("OUTBOX_WORKERS", 8),
-		OutboxPollInterval: l.duration("OUTBOX_POLL_INTERVAL", time.Second),
-		OutboxBatchSize:    l.int("OUTBOX_BATCH_SIZE", 16),
-		OutboxLinger:       l.durationOrZero("OUTBOX_LINGER", 2*time.Millisecond),
-		GroupCommits:       l.int("GROUP_COMMIT_CONCURRENCY", 1),
-		GroupCommitMax:     l.int("GROUP_COMMIT_MAX_BATCH", 64),
+		Service:         service,
+		Version:         l.str("SERVICE_VERSION", "dev"),
+		Port:            l.int("PORT", defaultPort),
+		DatabaseURL:     l.str("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/"+service+"?sslmode=disable"),
+		BrokerURL:       l.str("BROKER_URL", "amqp://guest:guest@127.0.0.1:5672/"),
+		LogLevel:        l.level("LOG_LEVEL", slog.LevelInfo),
+		CreateDatabase:  l.bool("DATABASE_CREATE", true),
+		ShutdownTimeout: l.duration("SHUTDOWN_TIMEOUT", 20*time.Second),
+		MaxRetries:      l.int("HANDLER_MAX_RETRIES", 5),
+		RetryInitial:    l.duration("HANDLER_RETRY_INITIAL_INTERVAL", 100*time.Millisecond),
+		RetryMax:        l.duration("HANDLER_RETRY_MAX_INTERVAL", 5*time.Second),
+		HandlerTimeout:  l.duration("HANDLER_TIMEOUT", 30*time.Second),
+		Tuning: Tuning{
+			DBMaxConns:         l.int("DATABASE_MAX_CONNS", 20),
+			Prefetch:           l.int("BROKER_PREFETCH", 64),
+			Consumers:          l.int("HANDLER_CONCURRENCY", 16),
+			OutboxWorkers:      l.int("OUTBOX_WORKERS", 8),
+			OutboxBatchSize:    l.int("OUTBOX_BATCH_SIZE", 16),
+			OutboxPollInterval: l.duration("OUTBOX_POLL_INTERVAL", time.Second),
+			GroupCommit:        l.bool("GROUP_COMMIT", true),
+		},
 	}
 	if cfg.Port < 0 || cfg.Port > 65535 {
 		l.errs = append(l.errs, fmt.Errorf("PORT must be 0-65535, got %d", cfg.Port))
 	}
-	if cfg.DBMaxConns < 2 {
-		l.errs = append(l.errs, fmt.Errorf("DATABASE_MAX_CONNS must be at least 2, got %d", cfg.DBMaxConns))
-	}
-	if cfg.GroupCommits < 1 {
-		l.errs = append(l.errs, fmt.Errorf("GROUP_COMMIT_CONCURRENCY must be at least 1, got %d", cfg.GroupCommits))
-	}
-	if cfg.GroupCommitMax < 1 {
-		l.errs = append(l.errs, fmt.Errorf("GROUP_COMMIT_MAX_BATCH must be at least 1, got %d", cfg.GroupCommitMax))
-	}
-	if cfg.Prefetch < 1 {
-		l.errs = append(l.errs, fmt.Errorf("BROKER_PREFETCH must be at least 1, got %d", cfg.Prefetch))
-	}
-	if cfg.Concurrency < 1 {
-		l.errs = append(l.errs, fmt.Errorf("HANDLER_CONCURRENCY must be at least 1, got %d", cfg.Concurrency))
-	}
-	if cfg.OutboxWorkers < 1 {
-		l.errs = append(l.errs, fmt.Errorf("OUTBOX_WORKERS must be at least 1, got %d", cfg.OutboxWorkers))
-	}
-	if cfg.OutboxBatchSize < 1 {
-		l.errs = append(l.errs, fmt.Errorf("OUTBOX_BATCH_SIZE must be at least 1, got %d", cfg.OutboxBatchSize))
-	}
 	if cfg.MaxRetries < 0 {
 		l.errs = append(l.errs, fmt.Errorf("HANDLER_MAX_RETRIES must not be negative, got %d", cfg.MaxRetries))
 	}
+	t := cfg.Tuning
+	l.atLeast("DATABASE_MAX_CONNS", t.DBMaxConns, 2)
+	l.atLeast("BROKER_PREFETCH", t.Prefetch, 1)
+	l.atLeast("HANDLER_CONCURRENCY", t.Consumers, 1)
+	l.atLeast("OUTBOX_WORKERS", t.OutboxWorkers, 1)
+	l.atLeast("OUTBOX_BATCH_SIZE", t.OutboxBatchSize, 1)
 	return cfg, errors.Join(l.errs...)
 }
 
@@ -151,12 +146,10 @@ func (l *loader) bool(key string, def bool) bool {
 	return b
 }
 
-// durationOrZero is duration that also accepts 0.
-func (l *loader) durationOrZero(key string, def time.Duration) time.Duration {
-	if v := l.getenv(key); v == "0" || v == "0s" {
-		return 0
+func (l *loader) atLeast(key string, v, least int) {
+	if v < least {
+		l.errs = append(l.errs, fmt.Errorf("%s must be at least %d, got %d", key, least, v))
 	}
-	return l.duration(key, def)
 }
 
 func (l *loader) duration(key string, def time.Duration) time.Duration {

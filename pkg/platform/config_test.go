@@ -24,24 +24,19 @@ func TestLoadConfig_defaults(t *testing.T) {
 	defaults := func(service string, port int) platform.Config {
 		return platform.Config{
 			Service: service, Version: "dev", Port: port,
-			DatabaseURL:        "postgres://postgres@127.0.0.1:5432/" + service + "?sslmode=disable",
-			BrokerURL:          "amqp://guest:guest@127.0.0.1:5672/",
-			LogLevel:           slog.LevelInfo,
-			CreateDatabase:     true,
-			DBMaxConns:         20,
-			ShutdownTimeout:    20 * time.Second,
-			MaxRetries:         5,
-			RetryInitial:       100 * time.Millisecond,
-			RetryMax:           5 * time.Second,
-			HandlerTimeout:     30 * time.Second,
-			Prefetch:           64,
-			Concurrency:        16,
-			OutboxWorkers:      8,
-			OutboxPollInterval: time.Second,
-			OutboxBatchSize:    16,
-			OutboxLinger:       2 * time.Millisecond,
-			GroupCommits:       1,
-			GroupCommitMax:     64,
+			DatabaseURL:     "postgres://postgres@127.0.0.1:5432/" + service + "?sslmode=disable",
+			BrokerURL:       "amqp://guest:guest@127.0.0.1:5672/",
+			LogLevel:        slog.LevelInfo,
+			CreateDatabase:  true,
+			ShutdownTimeout: 20 * time.Second,
+			MaxRetries:      5,
+			RetryInitial:    100 * time.Millisecond,
+			RetryMax:        5 * time.Second,
+			HandlerTimeout:  30 * time.Second,
+			Tuning: platform.Tuning{
+				DBMaxConns: 20, Prefetch: 64, Consumers: 16,
+				OutboxWorkers: 8, OutboxBatchSize: 16, OutboxPollInterval: time.Second, GroupCommit: true,
+			},
 		}
 	}
 	tests := []struct {
@@ -83,30 +78,24 @@ func TestLoadConfig_overrides(t *testing.T) {
 		"OUTBOX_WORKERS":                 "2",
 		"OUTBOX_POLL_INTERVAL":           "250ms",
 		"OUTBOX_BATCH_SIZE":              "10",
-		"GROUP_COMMIT_CONCURRENCY":       "3",
-		"GROUP_COMMIT_MAX_BATCH":         "16",
+		"GROUP_COMMIT":                   "false",
 	}))
 	require.NoError(t, err)
 	assert.Equal(t, platform.Config{
 		Service: "orders", Version: "1.2.3", Port: 0,
-		DatabaseURL:        "postgres://u:p@db:5432/o",
-		BrokerURL:          "amqp://u:p@mq:5672/v",
-		LogLevel:           slog.LevelDebug,
-		CreateDatabase:     false,
-		DBMaxConns:         7,
-		ShutdownTimeout:    3 * time.Second,
-		MaxRetries:         0,
-		RetryInitial:       10 * time.Millisecond,
-		RetryMax:           time.Minute,
-		HandlerTimeout:     2 * time.Second,
-		Prefetch:           8,
-		Concurrency:        3,
-		OutboxWorkers:      2,
-		OutboxPollInterval: 250 * time.Millisecond,
-		OutboxBatchSize:    10,
-		OutboxLinger:       2 * time.Millisecond,
-		GroupCommits:       3,
-		GroupCommitMax:     16,
+		DatabaseURL:     "postgres://u:p@db:5432/o",
+		BrokerURL:       "amqp://u:p@mq:5672/v",
+		LogLevel:        slog.LevelDebug,
+		CreateDatabase:  false,
+		ShutdownTimeout: 3 * time.Second,
+		MaxRetries:      0,
+		RetryInitial:    10 * time.Millisecond,
+		RetryMax:        time.Minute,
+		HandlerTimeout:  2 * time.Second,
+		Tuning: platform.Tuning{
+			DBMaxConns: 7, Prefetch: 8, Consumers: 3,
+			OutboxWorkers: 2, OutboxBatchSize: 10, OutboxPollInterval: 250 * time.Millisecond,
+		},
 	}, got)
 }
 
@@ -151,8 +140,6 @@ func TestLoadConfig_invalid(t *testing.T) {
 		{name: "zero duration", env: map[string]string{"HANDLER_TIMEOUT": "0s"}, want: []string{`HANDLER_TIMEOUT must be a positive duration`}},
 		{name: "negative duration", env: map[string]string{"OUTBOX_POLL_INTERVAL": "-5ms"}, want: []string{`OUTBOX_POLL_INTERVAL must be a positive duration`}},
 		{name: "negative retries", env: map[string]string{"HANDLER_MAX_RETRIES": "-1"}, want: []string{"HANDLER_MAX_RETRIES must not be negative, got -1"}},
-		{name: "no group commits", env: map[string]string{"GROUP_COMMIT_CONCURRENCY": "0"}, want: []string{"GROUP_COMMIT_CONCURRENCY must be at least 1, got 0"}},
-		{name: "empty batches", env: map[string]string{"GROUP_COMMIT_MAX_BATCH": "0"}, want: []string{"GROUP_COMMIT_MAX_BATCH must be at least 1, got 0"}},
 		{
 			name: "all reported at once",
 			env: map[string]string{
@@ -196,5 +183,5 @@ func TestLoadConfig_invalid_falls_back_to_defaults(t *testing.T) {
 	assert.Equal(t, 8080, got.Port)
 	assert.True(t, got.CreateDatabase)
 	assert.Equal(t, 20*time.Second, got.ShutdownTimeout)
-	assert.Equal(t, 64, got.Prefetch)
+	assert.Equal(t, 64, got.Tuning.Prefetch)
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -22,23 +23,26 @@ type Service struct {
 	done   chan error
 }
 
-// StartService runs app as service name on 127.0.0.1:0 with the given
+// RunFunc is a service's Run: its composition root.
+type RunFunc func(ctx context.Context, cfg platform.Config, log *slog.Logger, tel *observability.Telemetry, ln net.Listener) error
+
+// StartService runs the service name with run on 127.0.0.1:0 with the given
 // environment (DATABASE_URL, BROKER_URL, OTEL_*, ...) and waits until
 // /readyz reports its router and forwarder up. It is stopped when the test
 // ends. Logs go nowhere unless TEST_LOG=1. Its telemetry is its own (not
 // the process's globals): traces are not exported unless
 // OTEL_TRACES_EXPORTER or opts say otherwise, and /metrics serves its own
 // registry.
-func StartService(tb testing.TB, name string, app platform.App, env map[string]string, opts ...observability.SetupOption) *Service {
+func StartService(tb testing.TB, name string, run RunFunc, env map[string]string, opts ...observability.SetupOption) *Service {
 	tb.Helper()
-	s := StartServiceNoWait(tb, name, app, env, opts...)
+	s := StartServiceNoWait(tb, name, run, env, opts...)
 	WaitReady(tb, s.URL, 30*time.Second)
 	return s
 }
 
 // StartServiceNoWait is StartService without waiting for the broker side:
 // for tests that start a service while RabbitMQ is out of reach.
-func StartServiceNoWait(tb testing.TB, name string, app platform.App, env map[string]string, opts ...observability.SetupOption) *Service {
+func StartServiceNoWait(tb testing.TB, name string, run RunFunc, env map[string]string, opts ...observability.SetupOption) *Service {
 	tb.Helper()
 	getenv := func(k string) string {
 		if v, ok := env[k]; ok {
@@ -69,7 +73,7 @@ func StartServiceNoWait(tb testing.TB, name string, app platform.App, env map[st
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Service{URL: "http://" + ln.Addr().String(), cancel: cancel, done: make(chan error, 1)}
-	go func() { s.done <- platform.Run(ctx, cfg, log, tel, ln, app) }()
+	go func() { s.done <- run(ctx, cfg, log, tel, ln) }()
 	tb.Cleanup(func() {
 		if err := s.Stop(); err != nil {
 			tb.Errorf("%s stopped with: %v", name, err)
@@ -149,7 +153,8 @@ func Eventually(tb testing.TB, timeout, interval time.Duration, cond func() erro
 }
 
 // ServiceEnv is the environment of a service under test: a fresh database,
-// the given broker, and short retry and poll intervals.
+// the given broker, short retry and poll intervals, and small connection
+// pools (tests run many services side by side on one PostgreSQL).
 func ServiceEnv(tb testing.TB, brokerURL string) map[string]string {
 	tb.Helper()
 	return map[string]string{
@@ -159,6 +164,7 @@ func ServiceEnv(tb testing.TB, brokerURL string) map[string]string {
 		"HANDLER_RETRY_MAX_INTERVAL":     "200ms",
 		"OUTBOX_POLL_INTERVAL":           "1s",
 		"SHUTDOWN_TIMEOUT":               "10s",
-		"DATABASE_MAX_CONNS":             "10",
+		"DATABASE_MAX_CONNS":             "6",
+		"OUTBOX_WORKERS":                 "2",
 	}
 }

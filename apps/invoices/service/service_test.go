@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/orderflow/orderflow/apps/invoices/internal/consumers"
 	"github.com/orderflow/orderflow/apps/invoices/service"
 	"github.com/orderflow/orderflow/pkg/events"
 	"github.com/orderflow/orderflow/pkg/messaging"
@@ -45,7 +46,7 @@ func TestInvoices_redelivered_OrderPlaced_yields_one_invoice(t *testing.T) {
 	testkit.Integration(t)
 	t.Parallel()
 	broker := testkit.NewVhost(t)
-	svc := testkit.StartService(t, service.Name, service.App(), testkit.ServiceEnv(t, broker))
+	svc := testkit.StartService(t, service.Name, service.Run, testkit.ServiceEnv(t, broker))
 
 	now := time.Now().UTC()
 	ev := &events.OrderPlaced{
@@ -65,8 +66,8 @@ func TestInvoices_redelivered_OrderPlaced_yields_one_invoice(t *testing.T) {
 
 	// Both deliveries are processed once the queue is empty and the outbox
 	// forwarded; then there is still one invoice and one InvoiceIssued.
-	issuedQueue := messaging.Subscription{Service: "orders", Handler: messaging.HandlerMarkInvoiced, Topic: messaging.EventTopic("InvoiceIssued")}.Queue()
-	orderQueue := messaging.Subscription{Service: "invoices", Handler: messaging.HandlerIssueInvoice, Topic: messaging.EventTopic("OrderPlaced")}.Queue()
+	issuedQueue := messaging.Subscription{Service: "orders", Handler: consumers.OrdersMarkInvoiced, Topic: messaging.EventTopic("InvoiceIssued")}.Queue()
+	orderQueue := messaging.Subscription{Service: "invoices", Handler: consumers.HandlerIssueInvoice, Topic: messaging.EventTopic("OrderPlaced")}.Queue()
 	testkit.Eventually(t, 20*time.Second, 20*time.Millisecond, func() error {
 		if n, err := testkit.QueueMessages(broker, orderQueue); err != nil || n != 0 {
 			return fmt.Errorf("%d OrderPlaced not consumed yet: %w", n, err)

@@ -1,15 +1,21 @@
-// Package service is the orders composition root: it wires the store, the use
-// cases, the HTTP API and the event handlers onto the platform.
+// Package service is the orders composition root: it builds the service's
+// parts in order and runs them.
 package service
 
 import (
-	"github.com/go-chi/chi/v5"
+	"context"
+	"log/slog"
+	"net"
 
 	"github.com/orderflow/orderflow/apps/orders/internal/app"
 	"github.com/orderflow/orderflow/apps/orders/internal/consumers"
 	"github.com/orderflow/orderflow/apps/orders/internal/httpapi"
+	"github.com/orderflow/orderflow/apps/orders/internal/metrics"
 	"github.com/orderflow/orderflow/apps/orders/internal/store"
+	"github.com/orderflow/orderflow/pkg/database"
+	"github.com/orderflow/orderflow/pkg/httpkit"
 	"github.com/orderflow/orderflow/pkg/messaging"
+	"github.com/orderflow/orderflow/pkg/observability"
 	"github.com/orderflow/orderflow/pkg/platform"
 )
 
@@ -19,15 +25,43 @@ const Name = "orders"
 // DefaultPort is the HTTP port when PORT is unset.
 const DefaultPort = 3333
 
-// App returns the orders service for platform.Run.
-func App() platform.App {
-	return platform.App{
-		Migrations: store.Migrations(),
-		Build: func(d platform.Deps) (func(chi.Router), func(*messaging.EventProcessor) error, error) {
-			outbox := messaging.Outbox{Log: d.WatermillLog, Otel: d.Telemetry.Options(), Waker: d.OutboxWaker}
-			a := app.New(store.New(d.DB, outbox, d.Batching), d.Telemetry)
-			register := func(p *messaging.EventProcessor) error { return consumers.Register(p, a) }
-			return httpapi.Routes(a, d.Log), register, nil
-		},
+// Topology is what the service declares on RabbitMQ (see consumers.Topology).
+var Topology = consumers.Topology
+
+// Run runs the orders service on ln until ctx ends, then drains. tel is the
+// process's telemetry (nil: none).
+func Run(ctx context.Context, cfg platform.Config, log *slog.Logger, tel *observability.Telemetry, ln net.Listener) error {
+	defer ln.Close() // Serve closes it too; this covers the early returns
+
+	db, err := platform.OpenDatabase(ctx, cfg, tel, store.Migrations())
+	if err != nil {
+		return err
 	}
+	defer db.Close()
+	relay, err := database.OpenRelay(ctx, cfg.DatabaseURL, cfg.Tuning.OutboxWorkers+1)
+	if err != nil {
+		return err
+	}
+	defer relay.Close()
+
+	waker := messaging.NewWaker() // each commit on db wakes the outbox forwarder
+	outbox := messaging.NewOutbox(observability.WatermillLogger(log), tel.Options()...)
+	m, err := metrics.New(tel.MeterProvider())
+	if err != nil {
+		return err
+	}
+	db = db.WithQueryHook(waker)
+	orders := app.New(store.New(db, platform.Transactor(cfg, tel, db), outbox), m)
+
+	rt, err := platform.NewRuntime(cfg, log, tel, relay, platform.Messaging{
+		Topology: consumers.Topology,
+		Waker:    waker,
+		Register: func(p *messaging.EventProcessor) error { return consumers.Register(p, orders) },
+	})
+	if err != nil {
+		return err
+	}
+	health := httpkit.Health{Ping: db.PingContext, Components: rt.Status}
+	h := platform.Handler(log, tel, Name, health, httpapi.Routes(orders, log))
+	return platform.Serve(ctx, cfg, log, ln, h, rt)
 }

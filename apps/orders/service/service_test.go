@@ -15,6 +15,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/orderflow/orderflow/apps/orders/internal/consumers"
 	"github.com/orderflow/orderflow/apps/orders/service"
 	"github.com/orderflow/orderflow/pkg/events"
 	"github.com/orderflow/orderflow/pkg/messaging"
@@ -54,7 +55,7 @@ func decode[T any](t *testing.T, b []byte) T {
 
 // invoicesQueue is the queue invoices consumes OrderPlaced from; orders
 // declares it before its first publish, so the test can read it.
-var invoicesQueue = messaging.Subscription{Topic: messaging.EventTopic("OrderPlaced"), Handler: messaging.HandlerIssueInvoice}.Queue()
+var invoicesQueue = messaging.Subscription{Topic: messaging.EventTopic("OrderPlaced"), Handler: consumers.InvoicesIssueInvoice}.Queue()
 
 // The subtests run in order on one service: the first reads the first
 // OrderPlaced from the queue, the later ones add orders of their own.
@@ -62,7 +63,7 @@ func TestOrders_component(t *testing.T) { //nolint:tparallel // see above
 	testkit.Integration(t)
 	t.Parallel()
 	broker := testkit.NewVhost(t)
-	svc := testkit.StartService(t, service.Name, service.App(), testkit.ServiceEnv(t, broker))
+	svc := testkit.StartService(t, service.Name, service.Run, testkit.ServiceEnv(t, broker))
 	const body = `{"customer_id":"c-1","amount":1999,"currency":"EUR"}`
 
 	resp, b := do(t, http.MethodPost, svc.URL+"/orders", body, map[string]string{"X-Correlation-ID": "corr-c1"})

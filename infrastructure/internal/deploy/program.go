@@ -191,8 +191,8 @@ func Deploy(ctx *pulumi.Context, cfg *Config) (*Deployment, error) {
 			// The service creates its own database (CREATE DATABASE through the
 			// "postgres" database, with DATABASE_URL's credentials) when it is missing.
 			"DATABASE_CREATE": pulumi.String("true"),
-			// The images collect garbage seldom (GOGC=1000, apps/*/Dockerfile);
-			// this keeps the heap well inside the task's memory all the same.
+			// A soft limit for the Go heap well inside the task's memory: the
+			// runtime collects harder as it nears it, rather than be killed.
 			"GOMEMLIMIT": pulumi.String(goMemLimit(cfg.TaskMemory)),
 		}
 		if cfg.OTLPEndpoint != "" {

@@ -3,7 +3,6 @@ package httpapi
 
 import (
 	"context"
-	"errors"
 	"log/slog"
 	"net/http"
 	"time"
@@ -60,14 +59,11 @@ func (h api) getInvoice(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	inv, err := h.app.GetInvoice(r.Context(), id.String())
-	switch {
-	case errors.Is(err, domain.ErrInvoiceNotFound):
-		httpkit.Error(w, r, http.StatusNotFound, "invoice_not_found", "no invoice with this id")
-	case err != nil:
-		httpkit.Internal(w, r, h.log, err)
-	default:
-		httpkit.JSON(w, http.StatusOK, toResponse(inv))
+	if err != nil {
+		h.writeError(w, r, err)
+		return
 	}
+	httpkit.JSON(w, http.StatusOK, toResponse(inv))
 }
 
 func (h api) listInvoices(w http.ResponseWriter, r *http.Request) {
@@ -86,7 +82,7 @@ func (h api) listInvoices(w http.ResponseWriter, r *http.Request) {
 	}
 	invs, err := h.app.InvoicesOfOrder(r.Context(), orderID.String())
 	if err != nil {
-		httpkit.Internal(w, r, h.log, err)
+		h.writeError(w, r, err)
 		return
 	}
 	resp := invoiceListResponse{Items: make([]invoiceResponse, len(invs))}

@@ -67,7 +67,7 @@ func (f *fakeApp) InvoicesOfOrder(_ context.Context, orderID string) ([]domain.I
 
 func newHandler(app httpapi.App, health httpkit.Health) http.Handler {
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	return platform.Handler(log, health, httpapi.Routes(app, log))
+	return platform.Handler(log, nil, "", health, httpapi.Routes(app, log))
 }
 
 var alive = httpkit.Health{Ping: func(context.Context) error { return nil }}

@@ -12,11 +12,10 @@ import (
 	"time"
 
 	"github.com/uptrace/bun"
-	"go.opentelemetry.io/otel/trace"
 
+	"github.com/orderflow/orderflow/apps/invoices/internal/app"
 	"github.com/orderflow/orderflow/apps/invoices/internal/domain"
 	"github.com/orderflow/orderflow/pkg/database"
-	"github.com/orderflow/orderflow/pkg/groupcommit"
 	"github.com/orderflow/orderflow/pkg/messaging"
 )
 
@@ -33,25 +32,18 @@ func Migrations() fs.FS {
 }
 
 // Store is the invoices store.
-//
-// Issuing invoices is group-committed (see pkg/groupcommit): the OrderPlaced
-// handlings that arrive while earlier transactions are in flight share the
-// next one, so that under load many invoices cost one commit.
 type Store struct {
-	db     *bun.DB
-	outbox messaging.Outbox
-	tracer trace.Tracer // spans of the statements bun does not send (nil: none)
-	issue  *groupcommit.Committer[issueCall, bool]
+	db     *bun.DB              // reads
+	tx     database.Transactor // writes: db, or transactions shared under load
+	outbox *messaging.Outbox
 }
 
-// New returns a store on db that appends events to outbox. batching
-// instruments its group commits (observability.Telemetry.Batching) and may
-// set their size and concurrency; the store names each operation.
-func New(db *bun.DB, outbox messaging.Outbox, batching groupcommit.Config) *Store {
-	s := &Store{db: db, outbox: outbox, tracer: batching.Tracer}
-	batching.Name = "invoices.issue"
-	s.issue = groupcommit.New(s.issueBatch, batching)
-	return s
+var _ app.Store = (*Store)(nil)
+
+// New returns a store that reads db, writes in transactions of tx (db
+// itself, or a groupcommit.DB on it) and appends events to outbox.
+func New(db *bun.DB, tx database.Transactor, outbox *messaging.Outbox) *Store {
+	return &Store{db: db, tx: tx, outbox: outbox}
 }
 
 type invoiceRow struct {
@@ -69,141 +61,30 @@ func (r *invoiceRow) toDomain() domain.Invoice {
 	return domain.Invoice{ID: r.ID, OrderID: r.OrderID, CustomerID: r.CustomerID, Amount: r.Amount, Currency: r.Currency, IssuedAt: r.IssuedAt.UTC()}
 }
 
-// Issue inserts the invoice and appends the events that newEvents returns for
-// it to the outbox, atomically. When the order has an invoice already (a
-// redelivered OrderPlaced) it does nothing and reports false: that invoice's
-// events were appended when it was inserted. newEvents may run for an
-// invoice that is then not inserted (the batch is written in one statement
-// with its events, built beforehand); those events are discarded.
-func (s *Store) Issue(ctx context.Context, inv domain.Invoice, newEvents func(domain.Invoice) []any) (bool, error) {
-	return s.issue.Do(ctx, issueCall{invoice: inv, newEvents: newEvents})
-}
-
-type issueCall struct {
-	invoice   domain.Invoice
-	newEvents func(domain.Invoice) []any
-}
-
-// insertInvoices inserts a batch of invoices in one statement. An invoice
-// for an order that has one, or has one earlier in the batch, is skipped;
-// RETURNING tells which were inserted.
-const insertInvoices = `INSERT INTO invoices (id, order_id, customer_id, amount, currency, issued_at)
-SELECT * FROM unnest(?::uuid[], ?::uuid[], ?::text[], ?::bigint[], ?::text[], ?::timestamptz[])
-ON CONFLICT (order_id) DO NOTHING
-RETURNING id`
-
-// insertNewInvoices inserts a batch of invoices for orders that have none,
-// with the outbox rows of their events prepended (messaging.OutboxRows.With):
-// one statement. An order that has an invoice, or appears twice in the
-// batch, fails it as a whole with a unique violation.
-func insertNewInvoices(p int) string {
-	return fmt.Sprintf(`INSERT INTO invoices (id, order_id, customer_id, amount, currency, issued_at)
-SELECT id::uuid, order_id::uuid, customer_id, amount, currency, issued_at
-FROM unnest($%d::text[], $%d::text[], $%d::text[], $%d::bigint[], $%d::text[], $%d::timestamptz[])
-  AS t(id, order_id, customer_id, amount, currency, issued_at)`, p, p+1, p+2, p+3, p+4, p+5)
-}
-
-// issueBatch runs a batch of Issue calls. The usual batch, for orders that
-// have no invoice yet, is one statement that inserts the invoices and their
-// events (atomic without a transaction block, so one round trip and one
-// commit). A redelivered OrderPlaced makes it fail and write nothing; the
-// batch then runs again as a transaction that skips the orders invoiced
-// already (issueBatchTx).
-func (s *Store) issueBatch(ctx context.Context, calls []groupcommit.Item[issueCall]) ([]groupcommit.Result[bool], error) {
-	cols := newInvoiceColumns(calls)
-	rows, err := s.outbox.Rows()
-	if err != nil {
-		return nil, err
-	}
-	results := make([]groupcommit.Result[bool], len(calls))
-	for i, c := range calls {
-		if err := rows.Add(c.Ctx, c.In.newEvents(c.In.invoice)...); err != nil {
-			return nil, err
-		}
-		results[i].Out = true
-	}
-	q, args, err := rows.With(insertNewInvoices, cols.values()...)
-	if err != nil {
-		return nil, err
-	}
-	err = database.Exec(ctx, s.db, s.tracer, database.Statement{Operation: "INSERT", Table: "invoices", Query: q, Args: args})
-	if database.IsUniqueViolation(err) {
-		return s.issueBatchTx(ctx, calls, cols)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("insert %d invoices: %w", len(calls), err)
-	}
-	if rows.Len() > 0 {
-		s.outbox.Committed()
-	}
-	return results, nil
-}
-
-// invoiceColumns are a batch's invoices column by column: the unnest
-// arguments of both inserts, in their order (values).
-type invoiceColumns struct {
-	ids, orders, customers, currencies []string
-	amounts                            []int64
-	issued                             []time.Time
-}
-
-func newInvoiceColumns(calls []groupcommit.Item[issueCall]) invoiceColumns {
-	n := len(calls)
-	c := invoiceColumns{
-		ids: make([]string, n), orders: make([]string, n), customers: make([]string, n), currencies: make([]string, n),
-		amounts: make([]int64, n), issued: make([]time.Time, n),
-	}
-	for i, call := range calls {
-		inv := call.In.invoice
-		c.ids[i], c.orders[i], c.customers[i], c.amounts[i], c.currencies[i], c.issued[i] = inv.ID, inv.OrderID, inv.CustomerID, inv.Amount, inv.Currency, inv.IssuedAt
-	}
-	return c
-}
-
-func (c invoiceColumns) values() []any {
-	return []any{c.ids, c.orders, c.customers, c.amounts, c.currencies, c.issued}
-}
-
-// issueBatchTx runs a batch of Issue calls in one transaction: the invoices
-// in one INSERT that skips orders invoiced already, their events in one
-// outbox INSERT.
-func (s *Store) issueBatchTx(ctx context.Context, calls []groupcommit.Item[issueCall], cols invoiceColumns) ([]groupcommit.Result[bool], error) {
-	n := len(calls)
-	results := make([]groupcommit.Result[bool], n)
-	var appended bool
-	err := s.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
-		var inserted []string
-		if err := tx.NewRaw(insertInvoices, database.Arrays(cols.values()...)...).Scan(ctx, &inserted); err != nil {
-			return fmt.Errorf("insert %d invoices: %w", n, err)
-		}
-		isNew := make(map[string]bool, len(inserted))
-		for _, id := range inserted {
-			isNew[id] = true
-		}
-		w, err := s.outbox.Writer(tx.Tx)
+// Issue inserts the invoice and appends events to the outbox in one
+// transaction. An order has one invoice (order_id is unique): for an order
+// that has it already, a redelivered OrderPlaced, it writes nothing and
+// reports false.
+func (s *Store) Issue(ctx context.Context, inv domain.Invoice, events ...any) (bool, error) {
+	row := &invoiceRow{ID: inv.ID, OrderID: inv.OrderID, CustomerID: inv.CustomerID, Amount: inv.Amount, Currency: inv.Currency, IssuedAt: inv.IssuedAt}
+	var issued bool
+	err := s.tx.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
+		issued = false // set on every run: a shared transaction may run this again
+		res, err := tx.NewInsert().Model(row).On("CONFLICT (order_id) DO NOTHING").Exec(ctx)
 		if err != nil {
+			return fmt.Errorf("insert invoice for order %s: %w", inv.OrderID, err)
+		}
+		n, err := res.RowsAffected()
+		if err != nil || n == 0 {
 			return err
 		}
-		for i, c := range calls {
-			if !isNew[c.In.invoice.ID] {
-				continue // the order has its invoice, whose events were appended with it
-			}
-			events := c.In.newEvents(c.In.invoice)
-			if err := w.Add(c.Ctx, events...); err != nil {
-				return err
-			}
-			results[i].Out = true
-			appended = appended || len(events) > 0
-		}
-		return w.Flush(ctx)
+		issued = true
+		return s.outbox.Append(ctx, tx, events...)
 	})
 	if err != nil {
-		return nil, err
+		return false, err
 	}
-	if appended {
-		s.outbox.Committed()
-	}
-	return results, nil
+	return issued, nil
 }
 
 // Get returns the invoice with id, or domain.ErrInvoiceNotFound.

@@ -15,7 +15,6 @@ import (
 	"github.com/orderflow/orderflow/apps/invoices/internal/store"
 	"github.com/orderflow/orderflow/pkg/database"
 	"github.com/orderflow/orderflow/pkg/events"
-	"github.com/orderflow/orderflow/pkg/groupcommit"
 	"github.com/orderflow/orderflow/pkg/messaging"
 	"github.com/orderflow/orderflow/pkg/testkit"
 )
@@ -28,7 +27,7 @@ func newStore(tb testing.TB) (*store.Store, *bun.DB) {
 	require.NoError(tb, err)
 	tb.Cleanup(func() { _ = db.Close() })
 	require.NoError(tb, database.Migrate(tb.Context(), db, store.Migrations()))
-	return store.New(db, messaging.Outbox{Log: watermill.NopLogger{}}, groupcommit.Config{}), db
+	return store.New(db, db, messaging.NewOutbox(watermill.NopLogger{})), db
 }
 
 // newInvoice returns an invoice of orderID. Times are truncated to
@@ -45,15 +44,13 @@ func newInvoice(tb testing.TB, orderID string) domain.Invoice {
 }
 
 // issued builds the InvoiceIssued event of an invoice, as the app does, and
-// records the last event id it made for each invoice. Issue may build the
-// events of an invoice it then does not insert (see Store.Issue); only the
-// last ones built for an inserted invoice are written.
+// records the last event id it made for each invoice.
 type issued struct {
 	mu   sync.Mutex
 	last map[string]string // invoice id → event id
 }
 
-func (e *issued) events(inv domain.Invoice) []any {
+func (e *issued) event(inv domain.Invoice) any {
 	evt := &events.InvoiceIssued{
 		Header:    events.Header{ID: uuid.NewString(), OccurredAt: inv.IssuedAt},
 		InvoiceID: inv.ID, OrderID: inv.OrderID, CustomerID: inv.CustomerID,
@@ -65,7 +62,7 @@ func (e *issued) events(inv domain.Invoice) []any {
 		e.last = make(map[string]string)
 	}
 	e.last[inv.ID] = evt.ID
-	return []any{evt}
+	return evt
 }
 
 // written is the outbox a store holds after issuing invs (in this order)
@@ -88,13 +85,13 @@ func TestStore_Issue_is_idempotent_per_order(t *testing.T) {
 	first := newInvoice(t, orderID)
 	evts := &issued{}
 
-	ok, err := s.Issue(t.Context(), first, evts.events)
+	ok, err := s.Issue(t.Context(), first, evts.event(first))
 	require.NoError(t, err)
 	assert.True(t, ok, "the first Issue issues")
 
 	// A redelivered OrderPlaced makes a new invoice id for the same order.
 	second := newInvoice(t, orderID)
-	ok, err = s.Issue(t.Context(), second, evts.events)
+	ok, err = s.Issue(t.Context(), second, evts.event(second))
 	require.NoError(t, err)
 	assert.False(t, ok, "the second Issue does nothing")
 
@@ -113,7 +110,8 @@ func TestStore_Issue_other_orders_are_independent(t *testing.T) {
 	s, db := newStore(t)
 	evts := &issued{}
 	for range 3 {
-		ok, err := s.Issue(t.Context(), newInvoice(t, uuid.NewString()), evts.events)
+		inv := newInvoice(t, uuid.NewString())
+		ok, err := s.Issue(t.Context(), inv, evts.event(inv))
 		require.NoError(t, err)
 		assert.True(t, ok)
 	}
@@ -130,16 +128,14 @@ func TestStore_Issue_rolls_back_the_invoice_when_the_outbox_fails(t *testing.T) 
 	// A channel cannot be marshaled, so appending it to the outbox fails
 	// after the invoice row was inserted.
 	// Its result is checked by TestStore_Issue_reports_false_on_failure.
-	_, err := s.Issue(t.Context(), inv, func(domain.Invoice) []any {
-		return []any{struct{ C chan int }{C: make(chan int)}}
-	})
+	_, err := s.Issue(t.Context(), inv, struct{ C chan int }{C: make(chan int)})
 
 	require.Error(t, err)
 	assert.Zero(t, testkit.CountRows(t, db, "invoices"), "the invoice is rolled back with the outbox append")
 	assert.Zero(t, testkit.CountRows(t, db, `"watermill_outbox"`))
 
 	// The order can still be invoiced.
-	ok, err := s.Issue(t.Context(), inv, (&issued{}).events)
+	ok, err := s.Issue(t.Context(), inv, (&issued{}).event(inv))
 	require.NoError(t, err)
 	assert.True(t, ok)
 }
@@ -149,9 +145,7 @@ func TestStore_Issue_reports_false_on_failure(t *testing.T) {
 	t.Parallel()
 	s, _ := newStore(t)
 
-	ok, err := s.Issue(t.Context(), newInvoice(t, uuid.NewString()), func(domain.Invoice) []any {
-		return []any{struct{ C chan int }{C: make(chan int)}}
-	})
+	ok, err := s.Issue(t.Context(), newInvoice(t, uuid.NewString()), struct{ C chan int }{C: make(chan int)})
 
 	require.Error(t, err)
 	assert.False(t, ok, "nothing was issued")
@@ -175,7 +169,7 @@ func TestStore_Issue_concurrent_redeliveries_issue_one_invoice(t *testing.T) {
 	for i := range n {
 		wg.Go(func() {
 			<-start
-			oks[i], errs[i] = s.Issue(t.Context(), invoices[i], evts.events)
+			oks[i], errs[i] = s.Issue(t.Context(), invoices[i], evts.event(invoices[i]))
 		})
 	}
 	close(start)
@@ -204,7 +198,7 @@ func TestStore_Get(t *testing.T) {
 	t.Parallel()
 	s, _ := newStore(t)
 	known := newInvoice(t, uuid.NewString())
-	ok, err := s.Issue(t.Context(), known, (&issued{}).events)
+	ok, err := s.Issue(t.Context(), known, (&issued{}).event(known))
 	require.NoError(t, err)
 	require.True(t, ok)
 
@@ -239,7 +233,7 @@ func TestStore_ByOrder(t *testing.T) {
 	known := newInvoice(t, uuid.NewString())
 	other := newInvoice(t, uuid.NewString())
 	for _, inv := range []domain.Invoice{known, other} {
-		ok, err := s.Issue(t.Context(), inv, (&issued{}).events)
+		ok, err := s.Issue(t.Context(), inv, (&issued{}).event(inv))
 		require.NoError(t, err)
 		require.True(t, ok)
 	}

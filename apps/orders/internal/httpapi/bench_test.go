@@ -8,8 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/orderflow/orderflow/apps/orders/internal/app"
 	"github.com/orderflow/orderflow/apps/orders/internal/domain"
-	"github.com/orderflow/orderflow/apps/orders/internal/store"
 )
 
 // constApp answers every use case at once, so the benchmark measures the
@@ -25,7 +25,7 @@ func (a constApp) PlaceOrder(_ context.Context, n domain.NewOrder, _ string) (do
 
 func (a constApp) GetOrder(context.Context, string) (domain.Order, error) { return a.o, nil }
 
-func (a constApp) ListOrders(context.Context, store.ListQuery) ([]domain.Order, error) {
+func (a constApp) ListOrders(context.Context, app.ListQuery) ([]domain.Order, error) {
 	return []domain.Order{a.o}, nil
 }
 

@@ -13,9 +13,9 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/orderflow/orderflow/apps/orders/internal/app"
 	"github.com/orderflow/orderflow/apps/orders/internal/domain"
 	"github.com/orderflow/orderflow/apps/orders/internal/httpapi"
-	"github.com/orderflow/orderflow/apps/orders/internal/store"
 	"github.com/orderflow/orderflow/pkg/httpkit"
 	"github.com/orderflow/orderflow/pkg/platform"
 	"github.com/orderflow/orderflow/pkg/testkit/openapitest"
@@ -34,7 +34,7 @@ var undocumentedRoutes = []string{"/metrics"}
 // failingListApp fails every ListOrders.
 type failingListApp struct{ *fakeApp }
 
-func (failingListApp) ListOrders(context.Context, store.ListQuery) ([]domain.Order, error) {
+func (failingListApp) ListOrders(context.Context, app.ListQuery) ([]domain.Order, error) {
 	return nil, errors.New("connection reset")
 }
 
@@ -143,7 +143,7 @@ func TestOpenAPI_exchanges_match_the_document(t *testing.T) {
 				health = *tt.health
 			}
 			log := slog.New(slog.NewTextHandler(io.Discard, nil))
-			h := platform.Handler(log, health, httpapi.Routes(app, log))
+			h := platform.Handler(log, nil, "", health, httpapi.Routes(app, log))
 
 			target := strings.NewReplacer("{known}", known.ID, "{KNOWN}", strings.ToUpper(known.ID)).Replace(tt.target)
 			newReq := func() *http.Request {

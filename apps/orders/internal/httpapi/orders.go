@@ -5,7 +5,6 @@ package httpapi
 import (
 	"context"
 	"encoding/base64"
-	"errors"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -14,8 +13,8 @@ import (
 	"github.com/go-chi/chi/v5"
 	"github.com/google/uuid"
 
+	"github.com/orderflow/orderflow/apps/orders/internal/app"
 	"github.com/orderflow/orderflow/apps/orders/internal/domain"
-	"github.com/orderflow/orderflow/apps/orders/internal/store"
 	"github.com/orderflow/orderflow/pkg/httpkit"
 )
 
@@ -32,7 +31,7 @@ const (
 type App interface {
 	PlaceOrder(ctx context.Context, n domain.NewOrder, idempotencyKey string) (domain.Order, bool, error)
 	GetOrder(ctx context.Context, id string) (domain.Order, error)
-	ListOrders(ctx context.Context, q store.ListQuery) ([]domain.Order, error)
+	ListOrders(ctx context.Context, q app.ListQuery) ([]domain.Order, error)
 }
 
 type api struct {
@@ -92,7 +91,7 @@ func (h api) placeOrder(w http.ResponseWriter, r *http.Request) {
 		httpkit.WriteDecodeError(w, r, err)
 		return
 	}
-	o, created, err := h.app.PlaceOrder(r.Context(), domain.NewOrder(req), key)
+	o, created, err := h.app.PlaceOrder(r.Context(), domain.NewOrder{CustomerID: req.CustomerID, Amount: req.Amount, Currency: req.Currency}, key)
 	if err != nil {
 		h.writeError(w, r, err)
 		return
@@ -132,7 +131,7 @@ func (h api) getOrder(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h api) listOrders(w http.ResponseWriter, r *http.Request) {
-	q := store.ListQuery{CustomerID: r.URL.Query().Get("customer_id"), Limit: DefaultLimit}
+	q := app.ListQuery{CustomerID: r.URL.Query().Get("customer_id"), Limit: DefaultLimit}
 	if v := r.URL.Query().Get("limit"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 1 || n > MaxLimit {
@@ -194,24 +193,4 @@ func parseID(w http.ResponseWriter, r *http.Request) (string, bool) {
 		return "", false
 	}
 	return id.String(), true
-}
-
-// writeError is the one place that maps errors to responses.
-func (h api) writeError(w http.ResponseWriter, r *http.Request, err error) {
-	var invalid *domain.ValidationError
-	switch {
-	case errors.As(err, &invalid):
-		p := httpkit.Problem{Status: http.StatusUnprocessableEntity, Code: "invalid_order", Detail: invalid.Error()}
-		for _, f := range invalid.Fields {
-			p.Errors = append(p.Errors, httpkit.FieldError{Field: f.Field, Message: f.Field + " " + f.Message})
-		}
-		httpkit.WriteProblem(w, r, p)
-	case errors.Is(err, domain.ErrOrderNotFound):
-		httpkit.Error(w, r, http.StatusNotFound, "order_not_found", "no order with this id")
-	case errors.Is(err, domain.ErrIdempotencyKeyReused):
-		httpkit.Error(w, r, http.StatusUnprocessableEntity, "idempotency_key_reused",
-			"this Idempotency-Key was used for a different request body")
-	default:
-		httpkit.Internal(w, r, h.log, err)
-	}
 }

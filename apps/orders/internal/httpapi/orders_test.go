@@ -19,9 +19,9 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	ordersapp "github.com/orderflow/orderflow/apps/orders/internal/app"
 	"github.com/orderflow/orderflow/apps/orders/internal/domain"
 	"github.com/orderflow/orderflow/apps/orders/internal/httpapi"
-	"github.com/orderflow/orderflow/apps/orders/internal/store"
 	"github.com/orderflow/orderflow/pkg/httpkit"
 	"github.com/orderflow/orderflow/pkg/observability"
 	"github.com/orderflow/orderflow/pkg/platform"
@@ -40,7 +40,7 @@ type fakeApp struct {
 	placeErr, getErr error
 	// Recorded calls.
 	keys    []string
-	queries []store.ListQuery
+	queries []ordersapp.ListQuery
 }
 
 var _ httpapi.App = (*fakeApp)(nil)
@@ -78,7 +78,7 @@ func (f *fakeApp) GetOrder(_ context.Context, id string) (domain.Order, error) {
 	return domain.Order{}, domain.ErrOrderNotFound
 }
 
-func (f *fakeApp) ListOrders(_ context.Context, q store.ListQuery) ([]domain.Order, error) {
+func (f *fakeApp) ListOrders(_ context.Context, q ordersapp.ListQuery) ([]domain.Order, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.queries = append(f.queries, q)
@@ -104,7 +104,7 @@ func (f *fakeApp) placedCount() int {
 	return len(f.orders)
 }
 
-func (f *fakeApp) recordedQueries() []store.ListQuery {
+func (f *fakeApp) recordedQueries() []ordersapp.ListQuery {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return slices.Clone(f.queries)
@@ -130,7 +130,7 @@ func newHandler(tb testing.TB, app httpapi.App) http.Handler {
 	tb.Helper()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	health := httpkit.Health{Ping: func(context.Context) error { return nil }}
-	return platform.Handler(log, health, httpapi.Routes(app, log))
+	return platform.Handler(log, nil, "", health, httpapi.Routes(app, log))
 }
 
 // do serves one request in memory. A non-empty contentType sets the header.
@@ -450,16 +450,16 @@ func TestOrders_ListOrders(t *testing.T) {
 		name      string
 		query     string
 		seed      int
-		wantQuery store.ListQuery
+		wantQuery ordersapp.ListQuery
 		wantItems int
 		cursor    bool
 	}{
-		{name: "defaults", query: "", seed: 3, wantQuery: store.ListQuery{Limit: httpapi.DefaultLimit}, wantItems: 3},
-		{name: "empty", query: "", seed: 0, wantQuery: store.ListQuery{Limit: httpapi.DefaultLimit}, wantItems: 0},
-		{name: "customer filter", query: "customer_id=c-2", seed: 3, wantQuery: store.ListQuery{CustomerID: "c-2", Limit: httpapi.DefaultLimit}, wantItems: 0},
-		{name: "max limit", query: "limit=100", seed: 2, wantQuery: store.ListQuery{Limit: httpapi.MaxLimit}, wantItems: 2},
-		{name: "full page has a cursor", query: "limit=2", seed: 2, wantQuery: store.ListQuery{Limit: 2}, wantItems: 2, cursor: true},
-		{name: "short page has none", query: "limit=3", seed: 2, wantQuery: store.ListQuery{Limit: 3}, wantItems: 2},
+		{name: "defaults", query: "", seed: 3, wantQuery: ordersapp.ListQuery{Limit: httpapi.DefaultLimit}, wantItems: 3},
+		{name: "empty", query: "", seed: 0, wantQuery: ordersapp.ListQuery{Limit: httpapi.DefaultLimit}, wantItems: 0},
+		{name: "customer filter", query: "customer_id=c-2", seed: 3, wantQuery: ordersapp.ListQuery{CustomerID: "c-2", Limit: httpapi.DefaultLimit}, wantItems: 0},
+		{name: "max limit", query: "limit=100", seed: 2, wantQuery: ordersapp.ListQuery{Limit: httpapi.MaxLimit}, wantItems: 2},
+		{name: "full page has a cursor", query: "limit=2", seed: 2, wantQuery: ordersapp.ListQuery{Limit: 2}, wantItems: 2, cursor: true},
+		{name: "short page has none", query: "limit=3", seed: 2, wantQuery: ordersapp.ListQuery{Limit: 3}, wantItems: 2},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -473,7 +473,7 @@ func TestOrders_ListOrders(t *testing.T) {
 			got := decodeJSON[listBody](t, rec)
 			assert.Len(t, got.Items, tt.wantItems)
 			assert.Equal(t, tt.cursor, got.NextCursor != "", "next_cursor %q", got.NextCursor)
-			assert.Equal(t, []store.ListQuery{tt.wantQuery}, app.recordedQueries())
+			assert.Equal(t, []ordersapp.ListQuery{tt.wantQuery}, app.recordedQueries())
 		})
 	}
 }
@@ -513,9 +513,9 @@ func TestOrders_ListOrders_pages_with_next_cursor(t *testing.T) {
 	require.Len(t, cursors, 2)
 	queries := app.recordedQueries()
 	require.Len(t, queries, 3)
-	assert.Equal(t, store.ListQuery{CustomerID: "c-1", Limit: 2}, queries[0])
-	assert.Equal(t, store.ListQuery{CustomerID: "c-1", Limit: 2, After: want[1]}, queries[1], "the cursor is the last id of the page")
-	assert.Equal(t, store.ListQuery{CustomerID: "c-1", Limit: 2, After: want[3]}, queries[2])
+	assert.Equal(t, ordersapp.ListQuery{CustomerID: "c-1", Limit: 2}, queries[0])
+	assert.Equal(t, ordersapp.ListQuery{CustomerID: "c-1", Limit: 2, After: want[1]}, queries[1], "the cursor is the last id of the page")
+	assert.Equal(t, ordersapp.ListQuery{CustomerID: "c-1", Limit: 2, After: want[3]}, queries[2])
 }
 
 func TestOrders_routing(t *testing.T) {

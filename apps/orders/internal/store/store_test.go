@@ -12,11 +12,11 @@ import (
 	"github.com/stretchr/testify/require"
 	"github.com/uptrace/bun"
 
+	"github.com/orderflow/orderflow/apps/orders/internal/app"
 	"github.com/orderflow/orderflow/apps/orders/internal/domain"
 	"github.com/orderflow/orderflow/apps/orders/internal/store"
 	"github.com/orderflow/orderflow/pkg/database"
 	"github.com/orderflow/orderflow/pkg/events"
-	"github.com/orderflow/orderflow/pkg/groupcommit"
 	"github.com/orderflow/orderflow/pkg/messaging"
 	"github.com/orderflow/orderflow/pkg/testkit"
 )
@@ -29,7 +29,7 @@ func newStore(tb testing.TB) (*store.Store, *bun.DB) {
 	require.NoError(tb, err)
 	tb.Cleanup(func() { _ = db.Close() })
 	require.NoError(tb, database.Migrate(tb.Context(), db, store.Migrations()))
-	return store.New(db, messaging.Outbox{Log: watermill.NopLogger{}}, groupcommit.Config{}), db
+	return store.New(db, db, messaging.NewOutbox(watermill.NopLogger{})), db
 }
 
 // newOrder returns a pending order with a UUIDv7 id. Times are truncated to
@@ -58,10 +58,10 @@ func TestStore_Create(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
 		name string
-		idem *store.Idempotency
+		idem *app.Idempotency
 	}{
 		{name: "without idempotency key", idem: nil},
-		{name: "with idempotency key", idem: &store.Idempotency{Key: "key-1", Hash: "hash-1"}},
+		{name: "with idempotency key", idem: &app.Idempotency{Key: "key-1", Hash: "hash-1"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -122,11 +122,11 @@ func TestStore_Create_idempotency(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
 		name    string
-		second  store.Idempotency
+		second  app.Idempotency
 		wantErr error
 	}{
-		{name: "same key same hash replays", second: store.Idempotency{Key: "key-1", Hash: "hash-1"}},
-		{name: "same key other hash is refused", second: store.Idempotency{Key: "key-1", Hash: "hash-2"}, wantErr: domain.ErrIdempotencyKeyReused},
+		{name: "same key same hash replays", second: app.Idempotency{Key: "key-1", Hash: "hash-1"}},
+		{name: "same key other hash is refused", second: app.Idempotency{Key: "key-1", Hash: "hash-2"}, wantErr: domain.ErrIdempotencyKeyReused},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -134,7 +134,7 @@ func TestStore_Create_idempotency(t *testing.T) {
 			s, db := newStore(t)
 			first := newOrder(t, "c-1", 1999)
 			firstEvt := placed(t, first)
-			_, created, err := s.Create(t.Context(), first, &store.Idempotency{Key: "key-1", Hash: "hash-1"}, firstEvt)
+			_, created, err := s.Create(t.Context(), first, &app.Idempotency{Key: "key-1", Hash: "hash-1"}, firstEvt)
 			require.NoError(t, err)
 			require.True(t, created)
 
@@ -164,7 +164,7 @@ func TestStore_Create_other_keys_are_independent(t *testing.T) {
 	s, db := newStore(t)
 	for _, key := range []string{"key-a", "key-b"} {
 		o := newOrder(t, "c-1", 1)
-		_, created, err := s.Create(t.Context(), o, &store.Idempotency{Key: key, Hash: "same-hash"}, placed(t, o))
+		_, created, err := s.Create(t.Context(), o, &app.Idempotency{Key: key, Hash: "same-hash"}, placed(t, o))
 		require.NoError(t, err)
 		assert.True(t, created, key)
 	}
@@ -184,7 +184,7 @@ func TestStore_Create_concurrent_retries_create_one_order(t *testing.T) {
 	t.Parallel()
 	s, db := newStore(t)
 	const n = 20
-	idem := &store.Idempotency{Key: "retry-key", Hash: "hash-1"}
+	idem := &app.Idempotency{Key: "retry-key", Hash: "hash-1"}
 
 	type result struct {
 		order   domain.Order
@@ -301,7 +301,7 @@ func TestStore_List(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			var pages [][]string
-			q := store.ListQuery{CustomerID: tt.customer, Limit: tt.limit}
+			q := app.ListQuery{CustomerID: tt.customer, Limit: tt.limit}
 			for range 10 {
 				got, err := s.List(t.Context(), q)
 				require.NoError(t, err)
@@ -325,7 +325,7 @@ func TestStore_List(t *testing.T) {
 
 	t.Run("returns whole orders", func(t *testing.T) {
 		t.Parallel()
-		got, err := s.List(t.Context(), store.ListQuery{Limit: 1})
+		got, err := s.List(t.Context(), app.ListQuery{Limit: 1})
 		require.NoError(t, err)
 		require.Len(t, got, 1)
 		assert.Equal(t, all[len(all)-1], got[0])
@@ -460,34 +460,4 @@ func TestStore_Update_concurrent_updates_serialize(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, domain.StatusInvoiced, got.Status)
 	assert.Equal(t, invoiceID, got.InvoiceID)
-}
-
-func TestStore_MarkInvoiced(t *testing.T) {
-	testkit.Integration(t)
-	t.Parallel()
-	s, _ := newStore(t)
-	o := newOrder(t, "c-mark", 100)
-	_, _, err := s.Create(t.Context(), o, nil)
-	require.NoError(t, err)
-	invoiceID := uuid.NewString()
-	at := time.Now().UTC().Truncate(time.Microsecond)
-
-	created, changed, err := s.MarkInvoiced(t.Context(), o.ID, invoiceID, at)
-	require.NoError(t, err)
-	assert.True(t, changed)
-	assert.Equal(t, o.CreatedAt, created)
-	got, err := s.Get(t.Context(), o.ID)
-	require.NoError(t, err)
-	assert.Equal(t, domain.StatusInvoiced, got.Status)
-	assert.Equal(t, invoiceID, got.InvoiceID)
-	assert.Equal(t, at, got.UpdatedAt)
-
-	_, changed, err = s.MarkInvoiced(t.Context(), o.ID, invoiceID, at.Add(time.Second))
-	require.NoError(t, err, "a redelivered InvoiceIssued is a no-op")
-	assert.False(t, changed)
-
-	_, _, err = s.MarkInvoiced(t.Context(), o.ID, uuid.NewString(), at)
-	require.ErrorIs(t, err, domain.ErrAlreadyInvoiced)
-	_, _, err = s.MarkInvoiced(t.Context(), uuid.NewString(), invoiceID, at)
-	require.ErrorIs(t, err, domain.ErrOrderNotFound)
 }

@@ -1,8 +1,10 @@
-package observability_test
+package e2e_test
 
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -15,24 +17,28 @@ import (
 
 	"github.com/ThreeDotsLabs/watermill/message"
 	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/orderflow/orderflow/pkg/groupcommit"
+	"github.com/orderflow/orderflow/pkg/messaging"
 	"github.com/orderflow/orderflow/pkg/observability"
+	"github.com/orderflow/orderflow/pkg/testkit"
 )
 
 // dashboardsDir holds the Grafana dashboards that compose provisions.
-const dashboardsDir = "../../deploy/grafana/dashboards"
+const dashboardsDir = "../deploy/grafana/dashboards"
 
 // datasourceUID is the uid of the Prometheus datasource compose provisions.
 const datasourceUID = "prometheus"
 
 // TestDashboards_query_only_metrics_the_services_export checks every query
-// of every dashboard against the metrics a Telemetry really exposes after
-// one of each thing it measures happened: each metric a query names, each
+// of every dashboard against the metrics the services really expose after
+// one of each thing they measure happened: each metric a query names, each
 // label it matches on and each label it groups by.
 func TestDashboards_query_only_metrics_the_services_export(t *testing.T) {
+	testkit.Integration(t)
 	t.Parallel()
 	families := exercisedMetrics(t)
 	series := seriesNames(families)
@@ -150,38 +156,97 @@ func TestParseQuery_finds_metrics_and_labels(t *testing.T) {
 	}
 }
 
-// exercisedMetrics scrapes a Telemetry after one of each thing it measures:
-// an HTTP request, a handled, a retried and a poisoned message through the
-// outbox and the forwarder, a failed publish, the business events and the
+// exercisedMetrics scrapes both services after one of each thing they
+// measure happened: HTTP requests, a handled, a retried and a poisoned
+// message through the outbox and the forwarder, the business events and the
 // gauges.
 func exercisedMetrics(t *testing.T) map[string]*dto.MetricFamily {
 	t.Helper()
-	tel, _ := newTelemetry(t)
-	p := newPipeline(t, tel)
-	p.placeOrder(t, "o-retried", 1)
-	p.placeOrder(t, "o-poisoned", maxRetries+1)
-	p.stop(t)
-
-	rec := httptest.NewRecorder()
-	newHTTPService(tel).ServeHTTP(rec, httptest.NewRequestWithContext(t.Context(), http.MethodGet, "/boom", nil))
-	require.Equal(t, http.StatusInternalServerError, rec.Code)
-
-	err := observability.ForwarderPublisher(failingPublisher{}, tel.Options()...).Publish(eventTopic, message.NewMessage("m-1", nil))
-	require.ErrorIs(t, err, errBrokerDown)
-
+	broker := testkit.NewVhost(t)
+	s := startStack(t, broker, broker)
+	failInvoiceInserts(t, s, maxAttempts+1) // the first order is poisoned, the second retried once
 	ctx := t.Context()
-	tel.RecordOrderPlaced(ctx)
-	tel.RecordInvoiceIssued(ctx)
-	tel.RecordOrderInvoiceLag(ctx, time.Second)
-	batching := tel.Batching()
-	batching.Name = "orders.create"
-	_, err = groupcommit.New(func(_ context.Context, items []groupcommit.Item[int]) ([]groupcommit.Result[int], error) {
-		return make([]groupcommit.Result[int], len(items)), nil
-	}, batching).Do(ctx, 1)
+	code, _, err := postOrder(ctx, s.orders.URL, "c-poisoned", 1)
 	require.NoError(t, err)
-	require.NoError(t, tel.RegisterOutboxBacklog(func(context.Context) (int64, time.Duration, error) { return 1, time.Second, nil }))
-	require.NoError(t, tel.RegisterPoisonDepth(func(context.Context) (int64, error) { return 1, nil }))
-	return scrape(t, tel.MetricsHandler())
+	require.Equal(t, http.StatusCreated, code)
+	testkit.Eventually(t, 30*time.Second, 50*time.Millisecond, func() error {
+		if n := insertAttempts(t, s); n < maxAttempts {
+			return fmt.Errorf("%d attempts so far", n)
+		}
+		return nil
+	})
+	code, retried, err := postOrder(ctx, s.orders.URL, "c-retried", 1)
+	require.NoError(t, err)
+	require.Equal(t, http.StatusCreated, code)
+	testkit.Eventually(t, 30*time.Second, 50*time.Millisecond, func() error {
+		o, err := getOrder(ctx, s.orders.URL, retried.ID)
+		if err == nil && o.Status != "invoiced" {
+			err = fmt.Errorf("order %s is %s", o.ID, o.Status)
+		}
+		return err
+	})
+	families := scrape(t, s.orders.URL)
+	merge(families, scrape(t, s.invoices.URL))
+	merge(families, failedPublish(t))
+	return families
+}
+
+// failedPublish is what the services' forwarder instrumentation exports
+// after a publish RabbitMQ refused, which the flow above does not provoke.
+func failedPublish(t *testing.T) map[string]*dto.MetricFamily {
+	t.Helper()
+	tel, err := observability.New(t.Context(), "orders", "test", func(k string) string {
+		return map[string]string{"OTEL_TRACES_EXPORTER": "none"}[k]
+	})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = tel.Shutdown(context.Background()) })
+	pub := observability.ForwarderPublisher(refusingPublisher{}, tel.Options()...)
+	require.Error(t, pub.Publish(messaging.EventTopic("OrderPlaced"), message.NewMessage("m-1", nil)))
+	rec := httptest.NewRecorder()
+	tel.MetricsHandler().ServeHTTP(rec, httptest.NewRequestWithContext(t.Context(), http.MethodGet, "/metrics", nil))
+	parser := expfmt.NewTextParser(model.LegacyValidation)
+	families, err := parser.TextToMetricFamilies(rec.Body)
+	require.NoError(t, err)
+	return families
+}
+
+type refusingPublisher struct{}
+
+func (refusingPublisher) Publish(string, ...*message.Message) error {
+	return errors.New("test: rabbitmq refused the publish")
+}
+func (refusingPublisher) Close() error { return nil }
+
+// merge adds the series of from to into.
+func merge(into, from map[string]*dto.MetricFamily) {
+	for name, f := range from {
+		if have, ok := into[name]; ok {
+			have.Metric = append(have.Metric, f.Metric...)
+			continue
+		}
+		into[name] = f
+	}
+}
+
+// maxAttempts is how often a handler tries a message with the services'
+// default HANDLER_MAX_RETRIES (5).
+const maxAttempts = 6
+
+// seriesNames are the names a PromQL query can select in families: a
+// histogram's _bucket, _sum and _count series, every other family's name.
+func seriesNames(families map[string]*dto.MetricFamily) map[string]bool {
+	names := make(map[string]bool)
+	for name, f := range families {
+		switch f.GetType() {
+		case dto.MetricType_HISTOGRAM, dto.MetricType_GAUGE_HISTOGRAM:
+			names[name+"_bucket"], names[name+"_sum"], names[name+"_count"] = true, true, true
+		case dto.MetricType_SUMMARY:
+			names[name], names[name+"_sum"], names[name+"_count"] = true, true, true
+		default:
+			names[name] = true
+		}
+	}
+	return names
 }
 
 // labelNames returns the labels of the family a series name belongs to:

@@ -1,0 +1,60 @@
+package platform
+
+import (
+	"context"
+	"fmt"
+	"io/fs"
+	"time"
+
+	"github.com/uptrace/bun"
+
+	"github.com/orderflow/orderflow/pkg/database"
+	"github.com/orderflow/orderflow/pkg/groupcommit"
+	"github.com/orderflow/orderflow/pkg/messaging"
+	"github.com/orderflow/orderflow/pkg/observability"
+)
+
+// OpenDatabase opens the service's database, creating it if cfg says so, and
+// applies migrations.
+func OpenDatabase(ctx context.Context, cfg Config, tel *observability.Telemetry, migrations fs.FS) (*bun.DB, error) {
+	db, err := database.Open(ctx, database.Config{
+		URL: cfg.DatabaseURL, Name: cfg.Service, MaxOpenConns: cfg.Tuning.DBMaxConns, CreateIfMissing: cfg.CreateDatabase,
+		TracerProvider: tel.TracerProvider(), MeterProvider: tel.MeterProvider(),
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := database.Migrate(ctx, db, migrations); err != nil {
+		return nil, fmt.Errorf("%w (and close: %w)", err, db.Close())
+	}
+	if err := tel.RegisterOutboxBacklog(outboxBacklog(db)); err != nil {
+		return nil, fmt.Errorf("register outbox gauges: %w (and close: %w)", err, db.Close())
+	}
+	return db, nil
+}
+
+// outboxBacklog measures the outbox: rows waiting and the oldest one's age.
+func outboxBacklog(db *bun.DB) observability.BacklogFunc {
+	return func(ctx context.Context) (int64, time.Duration, error) {
+		var rows int64
+		var age float64
+		err := db.QueryRowContext(ctx, `SELECT count(*), coalesce(extract(epoch FROM now() - min(created_at)), 0) FROM `+
+			messaging.OutboxTable).Scan(&rows, &age)
+		if err != nil {
+			return 0, 0, fmt.Errorf("measure outbox: %w", err)
+		}
+		return rows, time.Duration(age * float64(time.Second)), nil
+	}
+}
+
+// Transactor is what the stores write through: db itself, one transaction
+// per write, or with cfg.Tuning.GroupCommit a groupcommit.DB on it, which
+// lets the writes that arrive together share a transaction.
+func Transactor(cfg Config, tel *observability.Telemetry, db *bun.DB) database.Transactor {
+	if !cfg.Tuning.GroupCommit {
+		return db
+	}
+	gc := tel.Batching()
+	gc.Name = cfg.Service + ".tx"
+	return groupcommit.NewDB(db, gc)
+}

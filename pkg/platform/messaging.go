@@ -1,0 +1,49 @@
+package platform
+
+import (
+	"database/sql"
+	"fmt"
+	"log/slog"
+
+	"github.com/orderflow/orderflow/pkg/messaging"
+	"github.com/orderflow/orderflow/pkg/observability"
+)
+
+// Messaging is what a service needs of RabbitMQ besides its handlers: its
+// topology, and the waker its database commits through.
+type Messaging struct {
+	Topology messaging.Topology
+	Waker    *messaging.Waker
+	Register func(*messaging.EventProcessor) error
+}
+
+// NewRuntime returns the service's messaging runtime: the router with its
+// handlers and the forwarder of the outbox in relay (database.OpenRelay),
+// connected in the background once it runs.
+func NewRuntime(cfg Config, log *slog.Logger, tel *observability.Telemetry, relay *sql.DB, m Messaging) (*messaging.Runtime, error) {
+	t := cfg.Tuning
+	rt := &messaging.Runtime{
+		Broker: messaging.BrokerConfig{
+			URL: cfg.BrokerURL, Prefetch: t.Prefetch, Consumers: t.Consumers,
+			PublisherChannels: t.OutboxWorkers + 2, // a publish per worker, and the poison queue's
+			Topology:          m.Topology,
+		},
+		Router: messaging.RouterConfig{
+			Service: cfg.Service, Version: cfg.Version,
+			MaxRetries: cfg.MaxRetries, RetryInitial: cfg.RetryInitial, RetryMax: cfg.RetryMax,
+			HandlerTimeout: cfg.HandlerTimeout, CloseTimeout: cfg.ShutdownTimeout,
+			Otel: tel.Options(),
+		},
+		Forwarder: messaging.ForwarderConfig{
+			Workers: t.OutboxWorkers, BatchSize: t.OutboxBatchSize, PollInterval: t.OutboxPollInterval,
+			Waker: m.Waker, CloseTimeout: cfg.ShutdownTimeout,
+		},
+		Outbox:   relay,
+		Register: m.Register,
+		Log:      observability.WatermillLogger(log),
+	}
+	if err := tel.RegisterPoisonDepth(rt.PoisonDepth); err != nil {
+		return nil, fmt.Errorf("register poison gauge: %w", err)
+	}
+	return rt, nil
+}
