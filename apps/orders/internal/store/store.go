@@ -33,7 +33,7 @@ func Migrations() fs.FS {
 
 // Store is the orders store.
 type Store struct {
-	db     *bun.DB              // reads
+	db     *bun.DB             // reads
 	tx     database.Transactor // writes: db, or transactions shared under load
 	outbox *messaging.Outbox
 }
