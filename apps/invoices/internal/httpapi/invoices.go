@@ -12,6 +12,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/orderflow/orderflow/apps/invoices/internal/domain"
+	"github.com/orderflow/orderflow/pkg/database"
 	"github.com/orderflow/orderflow/pkg/httpkit"
 )
 
@@ -63,6 +64,8 @@ func (h api) getInvoice(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case errors.Is(err, domain.ErrInvoiceNotFound):
 		httpkit.Error(w, r, http.StatusNotFound, "invoice_not_found", "no invoice with this id")
+	case database.IsUnavailable(err):
+		httpkit.Unavailable(w, r, h.log, "database", err)
 	case err != nil:
 		httpkit.Internal(w, r, h.log, err)
 	default:
@@ -85,6 +88,10 @@ func (h api) listInvoices(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	invs, err := h.app.InvoicesOfOrder(r.Context(), orderID.String())
+	if database.IsUnavailable(err) {
+		httpkit.Unavailable(w, r, h.log, "database", err)
+		return
+	}
 	if err != nil {
 		httpkit.Internal(w, r, h.log, err)
 		return

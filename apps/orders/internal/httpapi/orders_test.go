@@ -5,17 +5,21 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -36,8 +40,8 @@ type fakeApp struct {
 	orders []domain.Order
 	// replay makes PlaceOrder report created=false.
 	replay bool
-	// placeErr and getErr are returned instead of doing the work.
-	placeErr, getErr error
+	// placeErr, getErr and listErr are returned instead of doing the work.
+	placeErr, getErr, listErr error
 	// Recorded calls.
 	keys    []string
 	queries []store.ListQuery
@@ -82,6 +86,9 @@ func (f *fakeApp) ListOrders(_ context.Context, q store.ListQuery) ([]domain.Ord
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.queries = append(f.queries, q)
+	if f.listErr != nil {
+		return nil, f.listErr
+	}
 	var out []domain.Order
 	for _, o := range f.orders {
 		if q.CustomerID != "" && o.CustomerID != q.CustomerID {
@@ -322,6 +329,11 @@ func TestOrders_PlaceOrder_maps_app_errors(t *testing.T) {
 		{name: "idempotency key reused", err: domain.ErrIdempotencyKeyReused, status: 422, code: "idempotency_key_reused"},
 		{name: "wrapped key reused", err: errors.Join(errors.New("tx"), domain.ErrIdempotencyKeyReused), status: 422, code: "idempotency_key_reused"},
 		{name: "unexpected error", err: secret, status: 500, code: "internal"},
+		{name: "database refuses connections", err: fmt.Errorf("place order: %w", &net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED}), status: 503, code: "unavailable"},
+		{name: "database shutting down", err: fmt.Errorf("place order: %w", &pgconn.PgError{Code: "57P01", Message: "10.0.0.7 terminating"}), status: 503, code: "unavailable"},
+		{name: "database starting up", err: &pgconn.PgError{Code: "57P03"}, status: 503, code: "unavailable"},
+		{name: "connection exception", err: &pgconn.PgError{Code: "08006"}, status: 503, code: "unavailable"},
+		{name: "a statement's own error", err: &pgconn.PgError{Code: "42P01", Message: "10.0.0.7"}, status: 500, code: "internal"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -333,6 +345,11 @@ func TestOrders_PlaceOrder_maps_app_errors(t *testing.T) {
 			problemOf(t, rec, tt.status, tt.code)
 			assert.NotContains(t, rec.Body.String(), "10.0.0.7", "internal errors must not leak")
 			assert.Empty(t, rec.Header().Get("Location"))
+			if tt.status == http.StatusServiceUnavailable {
+				assert.Equal(t, "2", rec.Header().Get("Retry-After"))
+			} else {
+				assert.Empty(t, rec.Header().Values("Retry-After"))
+			}
 		})
 	}
 }
