@@ -36,6 +36,7 @@ var undocumentedRoutes = []string{"/metrics"}
 type fakeApp struct {
 	invoice domain.Invoice
 	err     error // returned instead of doing the work
+	calls   int   // how often the app was called
 }
 
 var _ httpapi.App = (*fakeApp)(nil)
@@ -48,6 +49,7 @@ func newFakeApp() *fakeApp {
 }
 
 func (f *fakeApp) GetInvoice(_ context.Context, id string) (domain.Invoice, error) {
+	f.calls++
 	if f.err != nil {
 		return domain.Invoice{}, f.err
 	}
@@ -58,6 +60,7 @@ func (f *fakeApp) GetInvoice(_ context.Context, id string) (domain.Invoice, erro
 }
 
 func (f *fakeApp) InvoicesOfOrder(_ context.Context, orderID string) ([]domain.Invoice, error) {
+	f.calls++
 	if f.err != nil {
 		return nil, f.err
 	}

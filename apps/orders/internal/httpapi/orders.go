@@ -82,6 +82,9 @@ func toResponse(o domain.Order) orderResponse {
 }
 
 func (h api) placeOrder(w http.ResponseWriter, r *http.Request) {
+	if _, ok := httpkit.Query(w, r); !ok {
+		return
+	}
 	key := r.Header.Get(IdempotencyKeyHeader)
 	if len(r.Header.Values(IdempotencyKeyHeader)) > 0 && !validIdempotencyKey(key) {
 		httpkit.Error(w, r, http.StatusBadRequest, "invalid_idempotency_key",
@@ -120,6 +123,9 @@ func validIdempotencyKey(k string) bool {
 }
 
 func (h api) getOrder(w http.ResponseWriter, r *http.Request) {
+	if _, ok := httpkit.Query(w, r); !ok {
+		return
+	}
 	id, ok := parseID(w, r)
 	if !ok {
 		return
@@ -133,8 +139,12 @@ func (h api) getOrder(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h api) listOrders(w http.ResponseWriter, r *http.Request) {
-	q := store.ListQuery{CustomerID: r.URL.Query().Get("customer_id"), Limit: DefaultLimit}
-	if v := r.URL.Query().Get("limit"); v != "" {
+	params, ok := httpkit.Query(w, r, "customer_id", "limit", "cursor")
+	if !ok {
+		return
+	}
+	q := store.ListQuery{CustomerID: params.Get("customer_id"), Limit: DefaultLimit}
+	if v := params.Get("limit"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 1 || n > MaxLimit {
 			httpkit.WriteProblem(w, r, httpkit.Problem{
@@ -146,7 +156,7 @@ func (h api) listOrders(w http.ResponseWriter, r *http.Request) {
 		}
 		q.Limit = n
 	}
-	if v := r.URL.Query().Get("cursor"); v != "" {
+	if v := params.Get("cursor"); v != "" {
 		after, ok := decodeCursor(v)
 		if !ok {
 			httpkit.WriteProblem(w, r, httpkit.Problem{

@@ -236,6 +236,11 @@ func TestOrders_PlaceOrder_rejects_bad_bodies(t *testing.T) {
 		{name: "trailing garbage", contentType: jsonType, body: validBody + ` x`, status: 400, code: "malformed_json"},
 		{name: "trailing array", contentType: jsonType, body: validBody + "\n[]", status: 400, code: "malformed_json"},
 		{name: "oversize body", contentType: jsonType, body: oversize, status: 413, code: "body_too_large"},
+		{name: "customer_id not utf-8", contentType: jsonType, body: "{\"customer_id\":\"c-\xff\",\"amount\":1,\"currency\":\"EUR\"}", status: 400, code: "invalid_utf8", fields: []string{"customer_id"}},
+		{name: "customer_id latin-1", contentType: jsonType, body: "{\"customer_id\":\"Jos\xe9\",\"amount\":1,\"currency\":\"EUR\"}", status: 400, code: "invalid_utf8", fields: []string{"customer_id"}},
+		{name: "currency not utf-8", contentType: jsonType, body: "{\"customer_id\":\"c-1\",\"amount\":1,\"currency\":\"EU\xc3\"}", status: 400, code: "invalid_utf8", fields: []string{"currency"}},
+		{name: "customer_id lone surrogate escape", contentType: jsonType, body: `{"customer_id":"c-\ud800","amount":1,"currency":"EUR"}`, status: 400, code: "invalid_utf8", fields: []string{"customer_id"}},
+		{name: "key not utf-8", contentType: jsonType, body: "{\"customer_id\xff\":\"c\",\"amount\":1,\"currency\":\"EUR\"}", status: 400, code: "invalid_utf8"},
 		{name: "oversize whitespace", contentType: jsonType, body: validBody + strings.Repeat(" ", httpkit.MaxBodyBytes), status: 413, code: "body_too_large"},
 		{name: "unknown currency", contentType: jsonType, body: `{"customer_id":"c-1","amount":1,"currency":"ABC"}`, status: 422, code: "invalid_order", fields: []string{"currency"}},
 		{name: "lowercase currency", contentType: jsonType, body: `{"customer_id":"c-1","amount":1,"currency":"eur"}`, status: 422, code: "invalid_order", fields: []string{"currency"}},
@@ -447,6 +452,20 @@ func TestOrders_ListOrders_rejects_bad_queries(t *testing.T) {
 		{name: "cursor not base64", query: "cursor=!!!", field: "cursor"},
 		{name: "cursor not a uuid", query: "cursor=" + base64.RawURLEncoding.EncodeToString([]byte("not-a-uuid")), field: "cursor"},
 		{name: "cursor raw uuid", query: "cursor=" + uuid.NewString(), field: "cursor"},
+		{name: "malformed escape", query: "customer_id=c&cursor=%%%"},
+		{name: "truncated escape", query: "customer_id=c%2"},
+		{name: "semicolon separator", query: "customer_id=c;limit=2"},
+		{name: "unknown parameter", query: "customer_id=c&status=pending", field: "status"},
+		{name: "misspelt parameter", query: "customerid=c", field: "customerid"},
+		{name: "empty parameter name", query: "=c", field: `""`},
+		{name: "repeated customer_id", query: "customer_id=c&customer_id=d", field: "customer_id"},
+		{name: "repeated limit", query: "limit=2&limit=2", field: "limit"},
+		{name: "empty customer_id", query: "customer_id=", field: "customer_id"},
+		{name: "customer_id without value", query: "customer_id", field: "customer_id"},
+		{name: "empty limit", query: "customer_id=c&limit=", field: "limit"},
+		{name: "empty cursor", query: "cursor=", field: "cursor"},
+		{name: "customer_id not utf-8", query: "customer_id=%FF", field: "customer_id"},
+		{name: "parameter name not utf-8", query: "%FF=c", field: `"\xff"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -455,9 +474,58 @@ func TestOrders_ListOrders_rejects_bad_queries(t *testing.T) {
 			rec := do(t, newHandler(t, app), http.MethodGet, "/orders?"+tt.query, "", "", nil)
 
 			p := problemOf(t, rec, http.StatusBadRequest, "invalid_query")
-			assert.Equal(t, []string{tt.field}, fieldsOf(p))
+			assert.NotEmpty(t, p.Detail)
+			if tt.field == "" { // the query string does not parse
+				assert.Empty(t, fieldsOf(p))
+			} else {
+				assert.Equal(t, []string{tt.field}, fieldsOf(p))
+			}
 			assert.Empty(t, app.recordedQueries(), "the app must not be called")
 		})
+	}
+}
+
+// TestOrders_routes_check_their_query_strings holds every route to the same
+// rules: a query string that does not parse, a parameter the route does not
+// take, one given twice or empty is a 400, and the app is not called.
+func TestOrders_routes_check_their_query_strings(t *testing.T) {
+	t.Parallel()
+	routes := []struct {
+		method, path, contentType, body string
+	}{
+		{method: http.MethodPost, path: "/orders", contentType: "application/json", body: validBody},
+		{method: http.MethodGet, path: "/orders/{known}"},
+		{method: http.MethodGet, path: "/orders"},
+	}
+	queries := []struct {
+		name, query, field string
+	}{
+		{name: "malformed escape", query: "x=%%%"},
+		{name: "semicolon", query: "a=1;b=2"},
+		{name: "unknown parameter", query: "verbose=1", field: "verbose"},
+		{name: "unknown empty parameter", query: "verbose", field: "verbose"},
+		{name: "repeated unknown parameter", query: "x=1&x=2", field: "x"},
+	}
+	for _, rt := range routes {
+		for _, q := range queries {
+			t.Run(rt.method+" "+rt.path+" "+q.name, func(t *testing.T) {
+				t.Parallel()
+				app := &fakeApp{getErr: errors.New("the app must not be called")}
+				known := app.seed(t, "c-1", 1)[0]
+				target := strings.ReplaceAll(rt.path, "{known}", known.ID) + "?" + q.query
+				rec := do(t, newHandler(t, app), rt.method, target, rt.contentType, rt.body, nil)
+
+				p := problemOf(t, rec, http.StatusBadRequest, "invalid_query")
+				if q.field == "" {
+					assert.Empty(t, fieldsOf(p))
+				} else {
+					assert.Equal(t, []string{q.field}, fieldsOf(p))
+				}
+				assert.Equal(t, 1, app.placedCount(), "no order may be placed")
+				assert.Empty(t, app.keys)
+				assert.Empty(t, app.recordedQueries())
+			})
+		}
 	}
 }
 
