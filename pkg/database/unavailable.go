@@ -19,8 +19,9 @@ import (
 // It is true for errors of connecting (pgconn.ConnectError, connection
 // refused or reset, a closed connection), for a connection lost mid-statement,
 // and for the server's own words for it: SQLSTATE class 08 (connection
-// exception), 57P01 admin_shutdown, 57P02 crash_shutdown and 57P03
-// cannot_connect_now (starting up or shutting down). A timeout or
+// exception), 57P01 admin_shutdown, 57P02 crash_shutdown, 57P03
+// cannot_connect_now (starting up or shutting down) and 53300
+// too_many_connections (the server takes no more clients). A timeout or
 // cancellation of the caller's own context is not: that is the caller's
 // deadline, whatever the database's state.
 func IsUnavailable(err error) bool {
@@ -30,7 +31,7 @@ func IsUnavailable(err error) bool {
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) {
 		switch pgErr.Code {
-		case "57P01", "57P02", "57P03":
+		case "57P01", "57P02", "57P03", "53300":
 			return true
 		}
 		return strings.HasPrefix(pgErr.Code, "08")

@@ -32,6 +32,8 @@ func TestIsUnavailable_classifies(t *testing.T) {
 		{name: "admin shutdown 57P01", err: pg("57P01"), want: true},
 		{name: "crash shutdown 57P02", err: pg("57P02"), want: true},
 		{name: "cannot connect now 57P03", err: pg("57P03"), want: true},
+		{name: "too many connections 53300", err: pg("53300"), want: true},
+		{name: "disk full 53100", err: pg("53100"), want: false},
 		{name: "query canceled 57014", err: pg("57014"), want: false},
 		{name: "unique violation", err: pg("23505"), want: false},
 		{name: "syntax error", err: pg("42601"), want: false},
