@@ -144,9 +144,11 @@ func (f *fixture) count(t *testing.T, queue string) int {
 func (f *fixture) counts(t *testing.T) map[string]int {
 	t.Helper()
 	out := map[string]int{}
-	for _, q := range []string{"poison.orders", "poison.invoices",
+	for _, q := range []string{
+		"poison.orders", "poison.invoices",
 		messaging.Subscription{Topic: "events.OrderPlaced", Handler: messaging.HandlerIssueInvoice}.Queue(),
-		messaging.Subscription{Topic: "events.InvoiceIssued", Handler: messaging.HandlerMarkInvoiced}.Queue()} {
+		messaging.Subscription{Topic: "events.InvoiceIssued", Handler: messaging.HandlerMarkInvoiced}.Queue(),
+	} {
 		out[q] = f.count(t, q)
 	}
 	return out
@@ -210,21 +212,20 @@ func TestPoison_list(t *testing.T) {
 		{name: "nothing matches", args: []string{"--event", "Nope"}, want: []string{}},
 		{name: "one queue", args: []string{"--queue", "poison.orders"}, want: idsOf(ord)},
 	}
+	// One after the other: every list takes the queues' messages for a moment.
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) { // sequential: they share the queues
-			r := run(t, nil, f.env, append([]string{"poison", "list", "--json"}, tt.args...)...)
-			requireOK(t, r)
-			var items []map[string]any
-			require.NoError(t, json.Unmarshal([]byte(r.stdout), &items), r.stdout)
-			got := []string{}
-			for _, it := range items {
-				got = append(got, it["id"].(string))
-			}
-			assert.Equal(t, tt.want, got)
-		})
+		r := run(t, nil, f.env, append([]string{"poison", "list", "--json"}, tt.args...)...)
+		requireOK(t, r)
+		var items []map[string]any
+		require.NoError(t, json.Unmarshal([]byte(r.stdout), &items), r.stdout)
+		got := []string{}
+		for _, it := range items {
+			got = append(got, it["id"].(string))
+		}
+		assert.Equal(t, tt.want, got, tt.name)
 	}
 
-	t.Run("json shape", func(t *testing.T) {
+	{ // the JSON shape
 		r := run(t, nil, f.env, "poison", "list", "--json", "--event", "InvoiceIssued")
 		requireOK(t, r)
 		var items []map[string]any
@@ -240,16 +241,16 @@ func TestPoison_list(t *testing.T) {
 		assert.InDelta(t, 6, items[0]["attempts"], 0)
 		_, err := time.Parse(time.RFC3339Nano, items[0]["last_failure_at"].(string))
 		assert.NoError(t, err)
-	})
+	}
 
-	t.Run("table", func(t *testing.T) {
+	{ // the table
 		r := run(t, nil, f.env, "poison", "list")
 		requireOK(t, r)
 		lines := strings.Split(strings.TrimSuffix(r.stdout, "\n"), "\n")
 		require.Len(t, lines, 4, r.stdout)
 		assert.Regexp(t, `^ID\s+QUEUE\s+EVENT\s+HANDLER\s+ATTEMPTS\s+AGE\s+REASON$`, lines[0])
 		assert.Regexp(t, `^`+ord.id+`\s+poison\.orders\s+InvoiceIssued\s+`+messaging.HandlerMarkInvoiced+`\s+6\s+1m0s\s+order does not exist$`, lines[1])
-	})
+	}
 
 	assert.Equal(t, before, f.counts(t), "list changes nothing")
 }
@@ -491,7 +492,7 @@ func TestUsage_errors(t *testing.T) {
 		{name: "flag without value", args: []string{"poison", "list", "--handler"}, message: "flag needs an argument: --handler", hint: "orderflow poison list"},
 		{name: "bad bool", args: []string{"poison", "list", "--json=maybe"}, message: `invalid argument "maybe" for "--json" flag: strconv.ParseBool: parsing "maybe": invalid syntax`, hint: "orderflow poison list"},
 		{name: "unknown command", args: []string{"bogus"}, message: `unknown command "bogus" for "orderflow"`, hint: "orderflow"},
-		{name: "misspelt command", args: []string{"posion", "list"}, message: `unknown command "posion" for "orderflow" (did you mean "poison"?)`, hint: "orderflow"},
+		{name: "misspelt command", args: []string{"pioson", "list"}, message: `unknown command "pioson" for "orderflow" (did you mean "poison"?)`, hint: "orderflow"},
 		{name: "unknown poison command", args: []string{"poison", "bogus"}, message: `unknown command "bogus" for "orderflow poison"`, hint: "orderflow poison"},
 		{name: "misspelt poison command", args: []string{"poison", "lst"}, message: `unknown command "lst" for "orderflow poison" (did you mean "list"?)`, hint: "orderflow poison"},
 		{name: "unknown outbox command", args: []string{"outbox", "stats"}, message: `unknown command "stats" for "orderflow outbox" (did you mean "status"?)`, hint: "orderflow outbox"},

@@ -77,8 +77,8 @@ func newHandler(app httpapi.App, health httpkit.Health) http.Handler {
 
 var alive = httpkit.Health{Ping: func(context.Context) error { return nil }}
 
-// dbDown is how the store fails while PostgreSQL is out of reach.
-var dbDown = fmt.Errorf("select invoice: %w", syscall.ECONNREFUSED)
+// errDBDown is how the store fails while PostgreSQL is out of reach.
+var errDBDown = fmt.Errorf("select invoice: %w", syscall.ECONNREFUSED)
 
 func TestOpenAPI_exchanges_match_the_document(t *testing.T) {
 	t.Parallel()
@@ -107,12 +107,12 @@ func TestOpenAPI_exchanges_match_the_document(t *testing.T) {
 		{name: "get by upper-case id", target: "/invoices/{INVOICE}", reqValid: true, status: 200},
 		{name: "get unknown", target: "/invoices/" + uuid.NewString(), reqValid: true, status: 404},
 		{name: "get bad id", target: "/invoices/not-a-uuid", reqValid: true, status: 400},
-		{name: "get while the database is down", err: dbDown, target: "/invoices/{invoice}", reqValid: true, status: 503},
+		{name: "get while the database is down", err: errDBDown, target: "/invoices/{invoice}", reqValid: true, status: 503},
 		{name: "get fails inside", err: errors.New("boom"), target: "/invoices/{invoice}", reqValid: true, status: 500},
 
 		{name: "list of an order", target: "/invoices?order_id={order}", header: corr, reqValid: true, status: 200},
 		{name: "list of an order not invoiced yet", target: "/invoices?order_id=" + uuid.NewString(), reqValid: true, status: 200},
-		{name: "list while the database is down", err: dbDown, target: "/invoices?order_id={order}", reqValid: true, status: 503},
+		{name: "list while the database is down", err: errDBDown, target: "/invoices?order_id={order}", reqValid: true, status: 503},
 		{name: "list fails inside", err: errors.New("boom"), target: "/invoices?order_id={order}", reqValid: true, status: 500},
 		{name: "list without order_id", target: "/invoices", status: 400},
 		{name: "list with empty order_id", target: "/invoices?order_id=", status: 400},
