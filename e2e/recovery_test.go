@@ -50,13 +50,11 @@ func insertAttempts(t *testing.T, s *stack) int64 {
 	return n
 }
 
-func runCLI(t *testing.T, args ...string) (string, error) {
+func runCLI(t *testing.T, args ...string) (string, int) {
 	t.Helper()
 	var out, errOut bytes.Buffer
-	cmd := cli.NewRootCmd(func(string) string { return "" }, strings.NewReader(""), &out, &errOut)
-	cmd.SetArgs(args)
-	err := cmd.ExecuteContext(t.Context())
-	return out.String() + errOut.String(), err
+	code := cli.Run(t.Context(), args, strings.NewReader(""), &out, &errOut, func(string) string { return "" })
+	return out.String() + errOut.String(), code
 }
 
 func TestRecovery_transient_failures_are_retried_to_one_invoice(t *testing.T) {
@@ -135,8 +133,8 @@ func TestRecovery_permanent_failure_is_poisoned_then_replayed(t *testing.T) {
 	// The operator fixes the cause and replays.
 	_, err = s.invoicesDB.ExecContext(t.Context(), `DROP TRIGGER test_fail_insert ON invoices`)
 	require.NoError(t, err)
-	out, err := runCLI(t, "poison", "replay", "--all", "--broker-url", broker)
-	require.NoError(t, err, out)
+	out, code := runCLI(t, "poison", "replay", "--all", "--yes", "--broker-url", broker)
+	require.Equal(t, cli.ExitOK, code, out)
 	assert.Contains(t, out, "replayed "+m.ID)
 
 	s.waitAllInvoiced(t, 1, 30*time.Second)

@@ -1,6 +1,8 @@
 // Command orderflow is the operator's tool. `orderflow poison` lists,
 // inspects, replays and purges the messages the services parked in their
-// poison queues (poison.orders, poison.invoices).
+// poison queues (poison.orders, poison.invoices); `orderflow outbox status`
+// reports the services' outbox backlogs. `orderflow --help` lists the exit
+// statuses and JSON shapes.
 package main
 
 import (
@@ -14,9 +16,7 @@ import (
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := cli.NewRootCmd(os.Getenv, os.Stdin, os.Stdout, os.Stderr).ExecuteContext(ctx)
+	code := cli.Run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr, os.Getenv)
 	stop()
-	if err != nil {
-		os.Exit(1)
-	}
+	os.Exit(code)
 }

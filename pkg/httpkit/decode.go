@@ -47,10 +47,16 @@ func DecodeJSON(w http.ResponseWriter, r *http.Request, dst any) error {
 	return DecodeJSONBytes(body, dst)
 }
 
-// DecodeJSONBytes applies DecodeJSON's rules to a body already read.
+// DecodeJSONBytes applies DecodeJSON's rules to a body already read. Text
+// that is not valid Unicode (bytes that are not UTF-8, a \u escape of an
+// unpaired UTF-16 surrogate) is refused: encoding/json would replace it with
+// U+FFFD and so change the client's data without a word.
 func DecodeJSONBytes(body []byte, dst any) error {
 	if len(bytes.TrimSpace(body)) == 0 {
 		return &DecodeError{Status: http.StatusBadRequest, Code: "empty_body", Detail: "the body is empty; send a JSON object"}
+	}
+	if err := checkText(body); err != nil {
+		return err
 	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()

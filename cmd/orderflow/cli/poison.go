@@ -1,5 +1,3 @@
-// Package cli is the orderflow operator command line: `orderflow poison
-// list|show|replay|purge`.
 package cli
 
 import (
@@ -12,6 +10,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	amqp091 "github.com/rabbitmq/amqp091-go"
 	"github.com/spf13/cobra"
 
 	"github.com/orderflow/orderflow/pkg/messaging"
@@ -22,68 +21,41 @@ var services = []string{"orders", "invoices"}
 
 const defaultBrokerURL = "amqp://guest:guest@127.0.0.1:5672/" //nolint:gosec // RabbitMQ's loopback default account
 
-type options struct {
+type poisonOptions struct {
 	brokerURL string
 	queues    []string
 	json      bool
 	filter    messaging.Filter
 	all       bool
 	yes       bool
+	dryRun    bool
+	stdin     io.Reader
+	stderr    io.Writer
 }
 
-// NewRootCmd returns the orderflow command. getenv reads BROKER_URL.
-func NewRootCmd(getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
-	root := &cobra.Command{
-		Use:           "orderflow",
-		Short:         "Operate orderflow: inspect and replay failed messages",
-		SilenceUsage:  true,
-		SilenceErrors: true,
-	}
-	root.SetIn(stdin)
-	root.SetOut(stdout)
-	root.SetErr(stderr)
-	var o options
-	poison := &cobra.Command{
+func poisonCmd(getenv func(string) string, stdin io.Reader, stderr io.Writer) *cobra.Command {
+	o := &poisonOptions{stdin: stdin, stderr: stderr}
+	cmd := &cobra.Command{
 		Use:   "poison",
 		Short: "List, show, replay and purge messages in the services' poison queues",
-		PersistentPreRunE: func(*cobra.Command, []string) error {
+		PersistentPreRunE: func(c *cobra.Command, _ []string) error {
 			if o.brokerURL == "" {
-				o.brokerURL = getenv("BROKER_URL")
+				o.brokerURL = envOr(getenv, "BROKER_URL", defaultBrokerURL)
 			}
-			if o.brokerURL == "" {
-				o.brokerURL = defaultBrokerURL
+			if _, err := amqp091.ParseURI(o.brokerURL); err != nil {
+				return usagef(c, "invalid --broker-url: %v", err)
 			}
 			return nil
 		},
 	}
-	poison.PersistentFlags().StringVar(&o.brokerURL, "broker-url", "", "RabbitMQ URL (default $BROKER_URL, else "+defaultBrokerURL+")")
-	poison.PersistentFlags().StringSliceVar(&o.queues, "queue", nil, "poison queues to use (default poison.orders,poison.invoices)")
-	poison.AddCommand(listCmd(&o), showCmd(&o), replayCmd(&o), purgeCmd(&o))
-	root.AddCommand(poison)
-	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return err })
-	wrapErrors(root, stderr)
-	return root
+	group(cmd)
+	cmd.PersistentFlags().StringVar(&o.brokerURL, "broker-url", "", "RabbitMQ URL (default $BROKER_URL, else "+defaultBrokerURL+")")
+	cmd.PersistentFlags().StringSliceVar(&o.queues, "queue", nil, "poison queues to use (default poison.orders,poison.invoices)")
+	cmd.AddCommand(listCmd(o), showCmd(o), replayCmd(o), purgeCmd(o))
+	return cmd
 }
 
-// wrapErrors prints a command's error once, as "error: …".
-func wrapErrors(cmd *cobra.Command, stderr io.Writer) {
-	for _, c := range cmd.Commands() {
-		wrapErrors(c, stderr)
-	}
-	if cmd.RunE == nil {
-		return
-	}
-	run := cmd.RunE
-	cmd.RunE = func(c *cobra.Command, args []string) error {
-		err := run(c, args)
-		if err != nil {
-			fmt.Fprintln(stderr, "error:", err)
-		}
-		return err
-	}
-}
-
-func (o *options) queueNames() []string {
+func (o *poisonOptions) queueNames() []string {
 	if len(o.queues) > 0 {
 		return o.queues
 	}
@@ -94,21 +66,21 @@ func (o *options) queueNames() []string {
 	return qs
 }
 
-func filterFlags(cmd *cobra.Command, o *options) {
+func filterFlags(cmd *cobra.Command, o *poisonOptions) {
 	cmd.Flags().StringVar(&o.filter.Handler, "handler", "", "only messages failed by this handler")
 	cmd.Flags().StringVar(&o.filter.Event, "event", "", "only messages of this event, e.g. OrderPlaced")
-	cmd.Flags().StringVar(&o.filter.Reason, "reason", "", "only messages whose failure reason contains this text")
+	cmd.Flags().StringVar(&o.filter.Reason, "reason", "", "only messages whose failure reason contains this text (any case)")
 }
 
-func (o *options) dial() (*messaging.PoisonInspector, error) {
+func (o *poisonOptions) dial() (*messaging.PoisonInspector, error) {
 	return messaging.DialPoisonInspector(o.brokerURL)
 }
 
-func listCmd(o *options) *cobra.Command {
+func listCmd(o *poisonOptions) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "list",
 		Short: "List poison messages (without consuming them or changing their order)",
-		Args:  cobra.NoArgs,
+		Args:  args(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			in, err := o.dial()
 			if err != nil {
@@ -134,11 +106,11 @@ func listCmd(o *options) *cobra.Command {
 	return cmd
 }
 
-func showCmd(o *options) *cobra.Command {
+func showCmd(o *poisonOptions) *cobra.Command {
 	return &cobra.Command{
 		Use:   "show ID",
-		Short: "Show one poison message: payload, metadata and failure",
-		Args:  cobra.ExactArgs(1),
+		Short: "Show one poison message as JSON: payload, metadata and failure",
+		Args:  args(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			in, err := o.dial()
 			if err != nil {
@@ -157,99 +129,173 @@ func showCmd(o *options) *cobra.Command {
 	}
 }
 
-// selection turns IDs and --all into a filter; one of them is required, so
-// that a bare command never acts on every message.
-func selection(o *options, args []string) (messaging.Filter, error) {
-	f := o.filter
-	f.IDs = args
-	if len(args) == 0 && !o.all && f.Handler == "" && f.Event == "" && f.Reason == "" {
-		return f, errors.New("name message IDs, or select with --handler, --event, --reason or --all")
-	}
-	return f, nil
+// destructive is what replay and purge share: a selection that must be
+// explicit, --dry-run, and --yes or a confirmation on a terminal.
+type destructive struct {
+	verb, done string // "replay", "replayed"
+	act        func(*messaging.PoisonInspector, *cobra.Command, messaging.Filter) ([]messaging.PoisonMessage, error)
 }
 
-// selectAndDial checks the selection first, so a bare command fails before
-// it connects, then connects.
-func (o *options) selectAndDial(args []string) (messaging.Filter, *messaging.PoisonInspector, error) {
-	f, err := selection(o, args)
-	if err != nil {
-		return f, nil, err
-	}
-	in, err := o.dial()
-	return f, in, err
-}
-
-func replayCmd(o *options) *cobra.Command {
+func (d destructive) command(o *poisonOptions, use, short string) *cobra.Command {
 	cmd := &cobra.Command{
-		Use:   "replay [ID...] | --handler H | --all",
-		Short: "Republish poison messages to their handlers' queues, then remove them",
-		RunE: func(cmd *cobra.Command, args []string) error {
-			f, in, err := o.selectAndDial(args)
+		Use:   use,
+		Short: short,
+		RunE: func(cmd *cobra.Command, named []string) error {
+			f, err := o.selection(cmd, named)
+			if err != nil {
+				return err
+			}
+			ask := !o.yes && !o.dryRun
+			if ask && !isTerminal(o.stdin) {
+				return usagef(cmd, "%s acts on the poison queues: pass --yes to confirm (stdin is not a terminal), or --dry-run to see what it would %s", d.verb, d.verb)
+			}
+			in, err := o.dial()
 			if err != nil {
 				return err
 			}
 			defer in.Close()
-			done, err := in.Replay(cmd.Context(), o.queueNames(), f, messaging.ReplayOptions{})
-			for _, m := range done {
-				fmt.Fprintf(cmd.OutOrStdout(), "replayed %s (%s) to %s\n", m.ID, m.Event, m.TargetQueue)
-			}
-			if err != nil {
-				return err
-			}
-			if len(done) == 0 {
-				fmt.Fprintln(cmd.OutOrStdout(), "nothing to replay")
-			}
-			return nil
-		},
-	}
-	filterFlags(cmd, o)
-	cmd.Flags().BoolVar(&o.all, "all", false, "replay every poison message")
-	return cmd
-}
-
-func purgeCmd(o *options) *cobra.Command {
-	cmd := &cobra.Command{
-		Use:   "purge [ID...] | --all",
-		Short: "Delete poison messages for good (asks first unless --yes)",
-		RunE: func(cmd *cobra.Command, args []string) error {
-			f, in, err := o.selectAndDial(args)
-			if err != nil {
-				return err
-			}
-			defer in.Close()
-			if !o.yes {
+			out := cmd.OutOrStdout()
+			if o.dryRun || ask {
 				msgs, err := in.List(o.queueNames(), f)
-				if err != nil {
+				if err == nil {
+					err = missingIDs(named, msgs)
+				}
+				if o.dryRun || err != nil {
+					d.report(out, o.json, true, msgs)
 					return err
 				}
 				if len(msgs) == 0 {
-					fmt.Fprintln(cmd.OutOrStdout(), "nothing to purge")
+					d.report(out, o.json, false, nil)
 					return nil
 				}
-				ok, err := confirm(cmd, fmt.Sprintf("delete %d message(s) for good? [y/N] ", len(msgs)))
-				if err != nil || !ok {
-					if err == nil {
-						fmt.Fprintln(cmd.OutOrStdout(), "aborted, nothing deleted")
-					}
+				if err := writeTable(o.stderr, msgs, time.Now()); err != nil {
 					return err
 				}
+				ok, err := confirm(o.stdin, o.stderr, fmt.Sprintf("%s these %d message(s)? [y/N] ", d.verb, len(msgs)))
+				if err != nil {
+					return err
+				}
+				if !ok {
+					return fmt.Errorf("aborted: nothing %s", d.done)
+				}
+				// Exactly the messages confirmed, even if more arrived.
+				f = messaging.Filter{IDs: ids(msgs)}
 			}
-			done, err := in.Purge(o.queueNames(), f)
-			for _, m := range done {
-				fmt.Fprintf(cmd.OutOrStdout(), "purged %s (%s) from %s\n", m.ID, m.Event, m.Queue)
-			}
+			done, err := d.act(in, cmd, f)
+			d.report(out, o.json, false, done)
 			return err
 		},
 	}
 	filterFlags(cmd, o)
-	cmd.Flags().BoolVar(&o.all, "all", false, "purge every poison message")
-	cmd.Flags().BoolVarP(&o.yes, "yes", "y", false, "do not ask for confirmation")
+	cmd.Flags().BoolVar(&o.all, "all", false, d.verb+" every poison message")
+	cmd.Flags().BoolVarP(&o.yes, "yes", "y", false, "do not ask for confirmation (required when stdin is not a terminal)")
+	cmd.Flags().BoolVar(&o.dryRun, "dry-run", false, "show what would be "+d.done+", change nothing")
+	cmd.Flags().BoolVar(&o.json, "json", false, "print JSON")
 	return cmd
 }
 
-func confirm(cmd *cobra.Command, prompt string) (bool, error) {
-	fmt.Fprint(cmd.OutOrStdout(), prompt)
-	line, err := bufio.NewReader(cmd.InOrStdin()).ReadString('\n')
+// selection turns IDs, filters and --all into a filter. One of them is
+// required, so that a bare command never acts on every message.
+func (o *poisonOptions) selection(cmd *cobra.Command, ids []string) (messaging.Filter, error) {
+	f := o.filter
+	f.IDs = ids
+	filtered := f.Handler != "" || f.Event != "" || f.Reason != ""
+	switch {
+	case o.all && (len(ids) > 0 || filtered):
+		return f, usagef(cmd, "--all selects every message: drop it, or the IDs and filters")
+	case len(ids) == 0 && !o.all && !filtered:
+		return f, usagef(cmd, "name message IDs, or select with --handler, --event, --reason or --all")
+	}
+	return f, nil
+}
+
+type action struct {
+	ID          string `json:"id"`
+	Queue       string `json:"queue"`
+	Event       string `json:"event"`
+	Handler     string `json:"handler"`
+	TargetQueue string `json:"target_queue"`
+}
+
+type actionReport struct {
+	DryRun   bool     `json:"dry_run"`
+	Messages []action `json:"messages"`
+}
+
+func (d destructive) report(w io.Writer, asJSON, dryRun bool, msgs []messaging.PoisonMessage) {
+	if asJSON {
+		r := actionReport{DryRun: dryRun, Messages: make([]action, len(msgs))}
+		for i, m := range msgs {
+			r.Messages[i] = action{ID: m.ID, Queue: m.Queue, Event: m.Event, Handler: m.Handler, TargetQueue: m.TargetQueue}
+		}
+		_ = writeJSON(w, r)
+		return
+	}
+	if len(msgs) == 0 {
+		fmt.Fprintf(w, "nothing to %s\n", d.verb)
+		return
+	}
+	for _, m := range msgs {
+		prefix := d.done
+		if dryRun {
+			prefix = "would " + d.verb
+		}
+		if d.verb == "replay" {
+			fmt.Fprintf(w, "%s %s (%s) to %s\n", prefix, m.ID, m.Event, m.TargetQueue)
+		} else {
+			fmt.Fprintf(w, "%s %s (%s) from %s\n", prefix, m.ID, m.Event, m.Queue)
+		}
+	}
+}
+
+func replayCmd(o *poisonOptions) *cobra.Command {
+	return destructive{
+		verb: "replay", done: "replayed",
+		act: func(in *messaging.PoisonInspector, cmd *cobra.Command, f messaging.Filter) ([]messaging.PoisonMessage, error) {
+			return in.Replay(cmd.Context(), o.queueNames(), f, messaging.ReplayOptions{})
+		},
+	}.command(o, "replay [ID...] [--handler H] [--event E] [--reason TEXT] | --all",
+		"Republish poison messages to their handlers' queues, then remove them")
+}
+
+func purgeCmd(o *poisonOptions) *cobra.Command {
+	return destructive{
+		verb: "purge", done: "purged",
+		act: func(in *messaging.PoisonInspector, _ *cobra.Command, f messaging.Filter) ([]messaging.PoisonMessage, error) {
+			return in.Purge(o.queueNames(), f)
+		},
+	}.command(o, "purge [ID...] [--handler H] [--event E] [--reason TEXT] | --all",
+		"Delete poison messages for good")
+}
+
+func ids(msgs []messaging.PoisonMessage) []string {
+	out := make([]string, len(msgs))
+	for i, m := range msgs {
+		out[i] = m.ID
+	}
+	return out
+}
+
+// missingIDs reports the named ids that are not among msgs.
+func missingIDs(want []string, msgs []messaging.PoisonMessage) error {
+	var errs []error
+	have := ids(msgs)
+	for _, id := range want {
+		found := false
+		for _, h := range have {
+			found = found || h == id
+		}
+		if !found {
+			errs = append(errs, fmt.Errorf("message %s: %w", id, messaging.ErrNotFound))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// confirm asks on the terminal; only "y" or "yes" agrees.
+func confirm(stdin io.Reader, prompt io.Writer, question string) (bool, error) {
+	fmt.Fprint(prompt, question)
+	line, err := bufio.NewReader(stdin).ReadString('\n')
 	if err != nil && !errors.Is(err, io.EOF) {
 		return false, fmt.Errorf("read answer: %w", err)
 	}
@@ -322,9 +368,9 @@ func age(d time.Duration) string {
 }
 
 func truncate(s string, n int) string {
-	s = strings.ReplaceAll(s, "\n", " ")
-	if len(s) <= n {
-		return s
+	r := []rune(strings.ReplaceAll(s, "\n", " "))
+	if len(r) <= n {
+		return string(r)
 	}
-	return s[:n-1] + "…"
+	return string(r[:n-1]) + "…"
 }

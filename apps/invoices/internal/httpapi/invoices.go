@@ -53,6 +53,9 @@ func toResponse(i domain.Invoice) invoiceResponse {
 }
 
 func (h api) getInvoice(w http.ResponseWriter, r *http.Request) {
+	if _, ok := httpkit.Query(w, r); !ok {
+		return
+	}
 	id, err := uuid.Parse(chi.URLParam(r, "id"))
 	if err != nil {
 		httpkit.Error(w, r, http.StatusBadRequest, "invalid_id", "the invoice id must be a UUID")
@@ -67,7 +70,11 @@ func (h api) getInvoice(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h api) listInvoices(w http.ResponseWriter, r *http.Request) {
-	raw := r.URL.Query().Get("order_id")
+	params, ok := httpkit.Query(w, r, "order_id")
+	if !ok {
+		return
+	}
+	raw := params.Get("order_id")
 	orderID, err := uuid.Parse(raw)
 	if err != nil {
 		detail := "order_id must be a UUID"

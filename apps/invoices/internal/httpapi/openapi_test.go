@@ -3,11 +3,13 @@ package httpapi_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -34,6 +36,7 @@ var undocumentedRoutes = []string{"/metrics"}
 type fakeApp struct {
 	invoice domain.Invoice
 	err     error // returned instead of doing the work
+	calls   int   // how often the app was called
 }
 
 var _ httpapi.App = (*fakeApp)(nil)
@@ -46,6 +49,7 @@ func newFakeApp() *fakeApp {
 }
 
 func (f *fakeApp) GetInvoice(_ context.Context, id string) (domain.Invoice, error) {
+	f.calls++
 	if f.err != nil {
 		return domain.Invoice{}, f.err
 	}
@@ -56,6 +60,7 @@ func (f *fakeApp) GetInvoice(_ context.Context, id string) (domain.Invoice, erro
 }
 
 func (f *fakeApp) InvoicesOfOrder(_ context.Context, orderID string) ([]domain.Invoice, error) {
+	f.calls++
 	if f.err != nil {
 		return nil, f.err
 	}
@@ -71,6 +76,9 @@ func newHandler(app httpapi.App, health httpkit.Health) http.Handler {
 }
 
 var alive = httpkit.Health{Ping: func(context.Context) error { return nil }}
+
+// errDBDown is how the store fails while PostgreSQL is out of reach.
+var errDBDown = fmt.Errorf("select invoice: %w", syscall.ECONNREFUSED)
 
 func TestOpenAPI_exchanges_match_the_document(t *testing.T) {
 	t.Parallel()
@@ -99,10 +107,12 @@ func TestOpenAPI_exchanges_match_the_document(t *testing.T) {
 		{name: "get by upper-case id", target: "/invoices/{INVOICE}", reqValid: true, status: 200},
 		{name: "get unknown", target: "/invoices/" + uuid.NewString(), reqValid: true, status: 404},
 		{name: "get bad id", target: "/invoices/not-a-uuid", reqValid: true, status: 400},
+		{name: "get while the database is down", err: errDBDown, target: "/invoices/{invoice}", reqValid: true, status: 503},
 		{name: "get fails inside", err: errors.New("boom"), target: "/invoices/{invoice}", reqValid: true, status: 500},
 
 		{name: "list of an order", target: "/invoices?order_id={order}", header: corr, reqValid: true, status: 200},
 		{name: "list of an order not invoiced yet", target: "/invoices?order_id=" + uuid.NewString(), reqValid: true, status: 200},
+		{name: "list while the database is down", err: errDBDown, target: "/invoices?order_id={order}", reqValid: true, status: 503},
 		{name: "list fails inside", err: errors.New("boom"), target: "/invoices?order_id={order}", reqValid: true, status: 500},
 		{name: "list without order_id", target: "/invoices", status: 400},
 		{name: "list with empty order_id", target: "/invoices?order_id=", status: 400},

@@ -5,6 +5,7 @@ import (
 	"net/http"
 
 	"github.com/orderflow/orderflow/apps/orders/internal/domain"
+	"github.com/orderflow/orderflow/pkg/database"
 	"github.com/orderflow/orderflow/pkg/httpkit"
 )
 
@@ -23,6 +24,8 @@ func (h api) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	case errors.Is(err, domain.ErrIdempotencyKeyReused):
 		httpkit.Error(w, r, http.StatusUnprocessableEntity, "idempotency_key_reused",
 			"this Idempotency-Key was used for a different request body")
+	case database.IsUnavailable(err):
+		httpkit.Unavailable(w, r, h.log, "database", err)
 	default:
 		httpkit.Internal(w, r, h.log, err)
 	}

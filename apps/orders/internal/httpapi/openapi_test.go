@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -12,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/orderflow/orderflow/apps/orders/internal/app"
 	"github.com/orderflow/orderflow/apps/orders/internal/domain"
@@ -37,6 +39,9 @@ type failingListApp struct{ *fakeApp }
 func (failingListApp) ListOrders(context.Context, app.ListQuery) ([]domain.Order, error) {
 	return nil, errors.New("connection reset")
 }
+
+// errDBDown is how the store fails while PostgreSQL restarts.
+var errDBDown = fmt.Errorf("insert order: %w", &pgconn.PgError{Code: "57P01", Message: "terminating connection due to administrator command"})
 
 func TestOpenAPI_exchanges_match_the_document(t *testing.T) {
 	t.Parallel()
@@ -77,6 +82,7 @@ func TestOpenAPI_exchanges_match_the_document(t *testing.T) {
 		{name: "place with charset", method: http.MethodPost, target: "/orders", contentType: jsonType + "; charset=utf-8", body: validBody, reqValid: true, status: 201},
 		{name: "idempotent replay", replay: true, method: http.MethodPost, target: "/orders", contentType: jsonType, body: validBody, header: key("key-1"), reqValid: true, status: 200},
 		{name: "key reused with another body", placeErr: domain.ErrIdempotencyKeyReused, method: http.MethodPost, target: "/orders", contentType: jsonType, body: validBody, header: key("key-1"), reqValid: true, status: 422},
+		{name: "place while the database is down", placeErr: errDBDown, method: http.MethodPost, target: "/orders", contentType: jsonType, body: validBody, reqValid: true, status: 503},
 		{name: "place fails inside", placeErr: errors.New("tx aborted"), method: http.MethodPost, target: "/orders", contentType: jsonType, body: validBody, reqValid: true, status: 500},
 		{name: "malformed json", method: http.MethodPost, target: "/orders", contentType: jsonType, body: `{"customer_id":`, status: 400},
 		{name: "empty body", method: http.MethodPost, target: "/orders", contentType: jsonType, body: "", status: 400},
@@ -103,6 +109,7 @@ func TestOpenAPI_exchanges_match_the_document(t *testing.T) {
 		{name: "list a full page", method: http.MethodGet, target: "/orders?limit=2", reqValid: true, status: 200},
 		{name: "list by customer after a cursor", method: http.MethodGet, target: "/orders?customer_id=c-1&limit=100&cursor=" + validCursor, reqValid: true, status: 200},
 		{name: "list nothing", method: http.MethodGet, target: "/orders?customer_id=nobody", reqValid: true, status: 200},
+		{name: "list while the database is down", app: func(f *fakeApp) httpapi.App { f.listErr = errDBDown; return f }, method: http.MethodGet, target: "/orders", reqValid: true, status: 503},
 		{name: "list fails inside", app: func(f *fakeApp) httpapi.App { return failingListApp{f} }, method: http.MethodGet, target: "/orders", reqValid: true, status: 500},
 		{name: "limit zero", method: http.MethodGet, target: "/orders?limit=0", status: 400},
 		{name: "limit over max", method: http.MethodGet, target: "/orders?limit=101", status: 400},
@@ -117,6 +124,7 @@ func TestOpenAPI_exchanges_match_the_document(t *testing.T) {
 		{name: "get by upper-case id", method: http.MethodGet, target: "/orders/{KNOWN}", reqValid: true, status: 200},
 		{name: "get unknown", method: http.MethodGet, target: "/orders/" + uuid.NewString(), reqValid: true, status: 404},
 		{name: "get bad id", method: http.MethodGet, target: "/orders/not-a-uuid", reqValid: true, status: 400},
+		{name: "get while the database is down", getErr: errDBDown, method: http.MethodGet, target: "/orders/{known}", reqValid: true, status: 503},
 		{name: "get fails inside", getErr: errors.New("boom"), method: http.MethodGet, target: "/orders/{known}", reqValid: true, status: 500},
 
 		// operations

@@ -80,6 +80,9 @@ func toResponse(o domain.Order) orderResponse {
 }
 
 func (h api) placeOrder(w http.ResponseWriter, r *http.Request) {
+	if _, ok := httpkit.Query(w, r); !ok {
+		return
+	}
 	key := r.Header.Get(IdempotencyKeyHeader)
 	if len(r.Header.Values(IdempotencyKeyHeader)) > 0 && !validIdempotencyKey(key) {
 		httpkit.Error(w, r, http.StatusBadRequest, "invalid_idempotency_key",
@@ -118,6 +121,9 @@ func validIdempotencyKey(k string) bool {
 }
 
 func (h api) getOrder(w http.ResponseWriter, r *http.Request) {
+	if _, ok := httpkit.Query(w, r); !ok {
+		return
+	}
 	id, ok := parseID(w, r)
 	if !ok {
 		return
@@ -131,8 +137,12 @@ func (h api) getOrder(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h api) listOrders(w http.ResponseWriter, r *http.Request) {
-	q := app.ListQuery{CustomerID: r.URL.Query().Get("customer_id"), Limit: DefaultLimit}
-	if v := r.URL.Query().Get("limit"); v != "" {
+	params, ok := httpkit.Query(w, r, "customer_id", "limit", "cursor")
+	if !ok {
+		return
+	}
+	q := app.ListQuery{CustomerID: params.Get("customer_id"), Limit: DefaultLimit}
+	if v := params.Get("limit"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 1 || n > MaxLimit {
 			httpkit.WriteProblem(w, r, httpkit.Problem{
@@ -144,7 +154,7 @@ func (h api) listOrders(w http.ResponseWriter, r *http.Request) {
 		}
 		q.Limit = n
 	}
-	if v := r.URL.Query().Get("cursor"); v != "" {
+	if v := params.Get("cursor"); v != "" {
 		after, ok := decodeCursor(v)
 		if !ok {
 			httpkit.WriteProblem(w, r, httpkit.Problem{

@@ -5,17 +5,21 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -36,8 +40,8 @@ type fakeApp struct {
 	orders []domain.Order
 	// replay makes PlaceOrder report created=false.
 	replay bool
-	// placeErr and getErr are returned instead of doing the work.
-	placeErr, getErr error
+	// placeErr, getErr and listErr are returned instead of doing the work.
+	placeErr, getErr, listErr error
 	// Recorded calls.
 	keys    []string
 	queries []ordersapp.ListQuery
@@ -82,6 +86,9 @@ func (f *fakeApp) ListOrders(_ context.Context, q ordersapp.ListQuery) ([]domain
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.queries = append(f.queries, q)
+	if f.listErr != nil {
+		return nil, f.listErr
+	}
 	var out []domain.Order
 	for _, o := range f.orders {
 		if q.CustomerID != "" && o.CustomerID != q.CustomerID {
@@ -229,6 +236,11 @@ func TestOrders_PlaceOrder_rejects_bad_bodies(t *testing.T) {
 		{name: "trailing garbage", contentType: jsonType, body: validBody + ` x`, status: 400, code: "malformed_json"},
 		{name: "trailing array", contentType: jsonType, body: validBody + "\n[]", status: 400, code: "malformed_json"},
 		{name: "oversize body", contentType: jsonType, body: oversize, status: 413, code: "body_too_large"},
+		{name: "customer_id not utf-8", contentType: jsonType, body: "{\"customer_id\":\"c-\xff\",\"amount\":1,\"currency\":\"EUR\"}", status: 400, code: "invalid_utf8", fields: []string{"customer_id"}},
+		{name: "customer_id latin-1", contentType: jsonType, body: "{\"customer_id\":\"Jos\xe9\",\"amount\":1,\"currency\":\"EUR\"}", status: 400, code: "invalid_utf8", fields: []string{"customer_id"}},
+		{name: "currency not utf-8", contentType: jsonType, body: "{\"customer_id\":\"c-1\",\"amount\":1,\"currency\":\"EU\xc3\"}", status: 400, code: "invalid_utf8", fields: []string{"currency"}},
+		{name: "customer_id lone surrogate escape", contentType: jsonType, body: `{"customer_id":"c-\ud800","amount":1,"currency":"EUR"}`, status: 400, code: "invalid_utf8", fields: []string{"customer_id"}},
+		{name: "key not utf-8", contentType: jsonType, body: "{\"customer_id\xff\":\"c\",\"amount\":1,\"currency\":\"EUR\"}", status: 400, code: "invalid_utf8"},
 		{name: "oversize whitespace", contentType: jsonType, body: validBody + strings.Repeat(" ", httpkit.MaxBodyBytes), status: 413, code: "body_too_large"},
 		{name: "unknown currency", contentType: jsonType, body: `{"customer_id":"c-1","amount":1,"currency":"ABC"}`, status: 422, code: "invalid_order", fields: []string{"currency"}},
 		{name: "lowercase currency", contentType: jsonType, body: `{"customer_id":"c-1","amount":1,"currency":"eur"}`, status: 422, code: "invalid_order", fields: []string{"currency"}},
@@ -322,6 +334,11 @@ func TestOrders_PlaceOrder_maps_app_errors(t *testing.T) {
 		{name: "idempotency key reused", err: domain.ErrIdempotencyKeyReused, status: 422, code: "idempotency_key_reused"},
 		{name: "wrapped key reused", err: errors.Join(errors.New("tx"), domain.ErrIdempotencyKeyReused), status: 422, code: "idempotency_key_reused"},
 		{name: "unexpected error", err: secret, status: 500, code: "internal"},
+		{name: "database refuses connections", err: fmt.Errorf("place order: %w", &net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED}), status: 503, code: "unavailable"},
+		{name: "database shutting down", err: fmt.Errorf("place order: %w", &pgconn.PgError{Code: "57P01", Message: "10.0.0.7 terminating"}), status: 503, code: "unavailable"},
+		{name: "database starting up", err: &pgconn.PgError{Code: "57P03"}, status: 503, code: "unavailable"},
+		{name: "connection exception", err: &pgconn.PgError{Code: "08006"}, status: 503, code: "unavailable"},
+		{name: "a statement's own error", err: &pgconn.PgError{Code: "42P01", Message: "10.0.0.7"}, status: 500, code: "internal"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -333,6 +350,11 @@ func TestOrders_PlaceOrder_maps_app_errors(t *testing.T) {
 			problemOf(t, rec, tt.status, tt.code)
 			assert.NotContains(t, rec.Body.String(), "10.0.0.7", "internal errors must not leak")
 			assert.Empty(t, rec.Header().Get("Location"))
+			if tt.status == http.StatusServiceUnavailable {
+				assert.Equal(t, "2", rec.Header().Get("Retry-After"))
+			} else {
+				assert.Empty(t, rec.Header().Values("Retry-After"))
+			}
 		})
 	}
 }
@@ -430,6 +452,20 @@ func TestOrders_ListOrders_rejects_bad_queries(t *testing.T) {
 		{name: "cursor not base64", query: "cursor=!!!", field: "cursor"},
 		{name: "cursor not a uuid", query: "cursor=" + base64.RawURLEncoding.EncodeToString([]byte("not-a-uuid")), field: "cursor"},
 		{name: "cursor raw uuid", query: "cursor=" + uuid.NewString(), field: "cursor"},
+		{name: "malformed escape", query: "customer_id=c&cursor=%%%"},
+		{name: "truncated escape", query: "customer_id=c%2"},
+		{name: "semicolon separator", query: "customer_id=c;limit=2"},
+		{name: "unknown parameter", query: "customer_id=c&status=pending", field: "status"},
+		{name: "misspelt parameter", query: "customerid=c", field: "customerid"},
+		{name: "empty parameter name", query: "=c", field: `""`},
+		{name: "repeated customer_id", query: "customer_id=c&customer_id=d", field: "customer_id"},
+		{name: "repeated limit", query: "limit=2&limit=2", field: "limit"},
+		{name: "empty customer_id", query: "customer_id=", field: "customer_id"},
+		{name: "customer_id without value", query: "customer_id", field: "customer_id"},
+		{name: "empty limit", query: "customer_id=c&limit=", field: "limit"},
+		{name: "empty cursor", query: "cursor=", field: "cursor"},
+		{name: "customer_id not utf-8", query: "customer_id=%FF", field: "customer_id"},
+		{name: "parameter name not utf-8", query: "%FF=c", field: `"\xff"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -438,9 +474,58 @@ func TestOrders_ListOrders_rejects_bad_queries(t *testing.T) {
 			rec := do(t, newHandler(t, app), http.MethodGet, "/orders?"+tt.query, "", "", nil)
 
 			p := problemOf(t, rec, http.StatusBadRequest, "invalid_query")
-			assert.Equal(t, []string{tt.field}, fieldsOf(p))
+			assert.NotEmpty(t, p.Detail)
+			if tt.field == "" { // the query string does not parse
+				assert.Empty(t, fieldsOf(p))
+			} else {
+				assert.Equal(t, []string{tt.field}, fieldsOf(p))
+			}
 			assert.Empty(t, app.recordedQueries(), "the app must not be called")
 		})
+	}
+}
+
+// TestOrders_routes_check_their_query_strings holds every route to the same
+// rules: a query string that does not parse, a parameter the route does not
+// take, one given twice or empty is a 400, and the app is not called.
+func TestOrders_routes_check_their_query_strings(t *testing.T) {
+	t.Parallel()
+	routes := []struct {
+		method, path, contentType, body string
+	}{
+		{method: http.MethodPost, path: "/orders", contentType: "application/json", body: validBody},
+		{method: http.MethodGet, path: "/orders/{known}"},
+		{method: http.MethodGet, path: "/orders"},
+	}
+	queries := []struct {
+		name, query, field string
+	}{
+		{name: "malformed escape", query: "x=%%%"},
+		{name: "semicolon", query: "a=1;b=2"},
+		{name: "unknown parameter", query: "verbose=1", field: "verbose"},
+		{name: "unknown empty parameter", query: "verbose", field: "verbose"},
+		{name: "repeated unknown parameter", query: "x=1&x=2", field: "x"},
+	}
+	for _, rt := range routes {
+		for _, q := range queries {
+			t.Run(rt.method+" "+rt.path+" "+q.name, func(t *testing.T) {
+				t.Parallel()
+				app := &fakeApp{getErr: errors.New("the app must not be called")}
+				known := app.seed(t, "c-1", 1)[0]
+				target := strings.ReplaceAll(rt.path, "{known}", known.ID) + "?" + q.query
+				rec := do(t, newHandler(t, app), rt.method, target, rt.contentType, rt.body, nil)
+
+				p := problemOf(t, rec, http.StatusBadRequest, "invalid_query")
+				if q.field == "" {
+					assert.Empty(t, fieldsOf(p))
+				} else {
+					assert.Equal(t, []string{q.field}, fieldsOf(p))
+				}
+				assert.Equal(t, 1, app.placedCount(), "no order may be placed")
+				assert.Empty(t, app.keys)
+				assert.Empty(t, app.recordedQueries())
+			})
+		}
 	}
 }
 
