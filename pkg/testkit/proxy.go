@@ -2,19 +2,23 @@ package testkit
 
 import (
 	"context"
+	"errors"
 	"io"
 	"net"
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // Proxy is a loopback TCP proxy a test puts between one process and a
 // server (RabbitMQ), to cut that process off without disturbing tests that
-// run in parallel against the same server.
+// run in parallel against the same server. With several targets it is a
+// load balancer, as in front of a cluster (see NewBalancer).
 type Proxy struct {
-	target string
-	ln     net.Listener
+	targets []string
+	next    atomic.Uint64
+	ln      net.Listener
 
 	mu    sync.Mutex
 	cut   bool
@@ -27,11 +31,25 @@ type Proxy struct {
 // It is closed when the test ends.
 func NewProxy(tb testing.TB, target string) *Proxy {
 	tb.Helper()
+	return NewBalancer(tb, target)
+}
+
+// NewBalancer listens on 127.0.0.1:0 and sends each new connection to the
+// next of targets in turn that accepts it, skipping the ones that refuse
+// (a stopped node), the way a cloud TCP load balancer in front of a
+// cluster does: Amazon MQ's single endpoint of a RabbitMQ cluster. Open
+// connections stay where they are; a target that goes away closes its own.
+// It is closed when the test ends.
+func NewBalancer(tb testing.TB, targets ...string) *Proxy {
+	tb.Helper()
+	if len(targets) == 0 {
+		tb.Fatal("balancer: no targets")
+	}
 	ln, err := (&net.ListenConfig{}).Listen(context.Background(), "tcp", "127.0.0.1:0")
 	if err != nil {
 		tb.Fatalf("proxy listen: %v", err)
 	}
-	p := &Proxy{target: target, ln: ln, conns: map[net.Conn]struct{}{}}
+	p := &Proxy{targets: targets, ln: ln, conns: map[net.Conn]struct{}{}}
 	p.wg.Add(1)
 	go p.accept()
 	tb.Cleanup(p.close)
@@ -106,7 +124,7 @@ func (p *Proxy) serve(client net.Conn) {
 	defer p.wg.Done()
 	defer p.untrack(client)
 	defer client.Close()
-	server, err := (&net.Dialer{}).DialContext(context.Background(), "tcp", p.target)
+	server, err := p.dial()
 	if err != nil {
 		return
 	}
@@ -127,6 +145,24 @@ func (p *Proxy) serve(client net.Conn) {
 	go pipe(client, server)
 	<-done
 	<-done
+}
+
+// dial connects to the next target that accepts, starting after the one
+// the previous connection went to.
+func (p *Proxy) dial() (net.Conn, error) {
+	start := p.next.Add(1) - 1
+	var errs []error
+	for i := range uint64(len(p.targets)) {
+		target := p.targets[(start+i)%uint64(len(p.targets))]
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		c, err := (&net.Dialer{}).DialContext(ctx, "tcp", target)
+		cancel()
+		if err == nil {
+			return c, nil
+		}
+		errs = append(errs, err)
+	}
+	return nil, errors.Join(errs...)
 }
 
 // countingConn counts the reads that returned data.
