@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"maps"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -16,13 +17,15 @@ import (
 // run in parallel against the same server. With several targets it is a
 // load balancer, as in front of a cluster (see NewBalancer).
 type Proxy struct {
-	targets []string
-	next    atomic.Uint64
-	ln      net.Listener
+	targets  []string
+	next     atomic.Uint64
+	failover bool // every connection to the first target that accepts
+	ln       net.Listener
 
 	mu    sync.Mutex
 	cut   bool
 	conns map[net.Conn]struct{}
+	open  map[string]int // open connections per target
 	wg    sync.WaitGroup
 	sends atomic.Int64
 }
@@ -42,6 +45,21 @@ func NewProxy(tb testing.TB, target string) *Proxy {
 // It is closed when the test ends.
 func NewBalancer(tb testing.TB, targets ...string) *Proxy {
 	tb.Helper()
+	return newProxy(tb, false, targets)
+}
+
+// NewFailoverBalancer is NewBalancer that sends each new connection to the
+// first of targets, in their order, that accepts it: while the first one
+// runs, every client is on it, and when it goes away every client moves to
+// the next. It is the worst case for the loss of one target that a
+// balancer in front of a cluster can produce.
+func NewFailoverBalancer(tb testing.TB, targets ...string) *Proxy {
+	tb.Helper()
+	return newProxy(tb, true, targets)
+}
+
+func newProxy(tb testing.TB, failover bool, targets []string) *Proxy {
+	tb.Helper()
 	if len(targets) == 0 {
 		tb.Fatal("balancer: no targets")
 	}
@@ -49,7 +67,7 @@ func NewBalancer(tb testing.TB, targets ...string) *Proxy {
 	if err != nil {
 		tb.Fatalf("proxy listen: %v", err)
 	}
-	p := &Proxy{targets: targets, ln: ln, conns: map[net.Conn]struct{}{}}
+	p := &Proxy{targets: targets, failover: failover, ln: ln, conns: map[net.Conn]struct{}{}, open: map[string]int{}}
 	p.wg.Add(1)
 	go p.accept()
 	tb.Cleanup(p.close)
@@ -73,6 +91,13 @@ func (p *Proxy) Cut() {
 	for c := range p.conns {
 		_ = c.Close()
 	}
+}
+
+// Open returns how many connections are open to each target.
+func (p *Proxy) Open() map[string]int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return maps.Clone(p.open)
 }
 
 // Restore lets connections through again.
@@ -124,7 +149,7 @@ func (p *Proxy) serve(client net.Conn) {
 	defer p.wg.Done()
 	defer p.untrack(client)
 	defer client.Close()
-	server, err := p.dial()
+	server, target, err := p.dial()
 	if err != nil {
 		return
 	}
@@ -133,6 +158,8 @@ func (p *Proxy) serve(client net.Conn) {
 		return
 	}
 	defer p.untrack(server)
+	p.count(target, 1)
+	defer p.count(target, -1)
 	defer server.Close()
 	done := make(chan struct{}, 2)
 	pipe := func(dst, src net.Conn) {
@@ -148,9 +175,12 @@ func (p *Proxy) serve(client net.Conn) {
 }
 
 // dial connects to the next target that accepts, starting after the one
-// the previous connection went to.
-func (p *Proxy) dial() (net.Conn, error) {
-	start := p.next.Add(1) - 1
+// the previous connection went to (or at the first, for failover).
+func (p *Proxy) dial() (net.Conn, string, error) {
+	var start uint64
+	if !p.failover {
+		start = p.next.Add(1) - 1
+	}
 	var errs []error
 	for i := range uint64(len(p.targets)) {
 		target := p.targets[(start+i)%uint64(len(p.targets))]
@@ -158,11 +188,20 @@ func (p *Proxy) dial() (net.Conn, error) {
 		c, err := (&net.Dialer{}).DialContext(ctx, "tcp", target)
 		cancel()
 		if err == nil {
-			return c, nil
+			return c, target, nil
 		}
 		errs = append(errs, err)
 	}
-	return nil, errors.Join(errs...)
+	return nil, "", errors.Join(errs...)
+}
+
+func (p *Proxy) count(target string, d int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.open[target] += d
+	if p.open[target] == 0 {
+		delete(p.open, target)
+	}
 }
 
 // countingConn counts the reads that returned data.

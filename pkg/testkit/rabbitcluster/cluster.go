@@ -202,9 +202,9 @@ func (n *Node) prepare(home string, peers []string) error {
 	for i, p := range peers {
 		fmt.Fprintf(&conf, "cluster_formation.classic_config.nodes.%d = %s\n", i+1, p)
 	}
-	// A cluster of three where one node is lost keeps running (the default
-	// "ignore"), as Amazon MQ's does.
-	conf.WriteString("cluster_partition_handling = ignore\n")
+	// As deploy/rabbitmq/cluster.conf: a node cut off from the two others
+	// pauses; the two others go on.
+	conf.WriteString("cluster_partition_handling = pause_minority\n")
 	conf.WriteString("log.file.level = info\nlog.console = false\n")
 	n.logFile = filepath.Join(n.dir, "log", n.Name+".log")
 	files := map[string]string{
