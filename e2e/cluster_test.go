@@ -133,13 +133,13 @@ func TestCluster_node_loss_under_load(t *testing.T) {
 	ids := map[string]bool{}
 	rows, err := s.ordersDB.QueryContext(t.Context(), `SELECT id::text FROM orders WHERE status = 'invoiced'`)
 	require.NoError(t, err)
+	defer rows.Close()
 	for rows.Next() {
 		var id string
 		require.NoError(t, rows.Scan(&id))
 		ids[id] = true
 	}
 	require.NoError(t, rows.Err())
-	require.NoError(t, rows.Close())
 	for _, o := range accepted {
 		assert.True(t, ids[o.id], "accepted order %s is invoiced", o.id)
 	}

@@ -128,7 +128,7 @@ func Start(tb testing.TB) *Cluster {
 	}
 	// Not tb.TempDir: its parents are private to the test's user, and the
 	// nodes run as rabbitmq.
-	dir, err := os.MkdirTemp("", "rabbitcluster-")
+	dir, err := os.MkdirTemp("", "rabbitcluster-") //nolint:usetesting // see above
 	if err != nil {
 		tb.Fatalf("temp dir: %v", err)
 	}
@@ -243,7 +243,7 @@ func (n *Node) prepare(home string, peers []string) error {
 // start starts the node's process and waits until it takes AMQP
 // connections.
 func (n *Node) start() error {
-	out, err := os.OpenFile(filepath.Join(n.dir, "stdout.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o640)
+	out, err := os.OpenFile(filepath.Join(n.dir, "stdout.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		return fmt.Errorf("open stdout log: %w", err)
 	}
@@ -545,7 +545,7 @@ func chownTree(dir string, cred *syscall.Credential) error {
 		if err != nil {
 			return err
 		}
-		return os.Lchown(path, int(cred.Uid), int(cred.Gid))
+		return os.Lchown(path, int(cred.Uid), int(cred.Gid)) //nolint:gosec // the directory this package just made
 	})
 }
 
