@@ -9,6 +9,7 @@ import (
 
 	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill-amqp/v3/pkg/amqp"
+	"github.com/ThreeDotsLabs/watermill/message"
 	amqp091 "github.com/rabbitmq/amqp091-go"
 )
 
@@ -78,7 +79,7 @@ type Broker struct {
 	log       watermill.LoggerAdapter
 	pubConn   *amqp.ConnectionWrapper
 	subConn   *amqp.ConnectionWrapper
-	publisher *amqp.Publisher
+	publisher *renewingPublisher
 
 	// up is what Connected reports. It is kept by a monitor connection of
 	// our own rather than read from watermill-amqp's ConnectionWrapper,
@@ -126,7 +127,7 @@ func (b *Broker) dial(connCfg amqp.ConnectionConfig) error {
 	if err != nil {
 		return errors.Join(fmt.Errorf("dial subscriber connection: %w", err), pubConn.Close())
 	}
-	pub, err := amqp.NewPublisherWithConnection(b.cfg.amqpConfig(nil), b.log, pubConn)
+	pub, err := newRenewingPublisher(b.cfg.amqpConfig(nil), b.log, pubConn)
 	if err != nil {
 		return errors.Join(fmt.Errorf("create publisher: %w", err), pubConn.Close(), subConn.Close())
 	}
@@ -137,7 +138,7 @@ func (b *Broker) dial(connCfg amqp.ConnectionConfig) error {
 // Publisher returns the confirming publisher. Publish fails while the
 // connection is down; callers (the forwarder, the poison middleware) then
 // leave the message where it was.
-func (b *Broker) Publisher() *amqp.Publisher { return b.publisher }
+func (b *Broker) Publisher() message.Publisher { return b.publisher }
 
 // Subscriber returns a subscriber for one handler's queue. The subscription
 // joins the topology, so its queue is declared with the same arguments

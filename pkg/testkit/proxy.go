@@ -2,23 +2,30 @@ package testkit
 
 import (
 	"context"
+	"errors"
 	"io"
+	"maps"
 	"net"
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // Proxy is a loopback TCP proxy a test puts between one process and a
 // server (RabbitMQ), to cut that process off without disturbing tests that
-// run in parallel against the same server.
+// run in parallel against the same server. With several targets it is a
+// load balancer, as in front of a cluster (see NewBalancer).
 type Proxy struct {
-	target string
-	ln     net.Listener
+	targets  []string
+	next     atomic.Uint64
+	failover bool // every connection to the first target that accepts
+	ln       net.Listener
 
 	mu    sync.Mutex
 	cut   bool
 	conns map[net.Conn]struct{}
+	open  map[string]int // open connections per target
 	wg    sync.WaitGroup
 	sends atomic.Int64
 }
@@ -27,11 +34,40 @@ type Proxy struct {
 // It is closed when the test ends.
 func NewProxy(tb testing.TB, target string) *Proxy {
 	tb.Helper()
+	return NewBalancer(tb, target)
+}
+
+// NewBalancer listens on 127.0.0.1:0 and sends each new connection to the
+// next of targets in turn that accepts it, skipping the ones that refuse
+// (a stopped node), the way a cloud TCP load balancer in front of a
+// cluster does: Amazon MQ's single endpoint of a RabbitMQ cluster. Open
+// connections stay where they are; a target that goes away closes its own.
+// It is closed when the test ends.
+func NewBalancer(tb testing.TB, targets ...string) *Proxy {
+	tb.Helper()
+	return newProxy(tb, false, targets)
+}
+
+// NewFailoverBalancer is NewBalancer that sends each new connection to the
+// first of targets, in their order, that accepts it: while the first one
+// runs, every client is on it, and when it goes away every client moves to
+// the next. It is the worst case for the loss of one target that a
+// balancer in front of a cluster can produce.
+func NewFailoverBalancer(tb testing.TB, targets ...string) *Proxy {
+	tb.Helper()
+	return newProxy(tb, true, targets)
+}
+
+func newProxy(tb testing.TB, failover bool, targets []string) *Proxy {
+	tb.Helper()
+	if len(targets) == 0 {
+		tb.Fatal("balancer: no targets")
+	}
 	ln, err := (&net.ListenConfig{}).Listen(context.Background(), "tcp", "127.0.0.1:0")
 	if err != nil {
 		tb.Fatalf("proxy listen: %v", err)
 	}
-	p := &Proxy{target: target, ln: ln, conns: map[net.Conn]struct{}{}}
+	p := &Proxy{targets: targets, failover: failover, ln: ln, conns: map[net.Conn]struct{}{}, open: map[string]int{}}
 	p.wg.Add(1)
 	go p.accept()
 	tb.Cleanup(p.close)
@@ -55,6 +91,13 @@ func (p *Proxy) Cut() {
 	for c := range p.conns {
 		_ = c.Close()
 	}
+}
+
+// Open returns how many connections are open to each target.
+func (p *Proxy) Open() map[string]int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return maps.Clone(p.open)
 }
 
 // Restore lets connections through again.
@@ -106,7 +149,7 @@ func (p *Proxy) serve(client net.Conn) {
 	defer p.wg.Done()
 	defer p.untrack(client)
 	defer client.Close()
-	server, err := (&net.Dialer{}).DialContext(context.Background(), "tcp", p.target)
+	server, target, err := p.dial()
 	if err != nil {
 		return
 	}
@@ -115,6 +158,8 @@ func (p *Proxy) serve(client net.Conn) {
 		return
 	}
 	defer p.untrack(server)
+	p.count(target, 1)
+	defer p.count(target, -1)
 	defer server.Close()
 	done := make(chan struct{}, 2)
 	pipe := func(dst, src net.Conn) {
@@ -127,6 +172,36 @@ func (p *Proxy) serve(client net.Conn) {
 	go pipe(client, server)
 	<-done
 	<-done
+}
+
+// dial connects to the next target that accepts, starting after the one
+// the previous connection went to (or at the first, for failover).
+func (p *Proxy) dial() (net.Conn, string, error) {
+	var start uint64
+	if !p.failover {
+		start = p.next.Add(1) - 1
+	}
+	var errs []error
+	for i := range uint64(len(p.targets)) {
+		target := p.targets[(start+i)%uint64(len(p.targets))]
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		c, err := (&net.Dialer{}).DialContext(ctx, "tcp", target)
+		cancel()
+		if err == nil {
+			return c, target, nil
+		}
+		errs = append(errs, err)
+	}
+	return nil, "", errors.Join(errs...)
+}
+
+func (p *Proxy) count(target string, d int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.open[target] += d
+	if p.open[target] == 0 {
+		delete(p.open, target)
+	}
 }
 
 // countingConn counts the reads that returned data.
