@@ -20,9 +20,9 @@ type Messaging struct {
 // NewRuntime returns the service's messaging runtime: the router with its
 // handlers and the forwarder of the outbox in relay (database.OpenRelay),
 // connected in the background once it runs.
-func NewRuntime(cfg Config, log *slog.Logger, tel *observability.Telemetry, relay *sql.DB, m Messaging) (*messaging.Runtime, error) {
+func NewRuntime(cfg Config, log *slog.Logger, tel *observability.Telemetry, relay *sql.DB, m Messaging) (*Runtime, error) {
 	t := cfg.Tuning
-	rt := &messaging.Runtime{
+	rt := &Runtime{
 		Broker: messaging.BrokerConfig{
 			URL: cfg.BrokerURL, Prefetch: t.Prefetch, Consumers: t.Consumers,
 			PublisherChannels: t.OutboxWorkers + 2, // a publish per worker, and the poison queue's
