@@ -161,7 +161,15 @@ func Migrate(ctx context.Context, db *bun.DB, migrations fs.FS) error {
 }
 
 // OpenRelay opens the connection pool of the outbox forwarders: the same
-// database, with enable_seqscan off, so that the forwarders find their rows
+// database, with two settings of its own.
+//
+// synchronous_commit is off: a forwarder's transaction deletes rows whose
+// events RabbitMQ confirmed; if PostgreSQL crashed before flushing that
+// commit, the rows come back and are published again, a duplicate the
+// consumers absorb, never a loss. The fsyncs are left to the transactions
+// that must be durable (an accepted order, an issued invoice).
+//
+// enable_seqscan is off, so that the forwarders find their rows
 // through the outbox's primary key however the planner sizes the table. A
 // forwarder reads the oldest rows and deletes a batch by offset, both
 // prepared once per connection by pgx. An outbox holds few live rows, so a
@@ -172,7 +180,7 @@ func Migrate(ctx context.Context, db *bun.DB, migrations fs.FS) error {
 // (osm2pgsql turns it off for the same trap: osm2pgsql-dev/osm2pgsql#1997.)
 func OpenRelay(ctx context.Context, dsn string, maxConns int) (*sql.DB, error) {
 	// pgx passes parameters it does not know to the server as settings.
-	settings := [][2]string{{"enable_seqscan", "off"}}
+	settings := [][2]string{{"synchronous_commit", "off"}, {"enable_seqscan", "off"}}
 	if u, err := url.Parse(dsn); err == nil && u.Scheme != "" {
 		q := u.Query()
 		for _, s := range settings {

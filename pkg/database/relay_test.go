@@ -18,6 +18,8 @@ func TestOpenRelay_plans_without_sequential_scans(t *testing.T) {
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = relay.Close() })
 	var setting string
+	require.NoError(t, relay.QueryRowContext(t.Context(), "SHOW synchronous_commit").Scan(&setting))
+	assert.Equal(t, "off", setting)
 	require.NoError(t, relay.QueryRowContext(t.Context(), "SHOW enable_seqscan").Scan(&setting))
 	assert.Equal(t, "off", setting)
 
