@@ -63,14 +63,7 @@ func compareSchemas(at string, b, c map[string]any) []string {
 		if reflect.DeepEqual(bv, cv) {
 			continue
 		}
-		switch {
-		case k == "type":
-			out = append(out, fmt.Sprintf("%s changed type from %v to %v", where, show(bv, inB), show(cv, inC)))
-		case k == "format":
-			out = append(out, fmt.Sprintf("%s changed format from %v to %v", where, show(bv, inB), show(cv, inC)))
-		default:
-			out = append(out, fmt.Sprintf("%s changed %s from %v to %v", where, k, show(bv, inB), show(cv, inC)))
-		}
+		out = append(out, fmt.Sprintf("%s changed %s from %v to %v", where, k, show(bv, inB), show(cv, inC)))
 	}
 
 	bProps, cProps := properties(b), properties(c)

@@ -63,7 +63,9 @@ func (w wire) forward(t *testing.T) {
 	go func() { done <- fwd.Run(context.Background()) }()
 	t.Cleanup(func() {
 		require.NoError(t, fwd.Close())
-		<-done
+		if err := <-done; err != nil {
+			t.Logf("forwarder stopped: %v", err)
+		}
 		require.NoError(t, b.Close())
 	})
 }
@@ -208,6 +210,7 @@ func TestAsyncAPI_events_on_the_wire_match_the_document(t *testing.T) {
 		require.NotEmpty(t, queues, name)
 		for _, q := range queues {
 			t.Run(name+" in "+q.address, func(t *testing.T) {
+				t.Parallel()
 				d := next(t, w.broker, q.address)
 				headers := checkDelivery(t, doc, name, d)
 
