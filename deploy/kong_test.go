@@ -35,7 +35,7 @@ var requiredPlugins = []string{"correlation-id", "rate-limiting", "request-size-
 
 // operationalPaths are served by the apps but must not be reachable
 // through Kong.
-var operationalPaths = []string{"/healthz", "/readyz", "/metrics", "/openapi.yaml"}
+var operationalPaths = []string{"/healthz", "/readyz", "/metrics", "/openapi.yaml", "/asyncapi.yaml"}
 
 func kongConfig(tb testing.TB) *deploy.KongConfig {
 	tb.Helper()

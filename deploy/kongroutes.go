@@ -14,7 +14,7 @@ import (
 
 // OperationalRoutes are served for probes and tools on a service's own
 // port; Kong must not route to them.
-var OperationalRoutes = []string{"/healthz", "/readyz", "/metrics", "/openapi.yaml"}
+var OperationalRoutes = []string{"/healthz", "/readyz", "/metrics", "/openapi.yaml", "/asyncapi.yaml"}
 
 // CheckKongRoutes checks the declarative configuration at path against h,
 // the real router of the service called name: Kong sends the API's paths,

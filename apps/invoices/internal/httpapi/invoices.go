@@ -32,6 +32,7 @@ func Routes(a App, log *slog.Logger) func(chi.Router) {
 		r.Get("/invoices", h.listInvoices)
 		r.Get("/invoices/{id}", h.getInvoice)
 		r.Get("/openapi.yaml", serveOpenAPI)
+		r.Get("/asyncapi.yaml", serveAsyncAPI)
 	}
 }
 

@@ -123,6 +123,7 @@ func TestOpenAPI_exchanges_match_the_document(t *testing.T) {
 		{name: "ready but degraded", health: &degraded, target: "/readyz", reqValid: true, status: 200},
 		{name: "not ready", health: &down, target: "/readyz", reqValid: true, status: 503},
 		{name: "document", target: "/openapi.yaml", reqValid: true, status: 200},
+		{name: "events document", target: "/asyncapi.yaml", reqValid: true, status: 200},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -190,5 +191,5 @@ func TestOpenAPI_documents_every_route(t *testing.T) {
 
 	// Kong does not route the operational endpoints (kong/kong.yml), so the
 	// document offers them on the service's own server only.
-	c.AssertNotOffered(t, kongURL, "/healthz", "/readyz", "/openapi.yaml")
+	c.AssertNotOffered(t, kongURL, "/healthz", "/readyz", "/openapi.yaml", "/asyncapi.yaml")
 }

@@ -133,6 +133,7 @@ func TestOpenAPI_exchanges_match_the_document(t *testing.T) {
 		{name: "ready but degraded", health: &degraded, method: http.MethodGet, target: "/readyz", reqValid: true, status: 200},
 		{name: "not ready", health: &down, method: http.MethodGet, target: "/readyz", reqValid: true, status: 503},
 		{name: "document", method: http.MethodGet, target: "/openapi.yaml", reqValid: true, status: 200},
+		{name: "events document", method: http.MethodGet, target: "/asyncapi.yaml", reqValid: true, status: 200},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -210,5 +211,5 @@ func TestOpenAPI_documents_every_route(t *testing.T) {
 
 	// Kong does not route the operational endpoints (kong/kong.yml), so the
 	// document offers them on the service's own server only.
-	c.AssertNotOffered(t, kongURL, "/healthz", "/readyz", "/openapi.yaml")
+	c.AssertNotOffered(t, kongURL, "/healthz", "/readyz", "/openapi.yaml", "/asyncapi.yaml")
 }

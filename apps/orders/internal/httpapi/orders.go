@@ -47,6 +47,7 @@ func Routes(a App, log *slog.Logger) func(chi.Router) {
 		r.Get("/orders", h.listOrders)
 		r.Get("/orders/{id}", h.getOrder)
 		r.Get("/openapi.yaml", serveOpenAPI)
+		r.Get("/asyncapi.yaml", serveAsyncAPI)
 	}
 }
 
