@@ -201,10 +201,3 @@ func OpenRelay(ctx context.Context, dsn string, maxConns int) (*sql.DB, error) {
 	db.SetMaxIdleConns(maxConns)
 	return db, nil
 }
-
-// Transactor runs fn in a transaction and commits it when fn returns nil:
-// *bun.DB, or a groupcommit.DB, which lets concurrent transactions share one.
-// Stores write through one, so that the choice is the composition root's.
-type Transactor interface {
-	RunInTx(ctx context.Context, opts *sql.TxOptions, fn func(ctx context.Context, tx bun.Tx) error) error
-}

@@ -47,14 +47,13 @@ func outboxBacklog(db *bun.DB) observability.BacklogFunc {
 	}
 }
 
-// Transactor is what the stores write through: db itself, one transaction
-// per write, or with cfg.Tuning.GroupCommit a groupcommit.DB on it, which
-// lets the writes that arrive together share a transaction.
-func Transactor(cfg Config, tel *observability.Telemetry, db *bun.DB) database.Transactor {
+// GroupCommit is the group-commit configuration of the stores (nil when
+// cfg.Tuning.GroupCommit is off): a span per shared transaction and its
+// size, instrumented by tel.
+func GroupCommit(cfg Config, tel *observability.Telemetry) *groupcommit.Config {
 	if !cfg.Tuning.GroupCommit {
-		return db
+		return nil
 	}
 	gc := tel.Batching()
-	gc.Name = cfg.Service + ".tx"
-	return groupcommit.NewDB(db, gc)
+	return &gc
 }

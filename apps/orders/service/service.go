@@ -51,7 +51,7 @@ func Run(ctx context.Context, cfg platform.Config, log *slog.Logger, tel *observ
 		return err
 	}
 	db = db.WithQueryHook(waker)
-	orders := app.New(store.New(db, platform.Transactor(cfg, tel, db), outbox), m)
+	orders := app.New(store.New(db, outbox, platform.GroupCommit(cfg, tel)), m)
 
 	rt, err := platform.NewRuntime(cfg, log, tel, relay, platform.Messaging{
 		Topology: consumers.Topology,

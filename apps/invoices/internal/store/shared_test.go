@@ -16,13 +16,13 @@ import (
 	"github.com/orderflow/orderflow/pkg/testkit"
 )
 
-// With shared transactions (groupcommit.DB), redeliveries mixed with new
+// With group commit (batch.go), redeliveries mixed with new
 // orders still issue one invoice and one event per order.
 func TestStore_Issue_in_shared_transactions(t *testing.T) {
 	testkit.Integration(t)
 	t.Parallel()
 	_, db := newStore(t)
-	s := store.New(db, groupcommit.NewDB(db, groupcommit.Config{Name: "test"}), messaging.NewOutbox(watermill.NopLogger{}))
+	s := store.New(db, messaging.NewOutbox(watermill.NopLogger{}), &groupcommit.Config{})
 	const orders, deliveries = 20, 3
 	invoices := make([]domain.Invoice, 0, orders*deliveries)
 	for range orders {

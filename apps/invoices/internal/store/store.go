@@ -15,7 +15,7 @@ import (
 
 	"github.com/orderflow/orderflow/apps/invoices/internal/app"
 	"github.com/orderflow/orderflow/apps/invoices/internal/domain"
-	"github.com/orderflow/orderflow/pkg/database"
+	"github.com/orderflow/orderflow/pkg/groupcommit"
 	"github.com/orderflow/orderflow/pkg/messaging"
 )
 
@@ -33,17 +33,21 @@ func Migrations() fs.FS {
 
 // Store is the invoices store.
 type Store struct {
-	db     *bun.DB             // reads
-	tx     database.Transactor // writes: db, or transactions shared under load
+	db     *bun.DB
 	outbox *messaging.Outbox
+	batch  *batcher // group commit (batch.go); nil: one transaction per write
 }
 
 var _ app.Store = (*Store)(nil)
 
-// New returns a store that reads db, writes in transactions of tx (db
-// itself, or a groupcommit.DB on it) and appends events to outbox.
-func New(db *bun.DB, tx database.Transactor, outbox *messaging.Outbox) *Store {
-	return &Store{db: db, tx: tx, outbox: outbox}
+// New returns a store on db that appends events to outbox. With gc, writes
+// that arrive together share a transaction (batch.go).
+func New(db *bun.DB, outbox *messaging.Outbox, gc *groupcommit.Config) *Store {
+	s := &Store{db: db, outbox: outbox}
+	if gc != nil {
+		s.batch = newBatcher(s, *gc)
+	}
+	return s
 }
 
 type invoiceRow struct {
@@ -57,6 +61,10 @@ type invoiceRow struct {
 	IssuedAt   time.Time `bun:"issued_at"`
 }
 
+func toRow(inv domain.Invoice) invoiceRow {
+	return invoiceRow{ID: inv.ID, OrderID: inv.OrderID, CustomerID: inv.CustomerID, Amount: inv.Amount, Currency: inv.Currency, IssuedAt: inv.IssuedAt}
+}
+
 func (r *invoiceRow) toDomain() domain.Invoice {
 	return domain.Invoice{ID: r.ID, OrderID: r.OrderID, CustomerID: r.CustomerID, Amount: r.Amount, Currency: r.Currency, IssuedAt: r.IssuedAt.UTC()}
 }
@@ -66,11 +74,13 @@ func (r *invoiceRow) toDomain() domain.Invoice {
 // that has it already, a redelivered OrderPlaced, it writes nothing and
 // reports false.
 func (s *Store) Issue(ctx context.Context, inv domain.Invoice, events ...any) (bool, error) {
-	row := &invoiceRow{ID: inv.ID, OrderID: inv.OrderID, CustomerID: inv.CustomerID, Amount: inv.Amount, Currency: inv.Currency, IssuedAt: inv.IssuedAt}
+	if s.batch != nil {
+		return s.batch.issue(ctx, inv, events)
+	}
+	row := toRow(inv)
 	var issued bool
-	err := s.tx.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
-		issued = false // set on every run: a shared transaction may run this again
-		res, err := tx.NewInsert().Model(row).On("CONFLICT (order_id) DO NOTHING").Exec(ctx)
+	err := s.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
+		res, err := tx.NewInsert().Model(&row).On("CONFLICT (order_id) DO NOTHING").Exec(ctx)
 		if err != nil {
 			return fmt.Errorf("insert invoice for order %s: %w", inv.OrderID, err)
 		}

@@ -27,7 +27,7 @@ func newStore(tb testing.TB) (*store.Store, *bun.DB) {
 	require.NoError(tb, err)
 	tb.Cleanup(func() { _ = db.Close() })
 	require.NoError(tb, database.Migrate(tb.Context(), db, store.Migrations()))
-	return store.New(db, db, messaging.NewOutbox(watermill.NopLogger{})), db
+	return store.New(db, messaging.NewOutbox(watermill.NopLogger{}), nil), db
 }
 
 // newInvoice returns an invoice of orderID. Times are truncated to

@@ -19,7 +19,7 @@ import (
 	"github.com/orderflow/orderflow/pkg/testkit"
 )
 
-// With shared transactions (groupcommit.DB), concurrent creates keep every
+// With group commit (batch.go), concurrent creates keep every
 // outcome a transaction of their own would have: new orders are created
 // with their events, retries of one key make one order, a key reused with
 // another body is refused, and a failing call fails alone.
@@ -30,7 +30,7 @@ func TestStore_Create_in_shared_transactions(t *testing.T) {
 	reader := metric.NewManualReader()
 	sizes, err := metric.NewMeterProvider(metric.WithReader(reader)).Meter("test").Int64Histogram("sizes")
 	require.NoError(t, err)
-	s := store.New(db, groupcommit.NewDB(db, groupcommit.Config{Name: "test", Sizes: sizes}), messaging.NewOutbox(watermill.NopLogger{}))
+	s := store.New(db, messaging.NewOutbox(watermill.NopLogger{}), &groupcommit.Config{Sizes: sizes})
 	const distinct, retries = 40, 10
 	var wg sync.WaitGroup
 	start := make(chan struct{})

@@ -15,7 +15,7 @@ import (
 
 	"github.com/orderflow/orderflow/apps/orders/internal/app"
 	"github.com/orderflow/orderflow/apps/orders/internal/domain"
-	"github.com/orderflow/orderflow/pkg/database"
+	"github.com/orderflow/orderflow/pkg/groupcommit"
 	"github.com/orderflow/orderflow/pkg/messaging"
 )
 
@@ -33,17 +33,21 @@ func Migrations() fs.FS {
 
 // Store is the orders store.
 type Store struct {
-	db     *bun.DB             // reads
-	tx     database.Transactor // writes: db, or transactions shared under load
+	db     *bun.DB
 	outbox *messaging.Outbox
+	batch  *batcher // group commit (batch.go); nil: one transaction per write
 }
 
 var _ app.Store = (*Store)(nil)
 
-// New returns a store that reads db, writes in transactions of tx (db
-// itself, or a groupcommit.DB on it) and appends events to outbox.
-func New(db *bun.DB, tx database.Transactor, outbox *messaging.Outbox) *Store {
-	return &Store{db: db, tx: tx, outbox: outbox}
+// New returns a store on db that appends events to outbox. With gc, writes
+// that arrive together share a transaction (batch.go).
+func New(db *bun.DB, outbox *messaging.Outbox, gc *groupcommit.Config) *Store {
+	s := &Store{db: db, outbox: outbox}
+	if gc != nil {
+		s.batch = newBatcher(s, *gc)
+	}
+	return s
 }
 
 type orderRow struct {
@@ -61,13 +65,16 @@ type orderRow struct {
 	UpdatedAt      time.Time `bun:"updated_at"`
 }
 
-func toRow(o domain.Order) *orderRow {
+func toRow(o domain.Order, idem *app.Idempotency) *orderRow {
 	r := &orderRow{
 		ID: o.ID, CustomerID: o.CustomerID, Amount: o.Amount, Currency: o.Currency,
 		Status: string(o.Status), CreatedAt: o.CreatedAt, UpdatedAt: o.UpdatedAt,
 	}
 	if o.InvoiceID != "" {
 		r.InvoiceID = &o.InvoiceID
+	}
+	if idem != nil {
+		r.IdempotencyKey, r.RequestHash = &idem.Key, &idem.Hash
 	}
 	return r
 }
@@ -88,14 +95,12 @@ func (r *orderRow) toDomain() domain.Order {
 // constraint, not a check before the insert, makes concurrent retries of one
 // request create one order (the second insert waits for the first to commit).
 func (s *Store) Create(ctx context.Context, o domain.Order, idem *app.Idempotency, events ...any) (domain.Order, bool, error) {
-	row := toRow(o)
-	if idem != nil {
-		row.IdempotencyKey, row.RequestHash = &idem.Key, &idem.Hash
+	if s.batch != nil {
+		return s.batch.create(ctx, o, idem, events)
 	}
-	var got domain.Order
-	var created bool
-	err := s.tx.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
-		got, created = o, true // set on every run: a shared transaction may run this again
+	row := toRow(o, idem)
+	got, created := o, true
+	err := s.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
 		res, err := tx.NewInsert().Model(row).On("CONFLICT (idempotency_key) DO NOTHING").Exec(ctx)
 		if err != nil {
 			return fmt.Errorf("insert order %s: %w", o.ID, err)
@@ -169,7 +174,7 @@ func (s *Store) List(ctx context.Context, q app.ListQuery) ([]domain.Order, erro
 // back when change reports a change, all in one transaction. Concurrent
 // updates of one order serialize on the row lock.
 func (s *Store) Update(ctx context.Context, id string, change func(*domain.Order) (bool, error)) error {
-	return s.tx.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
+	return s.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
 		row := new(orderRow)
 		err := tx.NewSelect().Model(row).Where("id = ?", id).For("UPDATE").Scan(ctx)
 		if errors.Is(err, sql.ErrNoRows) {
@@ -183,7 +188,7 @@ func (s *Store) Update(ctx context.Context, id string, change func(*domain.Order
 		if err != nil || !changed {
 			return err
 		}
-		if _, err := tx.NewUpdate().Model(toRow(o)).Column("status", "invoice_id", "updated_at").WherePK().Exec(ctx); err != nil {
+		if _, err := tx.NewUpdate().Model(toRow(o, nil)).Column("status", "invoice_id", "updated_at").WherePK().Exec(ctx); err != nil {
 			return fmt.Errorf("update order %s: %w", id, err)
 		}
 		return nil
