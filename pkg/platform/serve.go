@@ -113,6 +113,9 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, tel *observability.T
 	}
 
 	health := httpkit.Health{Ping: db.PingContext, Components: rt.Status}
+	if err := tel.RegisterReadiness(health.States); err != nil {
+		return fmt.Errorf("register readiness gauge: %w", err)
+	}
 	srv := &http.Server{
 		Handler:           handler(log, tel, cfg.Service, health, routes),
 		ReadHeaderTimeout: 5 * time.Second,
