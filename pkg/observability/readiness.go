@@ -28,7 +28,8 @@ func (t *Telemetry) RegisterReadiness(fn ComponentsFunc) error {
 	if t == nil {
 		return nil
 	}
-	gauge, err := t.meter.Int64ObservableGauge(metricComponentUp, metric.WithUnit("1"),
+	// No unit: "1" would add _ratio to the Prometheus name.
+	gauge, err := t.meter.Int64ObservableGauge(metricComponentUp,
 		metric.WithDescription("1 while the component (database, broker, router, forwarder) is up, 0 otherwise."))
 	if err != nil {
 		return fmt.Errorf("create readiness gauge: %w", err)
