@@ -229,6 +229,9 @@ func Main(ctx context.Context, service string, defaultPort int, args []string, g
 		}
 		return 0
 	}
+	if len(args) > 1 && args[1] == "migrate" {
+		return exitCode(log, MigrateCommand(ctx, cfg, getenv, log, app))
+	}
 	tel, err := observability.Setup(ctx, service, cfg.Version, getenv, observability.WithLogger(log))
 	if err != nil {
 		log.Error("set up telemetry", "error", err)
