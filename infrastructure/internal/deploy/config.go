@@ -35,15 +35,15 @@ type Config struct {
 	DomainName     string // optional host name for the Kong URL output.
 
 	// Compute.
-	CPUArchitecture      string // X86_64 or ARM64.
-	TaskCPU              int    // orders and invoices
-	TaskMemory           int
-	KongTaskCPU          int
-	KongTaskMemory       int
-	KongWorkers          int // KONG_NGINX_WORKER_PROCESSES
+	CPUArchitecture string // X86_64 or ARM64.
+	TaskCPU         int    // orders and invoices
+	TaskMemory      int
+	KongTaskCPU     int
+	KongTaskMemory  int
+	KongWorkers     int // KONG_NGINX_WORKER_PROCESSES
 	// QueueBacklogTarget is the ready messages per task in a consumer's
 	// handler queue that the backlog scaling policy keeps to.
-	QueueBacklogTarget int
+	QueueBacklogTarget   int
 	MinCapacity          int
 	MaxCapacity          int
 	CPUTargetUtilization int

@@ -146,9 +146,9 @@ func Deploy(ctx *pulumi.Context, cfg *Config) (*Deployment, error) {
 		return nil, err
 	}
 	d.Gateway, err = NewGateway(ctx, "gateway", &GatewayArgs{
-		VpcID:           d.Network.VpcID,
-		PublicSubnetIDs: d.Network.PublicSubnetIDs,
-		SecurityGroupID: d.Network.LoadBalancerSG.ID(),
+		VpcID:              d.Network.VpcID,
+		PublicSubnetIDs:    d.Network.PublicSubnetIDs,
+		SecurityGroupID:    d.Network.LoadBalancerSG.ID(),
 		CertificateArn:     cfg.CertificateArn,
 		DomainName:         cfg.DomainName,
 		DeletionProtection: cfg.ALBDeletionProtection,

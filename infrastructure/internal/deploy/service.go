@@ -68,9 +68,9 @@ type ServiceArgs struct {
 	CPUTargetUtilization int
 	// Backlog, when set, adds a second scaling policy that follows the service's
 	// handler queue: ready messages per running task.
-	Backlog *BacklogScaling
-	LogRetentionDays     int
-	Region               string
+	Backlog          *BacklogScaling
+	LogRetentionDays int
+	Region           string
 	// RedeployOn forces a new deployment when one of its values changes (for example a
 	// secret version), since tasks read secrets only when they start.
 	RedeployOn map[string]pulumi.StringInput
@@ -103,7 +103,7 @@ type ContainerSpec struct {
 
 // BacklogScaling scales a consumer on its queue's ready messages per task.
 type BacklogScaling struct {
-	BrokerName pulumi.StringInput
+	BrokerName  pulumi.StringInput
 	VirtualHost string
 	Queue       string
 	// TargetPerTask is the ready messages per running task to keep to.
