@@ -203,6 +203,7 @@ func TestCompose_mounts_files_that_exist(t *testing.T) {
 	for _, want := range []string{
 		"postgres:/docker-entrypoint-initdb.d/10-databases.sql",
 		"prometheus:/etc/prometheus/prometheus.yml",
+		"prometheus:/etc/prometheus/rules",
 		"grafana:/etc/grafana/provisioning",
 		"grafana:" + grafanaDashboardsDir,
 	} {

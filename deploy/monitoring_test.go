@@ -39,6 +39,7 @@ type prometheusConfig struct {
 		ScrapeTimeout      string `yaml:"scrape_timeout"`
 		EvaluationInterval string `yaml:"evaluation_interval"`
 	} `yaml:"global"`
+	RuleFiles     []string `yaml:"rule_files"`
 	ScrapeConfigs []struct {
 		JobName       string `yaml:"job_name"`
 		MetricsPath   string `yaml:"metrics_path"`
@@ -76,6 +77,17 @@ func TestPrometheus_scrapes_the_compose_services(t *testing.T) {
 		assert.Equal(t, []string{name + ":" + strconv.Itoa(port)}, targets[name], "job %s", name)
 		assert.Contains(t, []string{"", "/metrics"}, paths[name], "job %s", name)
 	}
+
+	// The alerting rules load from the directory compose mounts beside the config.
+	require.Equal(t, []string{"rules/*.yml"}, cfg.RuleFiles)
+	rules, err := filepath.Glob(path("deploy", "prometheus", "rules", "*.yml"))
+	require.NoError(t, err)
+	assert.NotEmpty(t, rules)
+	var mounted bool
+	for _, v := range p.Services["prometheus"].Volumes {
+		mounted = mounted || v.Target == "/etc/prometheus/rules"
+	}
+	assert.True(t, mounted, "compose mounts deploy/prometheus/rules at /etc/prometheus/rules")
 }
 
 type grafanaDatasources struct {

@@ -21,6 +21,8 @@ import (
 	"github.com/prometheus/common/model"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"google.golang.org/protobuf/proto"
+	"gopkg.in/yaml.v3"
 
 	"github.com/orderflow/orderflow/pkg/messaging"
 	"github.com/orderflow/orderflow/pkg/observability"
@@ -188,6 +190,7 @@ func exercisedMetrics(t *testing.T) map[string]*dto.MetricFamily {
 	families := scrape(t, s.orders.URL)
 	merge(families, scrape(t, s.invoices.URL))
 	merge(families, failedPublish(t))
+	addPrometheusSeries(families)
 	return families
 }
 
@@ -247,6 +250,60 @@ func seriesNames(families map[string]*dto.MetricFamily) map[string]bool {
 		}
 	}
 	return names
+}
+
+// addPrometheusSeries adds the series Prometheus itself makes to what a
+// scrape returns: up (with the job and instance labels of every target) and
+// ALERTS (one series per pending or firing alert of
+// deploy/prometheus/rules, with the alert's labels).
+func addPrometheusSeries(families map[string]*dto.MetricFamily) {
+	gauge := func(name string, labels ...string) *dto.MetricFamily {
+		m := &dto.Metric{}
+		for _, l := range labels {
+			m.Label = append(m.Label, &dto.LabelPair{Name: proto.String(l), Value: proto.String("x")})
+		}
+		return &dto.MetricFamily{Name: proto.String(name), Type: dto.MetricType_GAUGE.Enum(), Metric: []*dto.Metric{m}}
+	}
+	families["up"] = gauge("up", "job", "instance")
+	families["ALERTS"] = gauge("ALERTS", "alertname", "alertstate", "severity", "job", "instance",
+		"service_name", "component", "messaging_consumer_group_name")
+}
+
+// rulesDir holds the alerting rules compose's Prometheus loads.
+const rulesDir = "../deploy/prometheus/rules"
+
+// TestAlertRules_query_only_metrics_the_services_export holds every
+// alerting rule's expression to the same check as the dashboards' queries,
+// so that a renamed metric or label cannot leave an alert that never fires.
+func TestAlertRules_query_only_metrics_the_services_export(t *testing.T) {
+	testkit.Integration(t)
+	t.Parallel()
+	families := exercisedMetrics(t)
+	series := seriesNames(families)
+	files, err := filepath.Glob(filepath.Join(rulesDir, "*.yml"))
+	require.NoError(t, err)
+	require.NotEmpty(t, files)
+	alerts := 0
+	for _, file := range files {
+		b, err := os.ReadFile(file)
+		require.NoError(t, err)
+		var doc struct {
+			Groups []struct {
+				Rules []struct {
+					Alert string `yaml:"alert"`
+					Expr  string `yaml:"expr"`
+				} `yaml:"rules"`
+			} `yaml:"groups"`
+		}
+		require.NoError(t, yaml.Unmarshal(b, &doc), file)
+		for _, g := range doc.Groups {
+			for _, r := range g.Rules {
+				alerts++
+				checkQuery(t, families, series, filepath.Base(file)+" "+r.Alert, r.Expr)
+			}
+		}
+	}
+	assert.GreaterOrEqual(t, alerts, 6, "outbox age, poison, failure rate, degraded, not ready, lag")
 }
 
 // labelNames returns the labels of the family a series name belongs to:

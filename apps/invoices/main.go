@@ -3,7 +3,8 @@
 // the forwarder that relays them to RabbitMQ, and the invoices REST API.
 //
 // "invoices healthcheck" checks a running instance instead (the container's
-// HEALTHCHECK).
+// HEALTHCHECK); "invoices migrate" sets up the database's roles and schema
+// and exits (the init container on ECS, docs/deploy.md).
 package main
 
 import (
@@ -39,6 +40,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	if len(args) > 0 && args[0] == "healthcheck" {
 		if err := platform.Healthcheck(ctx, cfg.Port); err != nil {
 			log.Error("unhealthy", "error", err)
+			return 1
+		}
+		return 0
+	}
+	if len(args) > 0 && args[0] == "migrate" {
+		if err := platform.MigrateCommand(ctx, cfg, getenv, log, service.Migrations()); err != nil {
+			log.Error("migrate", "error", err)
 			return 1
 		}
 		return 0

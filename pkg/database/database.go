@@ -137,6 +137,15 @@ func Migrate(ctx context.Context, db *bun.DB, migrations fs.FS) error {
 	if err := ms.Discover(migrations); err != nil {
 		return fmt.Errorf("discover migrations: %w", err)
 	}
+	// Record a migration only once it succeeded (bun's default records it
+	// first), so that a failed or interrupted migration runs again.
+	m := migrate.NewMigrator(db, ms, migrate.WithMarkAppliedOnSuccess(true))
+	// Nothing to do, nothing to create: a service that logs in as its
+	// least-privilege role (SetupRoles), which may not create tables, starts
+	// on a database its migration step has brought up to date.
+	if status, err := m.MigrationsWithStatus(ctx); err == nil && len(status.Unapplied()) == 0 {
+		return nil
+	}
 	conn, err := db.DB.Conn(ctx)
 	if err != nil {
 		return fmt.Errorf("pin connection for migration lock: %w", err)
@@ -148,9 +157,6 @@ func Migrate(ctx context.Context, db *bun.DB, migrations fs.FS) error {
 	defer func() {
 		_, _ = conn.ExecContext(context.WithoutCancel(ctx), "SELECT pg_advisory_unlock($1)", migrationLockKey)
 	}()
-	// Record a migration only once it succeeded (bun's default records it
-	// first), so that a failed or interrupted migration runs again.
-	m := migrate.NewMigrator(db, ms, migrate.WithMarkAppliedOnSuccess(true))
 	if err := m.Init(ctx); err != nil {
 		return fmt.Errorf("init migrations: %w", err)
 	}

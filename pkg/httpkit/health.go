@@ -37,7 +37,23 @@ func (h Health) Live(w http.ResponseWriter, _ *http.Request) {
 // Ready answers 200 while the database answers (status "up", or "degraded"
 // when another dependency is down) and 503 when it does not.
 func (h Health) Ready(w http.ResponseWriter, r *http.Request) {
-	ctx, cancel := context.WithTimeout(r.Context(), time.Second)
+	res := h.check(r.Context())
+	status := http.StatusOK
+	if res.Status == StateDown {
+		status = http.StatusServiceUnavailable
+	}
+	JSON(w, status, res)
+}
+
+// States returns what /readyz reports for each dependency, the
+// database included (pinged with a 1 s timeout): the readiness gauge
+// (observability.Telemetry.RegisterReadiness) exports it for alerting.
+func (h Health) States(ctx context.Context) map[string]string {
+	return h.check(ctx).Components
+}
+
+func (h Health) check(ctx context.Context) readiness {
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
 	res := readiness{Status: StateUp, Components: map[string]string{}}
 	if h.Components != nil {
@@ -48,12 +64,10 @@ func (h Health) Ready(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}
-	status := http.StatusOK
 	res.Components["database"] = StateUp
 	if err := h.Ping(ctx); err != nil {
 		res.Components["database"] = StateDown
 		res.Status = StateDown
-		status = http.StatusServiceUnavailable
 	}
-	JSON(w, status, res)
+	return res
 }

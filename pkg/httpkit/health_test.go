@@ -150,3 +150,12 @@ func TestHealth_Live(t *testing.T) {
 		})
 	}
 }
+
+func TestHealth_States_reports_the_database_with_the_components(t *testing.T) {
+	t.Parallel()
+	h := httpkit.Health{
+		Ping:       func(context.Context) error { return errors.New("connection refused") },
+		Components: func() map[string]string { return map[string]string{"broker": httpkit.StateUp} },
+	}
+	assert.Equal(t, map[string]string{"broker": httpkit.StateUp, "database": httpkit.StateDown}, h.States(t.Context()))
+}

@@ -6,6 +6,8 @@ import (
 	"log/slog"
 	"strconv"
 	"time"
+
+	"github.com/orderflow/orderflow/pkg/database"
 )
 
 // Config is a service's configuration. It comes from environment variables
@@ -83,6 +85,12 @@ func LoadConfig(service string, defaultPort int, getenv func(string) string) (Co
 			GroupCommit:        l.bool("GROUP_COMMIT", true),
 			OutboxPipeline:     l.bool("OUTBOX_PIPELINE", true),
 		},
+	}
+	// On ECS the URL is assembled from DATABASE_HOST, _USER, _PASSWORD (docs/deploy.md).
+	if dsn, ok, err := database.URLFromParts(getenv, service); err != nil {
+		l.errs = append(l.errs, err)
+	} else if ok {
+		cfg.DatabaseURL = dsn
 	}
 	if cfg.Port < 0 || cfg.Port > 65535 {
 		l.errs = append(l.errs, fmt.Errorf("PORT must be 0-65535, got %d", cfg.Port))

@@ -55,5 +55,8 @@ func GroupCommit(cfg Config, tel *observability.Telemetry) *groupcommit.Config {
 		return nil
 	}
 	gc := tel.Batching()
+	// One transaction of a kind in flight: the calls that arrive meanwhile
+	// form the next one, so batches grow with the load.
+	gc.Concurrency, gc.MaxBatch = 1, 64
 	return &gc
 }

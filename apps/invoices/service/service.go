@@ -4,6 +4,8 @@ package service
 
 import (
 	"context"
+	"fmt"
+	"io/fs"
 	"log/slog"
 	"net"
 
@@ -24,6 +26,9 @@ const Name = "invoices"
 
 // DefaultPort is the HTTP port when PORT is unset.
 const DefaultPort = 3334
+
+// Migrations are the service's database migrations.
+func Migrations() fs.FS { return store.Migrations() }
 
 // Topology is what the service declares on RabbitMQ (see consumers.Topology).
 var Topology = consumers.Topology
@@ -62,6 +67,9 @@ func Run(ctx context.Context, cfg platform.Config, log *slog.Logger, tel *observ
 		return err
 	}
 	health := httpkit.Health{Ping: db.PingContext, Components: rt.Status}
+	if err := tel.RegisterReadiness(health.States); err != nil {
+		return fmt.Errorf("register readiness gauge: %w", err)
+	}
 	h := platform.Handler(log, tel, Name, health, httpapi.Routes(invoices, log))
 	return platform.Serve(ctx, cfg, log, ln, h, rt)
 }

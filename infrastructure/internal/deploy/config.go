@@ -35,15 +35,26 @@ type Config struct {
 	DomainName     string // optional host name for the Kong URL output.
 
 	// Compute.
-	CPUArchitecture      string // X86_64 or ARM64.
-	TaskCPU              int
-	TaskMemory           int
+	CPUArchitecture string // X86_64 or ARM64.
+	TaskCPU         int    // orders and invoices
+	TaskMemory      int
+	KongTaskCPU     int
+	KongTaskMemory  int
+	KongWorkers     int // KONG_NGINX_WORKER_PROCESSES
+	// QueueBacklogTarget is the ready messages per task in a consumer's
+	// handler queue that the backlog scaling policy keeps to.
+	QueueBacklogTarget   int
 	MinCapacity          int
 	MaxCapacity          int
 	CPUTargetUtilization int
 	LogRetentionDays     int
 	LogLevel             string
-	OTLPEndpoint         string // empty: OTEL_EXPORTER_OTLP_ENDPOINT is not set.
+	// Telemetry is where traces and metrics go: TelemetryCollector (an AWS
+	// Distro for OpenTelemetry sidecar, to X-Ray and CloudWatch),
+	// TelemetryOTLP (OTLPEndpoint) or TelemetryOff (exporters none).
+	Telemetry          string
+	OTLPEndpoint       string
+	OTelCollectorImage string
 	// TraceSampleRatio is the share of traces kept (parent-based): tracing
 	// every order costs about 15 % of capacity (docs/performance.md).
 	TraceSampleRatio string
@@ -59,9 +70,15 @@ type Config struct {
 	DBBackupRetentionDays int
 	DBDeletionProtection  bool
 	DBSkipFinalSnapshot   bool
-	// DBPasswordRotationDays is how often RDS rotates the master password; run
-	// `pulumi up` after each rotation to refresh DATABASE_URL.
+	DBPerformanceInsights bool
+	// DBPasswordRotationDays is how often RDS rotates the master password.
+	// Tasks read it from the RDS-managed secret when they start, so a
+	// rotation needs no deploy.
 	DBPasswordRotationDays int
+
+	// Load balancer (besides the certificate).
+	ALBDeletionProtection bool
+	ALBAccessLogs         bool
 
 	// Broker.
 	MQDeploymentMode string
@@ -71,6 +88,18 @@ type Config struct {
 	// MQPassword is the broker password, always a Pulumi secret.
 	MQPassword pulumi.StringOutput
 }
+
+// Where the services' traces and metrics go.
+const (
+	TelemetryCollector = "collector"
+	TelemetryOTLP      = "otlp"
+	TelemetryOff       = "off"
+)
+
+// defaultOTelCollectorImage is the AWS Distro for OpenTelemetry collector the
+// sidecar runs (its /etc/ecs/ecs-default-config.yaml: OTLP in, X-Ray and
+// CloudWatch EMF out).
+const defaultOTelCollectorImage = "public.ecr.aws/aws-observability/aws-otel-collector:v0.40.0"
 
 // Platform returns the Docker platform matching the task CPU architecture.
 func (c *Config) Platform() string {
@@ -122,44 +151,57 @@ func load(r *reader) (*Config, error) {
 		AvailabilityZones: r.integer("availabilityZones", 2, 2, 6),
 		Namespace:         r.str("serviceNamespace", "orderflow.local"),
 
-		CertificateArn: r.str("certificateArn", ""),
-		DomainName:     r.str("domainName", ""),
+		CertificateArn:        r.str("certificateArn", ""),
+		DomainName:            r.str("domainName", ""),
+		ALBDeletionProtection: r.flag("albDeletionProtection", true),
+		ALBAccessLogs:         r.flag("albAccessLogs", true),
 
 		CPUArchitecture:      r.oneOf("cpuArchitecture", "X86_64", "X86_64", "ARM64"),
 		TaskCPU:              r.integer("taskCpu", 256, 256, 16384),
 		TaskMemory:           r.integer("taskMemory", 512, 512, 122880),
+		KongTaskCPU:          r.integer("kongTaskCpu", 512, 256, 16384),
+		KongTaskMemory:       r.integer("kongTaskMemory", 1024, 512, 122880),
+		KongWorkers:          r.integer("kongWorkerProcesses", 1, 1, 64),
 		MinCapacity:          r.integer("minCapacity", 2, 1, 100),
 		MaxCapacity:          r.integer("maxCapacity", 4, 1, 100),
 		CPUTargetUtilization: r.integer("cpuTargetUtilization", 60, 10, 90),
+		QueueBacklogTarget:   r.integer("queueBacklogPerTask", 500, 1, 1000000),
 		LogRetentionDays:     r.integer("logRetentionDays", 30, 1, 3653),
 		LogLevel:             r.oneOf("logLevel", "info", "debug", "info", "warn", "error"),
 		OTLPEndpoint:         r.str("otlpEndpoint", ""),
+		OTelCollectorImage:   r.str("otelCollectorImage", defaultOTelCollectorImage),
 		TraceSampleRatio:     r.str("traceSampleRatio", "0.1"),
 
 		DBInstancePerService:  r.boolean("dbInstancePerService"),
-		DBInstanceClass:       r.str("dbInstanceClass", "db.t4g.micro"),
+		DBInstanceClass:       r.str("dbInstanceClass", "db.t4g.medium"),
 		DBEngineVersion:       r.str("dbEngineVersion", "17"),
 		DBAllocatedStorage:    r.integer("dbAllocatedStorage", 20, 20, 65536),
 		DBMaxAllocatedStorage: r.integer("dbMaxAllocatedStorage", 100, 20, 65536),
-		DBMultiAZ:             r.boolean("dbMultiAz"),
+		DBMultiAZ:             r.flag("dbMultiAz", true),
 		DBUsername:            r.str("dbUsername", "orderflow"),
 		DBBackupRetentionDays: r.integer("dbBackupRetentionDays", 7, 0, 35),
-		DBDeletionProtection:  r.boolean("dbDeletionProtection"),
+		DBDeletionProtection:  r.flag("dbDeletionProtection", true),
 		DBSkipFinalSnapshot:   r.boolean("dbSkipFinalSnapshot"),
+		DBPerformanceInsights: r.flag("dbPerformanceInsights", true),
 		// Secrets Manager allows at most 1000 days.
 		DBPasswordRotationDays: r.integer("dbPasswordRotationDays", 90, 1, 1000),
 
-		MQDeploymentMode: r.oneOf("mqDeploymentMode", BrokerSingleInstance, BrokerSingleInstance, BrokerClusterMultiAZ),
-		MQInstanceType:   r.str("mqInstanceType", "mq.t3.micro"),
+		MQDeploymentMode: r.oneOf("mqDeploymentMode", BrokerClusterMultiAZ, BrokerSingleInstance, BrokerClusterMultiAZ),
+		MQInstanceType:   r.str("mqInstanceType", "mq.m5.large"),
 		MQEngineVersion:  r.str("mqEngineVersion", "3.13"),
 		MQUsername:       r.str("mqUsername", "orderflow"),
 	}
-	switch nat := r.oneOf("natGateways", "single", "single", "onePerAz"); nat {
+	switch nat := r.oneOf("natGateways", "onePerAz", "single", "onePerAz"); nat {
 	case "onePerAz":
 		c.NatGateways = "OnePerAz"
 	default:
 		c.NatGateways = "Single"
 	}
+	defaultTelemetry := TelemetryCollector
+	if c.OTLPEndpoint != "" {
+		defaultTelemetry = TelemetryOTLP
+	}
+	c.Telemetry = r.oneOf("telemetry", defaultTelemetry, TelemetryCollector, TelemetryOTLP, TelemetryOff)
 	c.MQPassword = r.secret("mqPassword", validateMQPassword)
 	validate(r, c)
 	if len(r.errs) > 0 {
@@ -183,6 +225,12 @@ func validate(r *reader, c *Config) {
 	}
 	if err := fargateSize(c.TaskCPU, c.TaskMemory); err != nil {
 		r.fail("taskMemory", "%v", err)
+	}
+	if err := fargateSize(c.KongTaskCPU, c.KongTaskMemory); err != nil {
+		r.fail("kongTaskMemory", "%v", err)
+	}
+	if c.Telemetry == TelemetryOTLP && c.OTLPEndpoint == "" {
+		r.fail("telemetry", "otlp needs otlpEndpoint")
 	}
 	if c.MaxCapacity < c.MinCapacity {
 		r.fail("maxCapacity", "must be at least minCapacity (%d), got %d", c.MinCapacity, c.MaxCapacity)
@@ -313,15 +361,18 @@ func (r *reader) integer(key string, def, lo, hi int) int {
 }
 
 // boolean reads a flag; unset means false.
-func (r *reader) boolean(key string) bool {
+func (r *reader) boolean(key string) bool { return r.flag(key, false) }
+
+// flag reads a flag with a default.
+func (r *reader) flag(key string, def bool) bool {
 	v, ok := r.raw(key)
 	if !ok {
-		return false
+		return def
 	}
 	b, err := strconv.ParseBool(v)
 	if err != nil {
 		r.fail(key, "must be true or false, got %q", v)
-		return false
+		return def
 	}
 	return b
 }

@@ -42,7 +42,7 @@ func TestConfigDefaults(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, "10.0.0.0/16", c.VpcCidr)
 	assert.Equal(t, 2, c.AvailabilityZones)
-	assert.Equal(t, "Single", c.NatGateways)
+	assert.Equal(t, "OnePerAz", c.NatGateways)
 	assert.Equal(t, "orderflow.local", c.Namespace)
 	assert.Equal(t, 2, c.MinCapacity)
 	assert.Equal(t, 4, c.MaxCapacity)
@@ -53,8 +53,19 @@ func TestConfigDefaults(t *testing.T) {
 	assert.Equal(t, "linux/amd64", c.Platform())
 	assert.False(t, c.HTTPS())
 	assert.Equal(t, 0, c.OTLPPort())
-	assert.Equal(t, BrokerSingleInstance, c.MQDeploymentMode)
+	assert.Equal(t, BrokerClusterMultiAZ, c.MQDeploymentMode)
+	assert.Equal(t, "mq.m5.large", c.MQInstanceType)
 	assert.False(t, c.DBInstancePerService)
+	assert.True(t, c.DBMultiAZ)
+	assert.True(t, c.DBDeletionProtection)
+	assert.True(t, c.DBPerformanceInsights)
+	assert.False(t, c.DBSkipFinalSnapshot)
+	assert.True(t, c.ALBDeletionProtection)
+	assert.True(t, c.ALBAccessLogs)
+	assert.Equal(t, TelemetryCollector, c.Telemetry)
+	assert.Equal(t, 512, c.KongTaskCPU)
+	assert.Equal(t, 1024, c.KongTaskMemory)
+	assert.Equal(t, 1, c.KongWorkers)
 }
 
 func TestConfigReportsEveryProblemAtOnce(t *testing.T) {
@@ -112,7 +123,9 @@ func TestConfigCrossChecks(t *testing.T) {
 		want string
 	}{
 		{"max below min", map[string]string{"minCapacity": "5", "maxCapacity": "3"}, "orderflow:maxCapacity: must be at least minCapacity (5), got 3"},
-		{"micro broker cluster", map[string]string{"mqDeploymentMode": "CLUSTER_MULTI_AZ"}, "mq.t3.micro supports only SINGLE_INSTANCE"},
+		{"micro broker cluster", map[string]string{"mqInstanceType": "mq.t3.micro"}, "mq.t3.micro supports only SINGLE_INSTANCE"},
+		{"otlp without endpoint", map[string]string{"telemetry": "otlp"}, "orderflow:telemetry: otlp needs otlpEndpoint"},
+		{"kong size", map[string]string{"kongTaskCpu": "512", "kongTaskMemory": "512"}, "orderflow:kongTaskMemory: 512 MiB is not a Fargate size"},
 		{"storage", map[string]string{"dbAllocatedStorage": "200", "dbMaxAllocatedStorage": "100"}, "orderflow:dbMaxAllocatedStorage: must be at least dbAllocatedStorage (200)"},
 		{"otlp", map[string]string{"otlpEndpoint": "collector:4317"}, "orderflow:otlpEndpoint: must be an http(s) URL"},
 		{"trace sample ratio", map[string]string{"traceSampleRatio": "1.5"}, "orderflow:traceSampleRatio: must be a number from 0 to 1"},

@@ -4,10 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
-	"net/url"
 	"regexp"
-	"strconv"
 
 	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws/rds"
 	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws/secretsmanager"
@@ -32,9 +29,10 @@ type DatabaseArgs struct {
 	BackupRetentionDays int
 	DeletionProtection  bool
 	SkipFinalSnapshot   bool
+	PerformanceInsights bool
 	// PasswordRotationDays is the rotation interval of the RDS-managed master secret
-	// (RDS's own default is 7 days). DATABASE_URL holds the password as of the last
-	// `pulumi up`, so every rotation must be followed by one.
+	// (RDS's own default is 7 days). Tasks read the password from that secret when
+	// they start, so a rotation needs no deploy.
 	PasswordRotationDays int
 	Tags                 pulumi.StringMap
 }
@@ -45,19 +43,24 @@ type DatabaseConnection struct {
 	Database string
 	// Host is the RDS endpoint address (no credentials).
 	Host pulumi.StringOutput
+	// MasterUsername is the RDS master user; only the migration step logs in as it.
+	MasterUsername string
 	// MasterSecretArn is the RDS-managed secret (JSON with username and password) of the
-	// instance that holds the database.
+	// instance that holds the database; RDS rotates it.
 	MasterSecretArn pulumi.StringOutput
-	// URL holds DATABASE_URL, postgres://user:password@host:5432/<database>?sslmode=require.
-	URL *URLSecret
+	// AppUser is the service's least-privilege login role (<service>_app).
+	AppUser string
+	// AppSecret holds AppUser's password as JSON {"username", "password"}.
+	AppSecret *URLSecret
 }
 
-// Database is the RDS PostgreSQL instance (or instances) and the DATABASE_URL secrets.
-// Instances are encrypted, private, and their master password is generated and kept by
-// RDS in Secrets Manager (manageMasterUserPassword). Each service creates its own logical
-// database on first start (DATABASE_CREATE=true: CREATE DATABASE through the "postgres"
-// database with DATABASE_URL's credentials) and migrates its schema; nothing is created
-// by hand.
+// Database is the RDS PostgreSQL instance (or instances) and one login-role secret per
+// service. Instances are encrypted, private, Multi-AZ by default, export their logs to
+// CloudWatch, and their master password is generated, kept and rotated by RDS in Secrets
+// Manager (manageMasterUserPassword). The services never log in as the master user: each
+// task's migration container (`/app migrate`) uses it to create the service's owner and
+// login roles and its database, and migrates as the owner; the service then connects as
+// its login role.
 type Database struct {
 	pulumi.ResourceState
 
@@ -67,7 +70,10 @@ type Database struct {
 
 var identifierUnsafe = regexp.MustCompile(`[^a-z0-9-]+`)
 
-// NewDatabase creates the subnet group, the instance(s) and one DATABASE_URL secret per database.
+// AppRole is the login role of a service's database.
+func AppRole(service string) string { return service + "_app" }
+
+// NewDatabase creates the subnet group, the instance(s) and one role secret per database.
 func NewDatabase(ctx *pulumi.Context, name string, args *DatabaseArgs, opts ...pulumi.ResourceOption) (*Database, error) {
 	d := &Database{Connections: map[string]*DatabaseConnection{}}
 	if err := ctx.RegisterComponentResource("orderflow:infra:Database", name, d, opts...); err != nil {
@@ -107,38 +113,29 @@ func NewDatabase(ctx *pulumi.Context, name string, args *DatabaseArgs, opts ...p
 		d.Instances = append(d.Instances, inst)
 
 		masterSecretArn := inst.MasterUserSecrets.Index(pulumi.Int(0)).SecretArn().Elem()
-		// Managed rotation (no Lambda): only the schedule is set. RotateImmediately=false
-		// keeps the password that DATABASE_URL is built from below. Destroying the
+		// Managed rotation (no Lambda): only the schedule is set. Destroying the
 		// instance deletes the managed secret, so the schedule is not deleted on its own.
 		if _, err := secretsmanager.NewSecretRotation(ctx, instName+"-rotation", &secretsmanager.SecretRotationArgs{
-			SecretId:          masterSecretArn,
-			RotateImmediately: pulumi.Bool(false),
+			SecretId: masterSecretArn,
 			RotationRules: &secretsmanager.SecretRotationRotationRulesArgs{
 				AutomaticallyAfterDays: pulumi.Int(args.PasswordRotationDays),
 			},
 		}, parent, pulumi.DeletedWith(inst)); err != nil {
 			return nil, fmt.Errorf("set master password rotation %s: %w", instName, err)
 		}
-		// The master password is read from the RDS-managed secret at deploy time, only to
-		// build DATABASE_URL; it stays a secret in the Pulumi state.
-		password := secretsmanager.LookupSecretVersionOutput(ctx, secretsmanager.LookupSecretVersionOutputArgs{
-			SecretId: masterSecretArn,
-		}, parent).SecretString().ApplyT(masterPassword).(pulumi.StringOutput)
 
 		for _, db := range dbs {
-			dbURL := pulumi.All(inst.Address, password).ApplyT(func(v []any) string {
-				return postgresURL(args.Username, v[1].(string), v[0].(string), db)
-			}).(pulumi.StringOutput)
-			secret, err := newURLSecret(ctx, name+"-"+db+"-url",
-				"DATABASE_URL of the orderflow "+db+" service", dbURL, args.Tags, parent)
+			secret, err := newRoleSecret(ctx, name+"-"+db+"-role", AppRole(db), args.Tags, parent)
 			if err != nil {
 				return nil, err
 			}
 			d.Connections[db] = &DatabaseConnection{
 				Database:        db,
 				Host:            inst.Address,
+				MasterUsername:  args.Username,
 				MasterSecretArn: masterSecretArn,
-				URL:             secret,
+				AppUser:         AppRole(db),
+				AppSecret:       secret,
 			}
 		}
 	}
@@ -148,8 +145,43 @@ func NewDatabase(ctx *pulumi.Context, name string, args *DatabaseArgs, opts ...p
 	return d, nil
 }
 
+// newRoleSecret stores a generated password for a login role as JSON
+// {"username", "password"}. Secrets Manager generates it once: later runs
+// keep the stored value (ignoreChanges), and the migration container sets
+// the role's password from it at every task start, so replacing the
+// secret's value and rolling the service changes the password.
+func newRoleSecret(ctx *pulumi.Context, name, role string, tags pulumi.StringMap, parent pulumi.ResourceOrInvokeOption) (*URLSecret, error) {
+	generated := secretsmanager.GetRandomPasswordOutput(ctx, secretsmanager.GetRandomPasswordOutputArgs{
+		PasswordLength:     pulumi.Int(32),
+		ExcludePunctuation: pulumi.Bool(true),
+	}, parent)
+	value := generated.RandomPassword().ApplyT(func(pw string) (string, error) {
+		b, err := json.Marshal(map[string]string{"username": role, "password": pw})
+		if err != nil {
+			return "", fmt.Errorf("marshal role secret: %w", err)
+		}
+		return string(b), nil
+	}).(pulumi.StringOutput)
+	secret, err := secretsmanager.NewSecret(ctx, name, &secretsmanager.SecretArgs{
+		Description:          pulumi.String("Password of the PostgreSQL role " + role),
+		RecoveryWindowInDays: pulumi.Int(7),
+		Tags:                 tags,
+	}, parent)
+	if err != nil {
+		return nil, fmt.Errorf("create secret %s: %w", name, err)
+	}
+	version, err := secretsmanager.NewSecretVersion(ctx, name, &secretsmanager.SecretVersionArgs{
+		SecretId:     secret.ID(),
+		SecretString: pulumi.ToSecret(value).(pulumi.StringOutput),
+	}, parent, pulumi.AdditionalSecretOutputs([]string{"secretString"}), pulumi.IgnoreChanges([]string{"secretString"}))
+	if err != nil {
+		return nil, fmt.Errorf("create secret version %s: %w", name, err)
+	}
+	return &URLSecret{Secret: secret, Version: version}, nil
+}
+
 func (d *Database) instance(ctx *pulumi.Context, name string, subnets *rds.SubnetGroup, args *DatabaseArgs, parent pulumi.ResourceOption) (*rds.Instance, error) {
-	inst, err := rds.NewInstance(ctx, name, &rds.InstanceArgs{
+	instArgs := &rds.InstanceArgs{
 		Engine:                   pulumi.String("postgres"),
 		EngineVersion:            pulumi.String(args.EngineVersion),
 		InstanceClass:            pulumi.String(args.InstanceClass),
@@ -170,8 +202,15 @@ func (d *Database) instance(ctx *pulumi.Context, name string, subnets *rds.Subne
 		DeletionProtection:       pulumi.Bool(args.DeletionProtection),
 		SkipFinalSnapshot:        pulumi.Bool(args.SkipFinalSnapshot),
 		FinalSnapshotIdentifier:  finalSnapshotID(ctx, name, args.SkipFinalSnapshot),
-		Tags:                     args.Tags,
-	}, parent)
+		// The server log and the major-version upgrade log, in CloudWatch Logs.
+		EnabledCloudwatchLogsExports: pulumi.StringArray{pulumi.String("postgresql"), pulumi.String("upgrade")},
+		PerformanceInsightsEnabled:   pulumi.Bool(args.PerformanceInsights),
+		Tags:                         args.Tags,
+	}
+	if args.PerformanceInsights {
+		instArgs.PerformanceInsightsRetentionPeriod = pulumi.Int(7) // the free tier
+	}
+	inst, err := rds.NewInstance(ctx, name, instArgs, parent)
 	if err != nil {
 		return nil, fmt.Errorf("create rds instance %s: %w", name, err)
 	}
@@ -185,30 +224,4 @@ func finalSnapshotID(ctx *pulumi.Context, name string, skip bool) pulumi.StringP
 	}
 	id := identifierUnsafe.ReplaceAllString(fmt.Sprintf("orderflow-%s-%s-final", ctx.Stack(), name), "-")
 	return pulumi.String(id)
-}
-
-// masterPassword extracts the password from an RDS-managed master user secret.
-func masterPassword(secretString string) (string, error) {
-	var v struct {
-		Password string `json:"password"`
-	}
-	if err := json.Unmarshal([]byte(secretString), &v); err != nil {
-		return "", fmt.Errorf("decode rds master secret: %w", err)
-	}
-	if v.Password == "" {
-		return "", errors.New("decode rds master secret: no password field")
-	}
-	return v.Password, nil
-}
-
-// postgresURL builds DATABASE_URL with TLS required.
-func postgresURL(user, password, host, db string) string {
-	u := url.URL{
-		Scheme:   "postgres",
-		User:     url.UserPassword(user, password),
-		Host:     net.JoinHostPort(host, strconv.Itoa(PostgresPort)),
-		Path:     "/" + db,
-		RawQuery: "sslmode=require",
-	}
-	return u.String()
 }

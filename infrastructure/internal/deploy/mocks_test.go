@@ -29,12 +29,16 @@ var (
 
 // mockResource is one resource the program registered, with its inputs.
 type mockResource struct {
-	Type   string
-	Name   string
-	Inputs resource.PropertyMap
+	Type          string
+	Name          string
+	Inputs        resource.PropertyMap
+	Transforms    []pulumi.ResourceTransform
+	IgnoreChanges []string
 }
 
-// mocks records every resource and answers with the few outputs the program reads.
+// mocks records every resource and answers with the outputs the program reads. It
+// knows every resource type and function the program uses and fails on any other, so
+// that a new resource or call is never answered with an echo of its own inputs.
 // awsx components arrive here as single resources: they return only the outputs the
 // program uses (echoing their inputs back would not decode).
 type mocks struct {
@@ -44,26 +48,74 @@ type mocks struct {
 
 func arnOf(name string) string { return "arn:aws:mock:" + testRegion + ":123456789012:" + name }
 
-func (m *mocks) NewResource(args pulumi.MockResourceArgs) (string, resource.PropertyMap, error) {
-	m.mu.Lock()
-	m.resources = append(m.resources, mockResource{Type: args.TypeToken, Name: args.Name, Inputs: args.Inputs})
-	m.mu.Unlock()
+// echoedTypes are the resource types whose outputs are their inputs plus an arn
+// and a name (and the extras below).
+var echoedTypes = map[string]bool{
+	"aws:ec2/vpcDhcpOptions:VpcDhcpOptions":                                                      true,
+	"aws:ec2/vpcDhcpOptionsAssociation:VpcDhcpOptionsAssociation":                                true,
+	"aws:ec2/securityGroup:SecurityGroup":                                                        true,
+	"aws:ec2/vpcEndpoint:VpcEndpoint":                                                            true,
+	"aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule":                                  true,
+	"aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule":                                    true,
+	"aws:servicediscovery/privateDnsNamespace:PrivateDnsNamespace":                               true,
+	"aws:servicediscovery/service:Service":                                                       true,
+	"aws:rds/subnetGroup:SubnetGroup":                                                            true,
+	"aws:rds/instance:Instance":                                                                  true,
+	"aws:secretsmanager/secret:Secret":                                                           true,
+	"aws:secretsmanager/secretVersion:SecretVersion":                                             true,
+	"aws:secretsmanager/secretRotation:SecretRotation":                                           true,
+	"aws:mq/broker:Broker":                                                                       true,
+	"aws:lb/loadBalancer:LoadBalancer":                                                           true,
+	"aws:lb/targetGroup:TargetGroup":                                                             true,
+	"aws:lb/listener:Listener":                                                                   true,
+	"aws:s3/bucketV2:BucketV2":                                                                   true,
+	"aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock":                                     true,
+	"aws:s3/bucketServerSideEncryptionConfigurationV2:BucketServerSideEncryptionConfigurationV2": true,
+	"aws:s3/bucketLifecycleConfigurationV2:BucketLifecycleConfigurationV2":                       true,
+	"aws:s3/bucketPolicy:BucketPolicy":                                                           true,
+	"aws:ecs/cluster:Cluster":                                                                    true,
+	"aws:ecr/repository:Repository":                                                              true,
+	"aws:ecr/lifecyclePolicy:LifecyclePolicy":                                                    true,
+	"aws:cloudwatch/logGroup:LogGroup":                                                           true,
+	"aws:iam/role:Role":                                                                          true,
+	"aws:iam/rolePolicy:RolePolicy":                                                              true,
+	"aws:appautoscaling/target:Target":                                                           true,
+	"aws:appautoscaling/policy:Policy":                                                           true,
+}
 
+func (m *mocks) NewResource(args pulumi.MockResourceArgs) (string, resource.PropertyMap, error) {
 	id := args.Name + "-id"
-	switch args.TypeToken {
-	case "awsx:ec2:Vpc":
+	record := func() {
+		m.mu.Lock()
+		m.resources = append(m.resources, mockResource{
+			Type: args.TypeToken, Name: args.Name, Inputs: args.Inputs, Transforms: args.Transforms,
+			IgnoreChanges: args.RegisterRPC.GetIgnoreChanges(),
+		})
+		m.mu.Unlock()
+	}
+	switch {
+	case strings.HasPrefix(args.TypeToken, "orderflow:infra:"), strings.HasPrefix(args.TypeToken, "pulumi:providers:"):
+		record()
+		return id, resource.PropertyMap{}, nil
+	case args.TypeToken == "awsx:ec2:Vpc":
+		record()
 		return id, resource.NewPropertyMapFromMap(map[string]any{
 			"vpcId":            "vpc-123",
 			"privateSubnetIds": testPrivateSubnets,
 			"publicSubnetIds":  testPublicSubnets,
 		}), nil
-	case "awsx:ecr:Image":
+	case args.TypeToken == "awsx:ecr:Image":
+		record()
 		return id, resource.NewPropertyMapFromMap(map[string]any{
 			"imageUri": "123456789012.dkr.ecr." + testRegion + ".amazonaws.com/" + args.Name + "@sha256:abc",
 		}), nil
-	case "awsx:ecs:FargateService":
+	case args.TypeToken == "awsx:ecs:FargateService":
+		record()
 		return id, resource.PropertyMap{}, nil
+	case !echoedTypes[args.TypeToken]:
+		return "", nil, fmt.Errorf("mocks: unexpected resource type %s (%s)", args.TypeToken, args.Name)
 	}
+	record()
 
 	outs := args.Inputs.Copy()
 	outs["arn"] = resource.NewStringProperty(arnOf(args.Name))
@@ -76,11 +128,14 @@ func (m *mocks) NewResource(args pulumi.MockResourceArgs) (string, resource.Prop
 		extra["address"] = testDBHost
 		extra["masterUserSecrets"] = []any{map[string]any{"secretArn": arnOf("rds!" + args.Name)}}
 	case "aws:mq/broker:Broker":
+		extra["brokerName"] = "orderflow-" + args.Name
 		extra["instances"] = []any{map[string]any{"endpoints": []any{testMQEndpoint}}}
 	case "aws:ecr/repository:Repository":
 		extra["repositoryUrl"] = "123456789012.dkr.ecr." + testRegion + ".amazonaws.com/" + args.Name
 	case "aws:lb/loadBalancer:LoadBalancer":
 		extra["dnsName"] = "orderflow-alb-123.eu-west-1.elb.amazonaws.com"
+	case "aws:s3/bucketV2:BucketV2":
+		extra["bucket"] = args.Name + "-bucket"
 	case "aws:secretsmanager/secretVersion:SecretVersion":
 		extra["versionId"] = "version-" + args.Name
 	}
@@ -90,22 +145,24 @@ func (m *mocks) NewResource(args pulumi.MockResourceArgs) (string, resource.Prop
 	return id, outs, nil
 }
 
+// testRouteTables are the private subnets' route tables getRouteTables finds.
+var testRouteTables = []string{"rtb-private-a", "rtb-private-b"}
+
+// testELBAccount is the region's Elastic Load Balancing account.
+const testELBAccount = "arn:aws:iam::156460612806:root"
+
 func (m *mocks) Call(args pulumi.MockCallArgs) (resource.PropertyMap, error) {
 	switch args.Token {
 	case "aws:index/getRegion:getRegion":
 		return resource.NewPropertyMapFromMap(map[string]any{"name": testRegion, "id": testRegion}), nil
-	case "aws:secretsmanager/getSecretVersion:getSecretVersion":
-		secret, err := json.Marshal(map[string]string{"username": "orderflow", "password": testDBPassword})
-		if err != nil {
-			return nil, err
-		}
-		return resource.NewPropertyMapFromMap(map[string]any{
-			"id":           "secret-version",
-			"arn":          args.Args["secretId"].StringValue(),
-			"secretString": string(secret),
-		}), nil
+	case "aws:secretsmanager/getRandomPassword:getRandomPassword":
+		return resource.NewPropertyMapFromMap(map[string]any{"id": "random", "randomPassword": testDBPassword}), nil
+	case "aws:ec2/getRouteTables:getRouteTables":
+		return resource.NewPropertyMapFromMap(map[string]any{"id": "tables", "ids": testRouteTables}), nil
+	case "aws:elb/getServiceAccount:getServiceAccount":
+		return resource.NewPropertyMapFromMap(map[string]any{"id": "elb", "arn": testELBAccount}), nil
 	}
-	return args.Args, nil
+	return nil, fmt.Errorf("mocks: unexpected call %s", args.Token)
 }
 
 // all returns every recorded resource.

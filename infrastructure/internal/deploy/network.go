@@ -2,6 +2,7 @@ package deploy
 
 import (
 	"fmt"
+	"strings"
 
 	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws/ec2"
 	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws/servicediscovery"
@@ -34,13 +35,22 @@ type NetworkArgs struct {
 	HTTPS bool
 	// OTLPPort, when not 0 or 443, is opened for egress from the apps to the collector.
 	OTLPPort int
-	Tags     pulumi.StringMap
+	// Region names the VPC endpoints' services (com.amazonaws.<region>.s3, …).
+	Region string
+	Tags   pulumi.StringMap
 }
 
+// interfaceEndpoints are the AWS APIs the tasks reach through interface VPC
+// endpoints instead of NAT: image pulls (with S3, a gateway endpoint, for
+// the layers), logs and secrets.
+var interfaceEndpoints = []string{"ecr.api", "ecr.dkr", "logs", "secretsmanager"}
+
 // Network is the VPC, its service discovery namespace and one security group per tier.
-// The groups allow only: internet → ALB; ALB → Kong; Kong → apps; apps → RDS and MQ.
-// Tasks may also reach HTTPS endpoints (ECR, CloudWatch Logs, Secrets Manager) through
-// the NAT gateway.
+// The groups allow only: internet → ALB; ALB → Kong; Kong → apps; apps → RDS and MQ;
+// tasks → the VPC endpoints (443). ECR, S3, CloudWatch Logs and Secrets Manager are
+// reached through VPC endpoints, so image pulls and secrets do not depend on NAT; other
+// HTTPS (X-Ray and CloudWatch for the collector, public images) goes through the NAT
+// gateways.
 type Network struct {
 	pulumi.ResourceState
 
@@ -58,12 +68,15 @@ type Network struct {
 	AppSGs         map[string]*ec2.SecurityGroup
 	DatabaseSG     *ec2.SecurityGroup
 	BrokerSG       *ec2.SecurityGroup
+	EndpointsSG    *ec2.SecurityGroup
+	// Endpoints are the VPC endpoints, by service (s3, ecr.api, …).
+	Endpoints map[string]*ec2.VpcEndpoint
 }
 
 // NewNetwork creates the VPC (private subnets for tasks and data, public subnets for the
 // load balancer), the DNS search domain, the Cloud Map namespace and the security groups.
 func NewNetwork(ctx *pulumi.Context, name string, args *NetworkArgs, opts ...pulumi.ResourceOption) (*Network, error) {
-	n := &Network{AppSGs: map[string]*ec2.SecurityGroup{}}
+	n := &Network{AppSGs: map[string]*ec2.SecurityGroup{}, Endpoints: map[string]*ec2.VpcEndpoint{}}
 	if err := ctx.RegisterComponentResource("orderflow:infra:Network", name, n, opts...); err != nil {
 		return nil, fmt.Errorf("register network: %w", err)
 	}
@@ -120,6 +133,9 @@ func NewNetwork(ctx *pulumi.Context, name string, args *NetworkArgs, opts ...pul
 	if err := n.securityGroups(ctx, name, args, parent); err != nil {
 		return nil, err
 	}
+	if err := n.endpoints(ctx, name, args, parent); err != nil {
+		return nil, err
+	}
 	if err := ctx.RegisterResourceOutputs(n, pulumi.Map{
 		"vpcId":            n.VpcID,
 		"privateSubnetIds": n.PrivateSubnetIDs,
@@ -163,6 +179,9 @@ func (n *Network) securityGroups(ctx *pulumi.Context, name string, args *Network
 	if n.BrokerSG, err = group("mq", "orderflow RabbitMQ broker"); err != nil {
 		return err
 	}
+	if n.EndpointsSG, err = group("endpoints", "orderflow VPC endpoints (AWS APIs)"); err != nil {
+		return err
+	}
 
 	r := ruleMaker{ctx: ctx, prefix: name, parent: parent}
 	lbPorts := []int{httpPort}
@@ -175,18 +194,61 @@ func (n *Network) securityGroups(ctx *pulumi.Context, name string, args *Network
 	for _, p := range []int{KongProxyPort, KongStatusPort} {
 		r.between(fmt.Sprintf("alb-kong-%d", p), n.LoadBalancerSG, n.KongSG, p, "load balancer to Kong")
 	}
-	r.egressToAnywhere("kong-out-https", n.KongSG, httpsPort, "AWS APIs (ECR, logs) through NAT")
+	r.between("kong-endpoints", n.KongSG, n.EndpointsSG, httpsPort, "Kong to the VPC endpoints (ECR, logs)")
+	r.egressToAnywhere("kong-out-https", n.KongSG, httpsPort, "HTTPS through NAT")
 	for _, app := range apps {
 		sg := n.AppSGs[app]
 		r.between("kong-"+app, n.KongSG, sg, args.AppPorts[app], "Kong to "+app)
 		r.between(app+"-db", sg, n.DatabaseSG, PostgresPort, app+" to PostgreSQL")
 		r.between(app+"-mq", sg, n.BrokerSG, AMQPSPort, app+" to RabbitMQ")
-		r.egressToAnywhere(app+"-out-https", sg, httpsPort, "AWS APIs (ECR, logs, Secrets Manager) through NAT")
+		r.between(app+"-endpoints", sg, n.EndpointsSG, httpsPort, app+" to the VPC endpoints (ECR, logs, Secrets Manager)")
+		r.egressToAnywhere(app+"-out-https", sg, httpsPort, "HTTPS through NAT (X-Ray, CloudWatch, public images)")
 		if args.OTLPPort != 0 && args.OTLPPort != httpsPort {
 			r.egressToAnywhere(fmt.Sprintf("%s-out-otlp-%d", app, args.OTLPPort), sg, args.OTLPPort, "OpenTelemetry collector")
 		}
 	}
 	return r.err
+}
+
+// endpoints creates the S3 gateway endpoint on the private subnets' route
+// tables and the interface endpoints in the private subnets, with private DNS,
+// so that the usual service names resolve to them inside the VPC.
+func (n *Network) endpoints(ctx *pulumi.Context, name string, args *NetworkArgs, parent pulumi.ResourceOrInvokeOption) error {
+	privateTables := ec2.GetRouteTablesOutput(ctx, ec2.GetRouteTablesOutputArgs{
+		VpcId: n.VpcID,
+		Filters: ec2.GetRouteTablesFilterArray{&ec2.GetRouteTablesFilterArgs{
+			Name:   pulumi.String("association.subnet-id"),
+			Values: n.PrivateSubnetIDs,
+		}},
+	}, parent)
+	service := func(s string) pulumi.String { return pulumi.String("com.amazonaws." + args.Region + "." + s) }
+	s3, err := ec2.NewVpcEndpoint(ctx, name+"-s3", &ec2.VpcEndpointArgs{
+		VpcId:           n.VpcID,
+		ServiceName:     service("s3"),
+		VpcEndpointType: pulumi.String("Gateway"),
+		RouteTableIds:   privateTables.Ids(),
+		Tags:            args.Tags,
+	}, parent)
+	if err != nil {
+		return fmt.Errorf("create s3 endpoint: %w", err)
+	}
+	n.Endpoints["s3"] = s3
+	for _, svc := range interfaceEndpoints {
+		ep, err := ec2.NewVpcEndpoint(ctx, name+"-"+strings.ReplaceAll(svc, ".", "-"), &ec2.VpcEndpointArgs{
+			VpcId:             n.VpcID,
+			ServiceName:       service(svc),
+			VpcEndpointType:   pulumi.String("Interface"),
+			SubnetIds:         n.PrivateSubnetIDs,
+			SecurityGroupIds:  pulumi.StringArray{n.EndpointsSG.ID()},
+			PrivateDnsEnabled: pulumi.Bool(true),
+			Tags:              args.Tags,
+		}, parent)
+		if err != nil {
+			return fmt.Errorf("create %s endpoint: %w", svc, err)
+		}
+		n.Endpoints[svc] = ep
+	}
+	return nil
 }
 
 // ruleMaker creates single-port TCP rules and keeps the first error.

@@ -10,6 +10,7 @@ package deploy
 
 import (
 	"fmt"
+	"maps"
 	"strconv"
 
 	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws"
@@ -24,13 +25,16 @@ type App struct {
 	Port int
 	// Dockerfile is relative to the repository root.
 	Dockerfile string
+	// Queue is the handler queue the service consumes, which its backlog scaling
+	// follows: events.<Event>_<handler name> (pkg/messaging, apps/*/internal/consumers).
+	Queue string
 }
 
 // Apps are the application services, in deployment order. Their names are also the
 // Cloud Map service names, i.e. the host names Kong uses in kong/kong.yml.
 var Apps = []App{
-	{Name: "orders", Port: 3333, Dockerfile: "apps/orders/Dockerfile"},
-	{Name: "invoices", Port: 3334, Dockerfile: "apps/invoices/Dockerfile"},
+	{Name: "orders", Port: 3333, Dockerfile: "apps/orders/Dockerfile", Queue: "events.InvoiceIssued_orders.MarkOrderInvoicedOnInvoiceIssued"},
+	{Name: "invoices", Port: 3334, Dockerfile: "apps/invoices/Dockerfile", Queue: "events.OrderPlaced_invoices.IssueInvoiceOnOrderPlaced"},
 }
 
 const (
@@ -101,6 +105,7 @@ func Deploy(ctx *pulumi.Context, cfg *Config) (*Deployment, error) {
 		AppPorts:          appPorts,
 		HTTPS:             cfg.HTTPS(),
 		OTLPPort:          cfg.OTLPPort(),
+		Region:            region.Name,
 		Tags:              tags,
 	})
 	if err != nil {
@@ -120,6 +125,7 @@ func Deploy(ctx *pulumi.Context, cfg *Config) (*Deployment, error) {
 		BackupRetentionDays:  cfg.DBBackupRetentionDays,
 		DeletionProtection:   cfg.DBDeletionProtection,
 		SkipFinalSnapshot:    cfg.DBSkipFinalSnapshot,
+		PerformanceInsights:  cfg.DBPerformanceInsights,
 		PasswordRotationDays: cfg.DBPasswordRotationDays,
 		Tags:                 tags,
 	})
@@ -140,12 +146,14 @@ func Deploy(ctx *pulumi.Context, cfg *Config) (*Deployment, error) {
 		return nil, err
 	}
 	d.Gateway, err = NewGateway(ctx, "gateway", &GatewayArgs{
-		VpcID:           d.Network.VpcID,
-		PublicSubnetIDs: d.Network.PublicSubnetIDs,
-		SecurityGroupID: d.Network.LoadBalancerSG.ID(),
-		CertificateArn:  cfg.CertificateArn,
-		DomainName:      cfg.DomainName,
-		Tags:            tags,
+		VpcID:              d.Network.VpcID,
+		PublicSubnetIDs:    d.Network.PublicSubnetIDs,
+		SecurityGroupID:    d.Network.LoadBalancerSG.ID(),
+		CertificateArn:     cfg.CertificateArn,
+		DomainName:         cfg.DomainName,
+		DeletionProtection: cfg.ALBDeletionProtection,
+		AccessLogs:         cfg.ALBAccessLogs,
+		Tags:               tags,
 	})
 	if err != nil {
 		return nil, err
@@ -181,6 +189,10 @@ func Deploy(ctx *pulumi.Context, cfg *Config) (*Deployment, error) {
 
 	for _, a := range Apps {
 		conn := d.Database.Connections[a.Name]
+		memory := cfg.TaskMemory
+		if cfg.Telemetry == TelemetryCollector {
+			memory -= collectorMemory
+		}
 		env := map[string]pulumi.StringInput{
 			"PORT":                     pulumi.String(strconv.Itoa(a.Port)),
 			"LOG_LEVEL":                pulumi.String(cfg.LogLevel),
@@ -188,32 +200,69 @@ func Deploy(ctx *pulumi.Context, cfg *Config) (*Deployment, error) {
 			"OTEL_RESOURCE_ATTRIBUTES": pulumi.String("deployment.environment.name=" + ctx.Stack()),
 			"OTEL_TRACES_SAMPLER":      pulumi.String("parentbased_traceidratio"),
 			"OTEL_TRACES_SAMPLER_ARG":  pulumi.String(cfg.TraceSampleRatio),
-			// The service creates its own database (CREATE DATABASE through the
-			// "postgres" database, with DATABASE_URL's credentials) when it is missing.
-			"DATABASE_CREATE": pulumi.String("true"),
+			// The migration container creates the database; the service's own role may not.
+			"DATABASE_CREATE": pulumi.String("false"),
 			// A soft limit for the Go heap well inside the task's memory: the
 			// runtime collects harder as it nears it, rather than be killed.
-			"GOMEMLIMIT": pulumi.String(goMemLimit(cfg.TaskMemory)),
+			"GOMEMLIMIT": pulumi.String(goMemLimit(memory)),
 		}
-		if cfg.OTLPEndpoint != "" {
-			env["OTEL_EXPORTER_OTLP_ENDPOINT"] = pulumi.String(cfg.OTLPEndpoint)
+		for k, v := range telemetryEnv(cfg) {
+			env[k] = pulumi.String(v)
 		}
+		// The service assembles its database URL from these (pkg/database.URLFromParts),
+		// with the password read from Secrets Manager when the task starts.
+		dbEnv := map[string]pulumi.StringInput{
+			"DATABASE_HOST": conn.Host,
+			"DATABASE_NAME": pulumi.String(conn.Database),
+			"DATABASE_USER": pulumi.String(conn.AppUser),
+		}
+		maps.Copy(env, dbEnv)
+		appPassword := SecretRef{Arn: conn.AppSecret.Arn(), Key: "password"}
+
 		args := common()
 		args.Dockerfile = repoRoot + "/" + a.Dockerfile
+		if args.ImageTag, err = sourceTag(appSources(a)); err != nil {
+			return nil, err
+		}
 		args.Port = a.Port
 		args.HealthCheck = appHealthCheck
 		args.Environment = env
-		args.Secrets = map[string]pulumi.StringOutput{
-			"DATABASE_URL": conn.URL.Arn(),
-			"BROKER_URL":   d.Broker.URL.Arn(),
+		args.Secrets = map[string]SecretRef{
+			"DATABASE_PASSWORD": appPassword,
+			"BROKER_URL":        {Arn: d.Broker.URL.Arn()},
+		}
+		args.ReadonlyRootFilesystem = true
+		// The migration step: as the RDS master user (its password straight from the
+		// RDS-managed secret, so a rotation changes nothing here), it sets up the
+		// service's owner and login roles and migrates as the owner, then exits.
+		initEnv := map[string]pulumi.StringInput{
+			"LOG_LEVEL":           pulumi.String(cfg.LogLevel),
+			"DATABASE_ADMIN_USER": pulumi.String(conn.MasterUsername),
+			"DATABASE_OWNER":      pulumi.String(a.Name + "_owner"),
+		}
+		maps.Copy(initEnv, dbEnv)
+		args.Init = &ContainerSpec{
+			Name:        migrateContainer,
+			Command:     []string{"/app", "migrate"},
+			Environment: initEnv,
+			Secrets: map[string]SecretRef{
+				"DATABASE_PASSWORD":       appPassword,
+				"DATABASE_ADMIN_PASSWORD": {Arn: conn.MasterSecretArn, Key: "password"},
+			},
+		}
+		if cfg.Telemetry == TelemetryCollector {
+			args.Collector = cfg.OTelCollectorImage
+			args.TaskPolicy = collectorPolicy()
+		}
+		args.Backlog = &BacklogScaling{
+			BrokerName: d.Broker.Broker.BrokerName, VirtualHost: "/", Queue: a.Queue, TargetPerTask: cfg.QueueBacklogTarget,
 		}
 		args.SecurityGroupID = d.Network.AppSGs[a.Name].ID()
 		args.Namespace = d.Network.Namespace
 		args.RedeployOn = map[string]pulumi.StringInput{
-			"databaseUrl": conn.URL.Version.VersionId,
-			"brokerUrl":   d.Broker.URL.Version.VersionId,
+			"brokerUrl": d.Broker.URL.Version.VersionId,
 		}
-		args.DependsOn = []pulumi.Resource{d.Network.DNSSearch, conn.URL.Version, d.Broker.URL.Version}
+		args.DependsOn = []pulumi.Resource{d.Network.DNSSearch, conn.AppSecret.Version, d.Broker.URL.Version}
 		svc, err := NewService(ctx, a.Name, &args)
 		if err != nil {
 			return nil, err
@@ -223,6 +272,10 @@ func Deploy(ctx *pulumi.Context, cfg *Config) (*Deployment, error) {
 
 	kong := common()
 	kong.Dockerfile = repoRoot + "/" + kongDockerfile
+	if kong.ImageTag, err = sourceTag(kongSources); err != nil {
+		return nil, err
+	}
+	kong.TaskCPU, kong.TaskMemory = cfg.KongTaskCPU, cfg.KongTaskMemory
 	kong.Port = KongProxyPort
 	kong.HealthCheck = []string{"CMD", "kong", "health"}
 	kong.Environment = map[string]pulumi.StringInput{
@@ -235,6 +288,9 @@ func Deploy(ctx *pulumi.Context, cfg *Config) (*Deployment, error) {
 		"KONG_TRUSTED_IPS":       pulumi.String(cfg.VpcCidr),
 		"KONG_REAL_IP_HEADER":    pulumi.String("X-Forwarded-For"),
 		"KONG_REAL_IP_RECURSIVE": pulumi.String("on"),
+		// Fargate shows the host's CPUs, not the task's: "auto" would start a
+		// worker (and its memory) per host CPU.
+		"KONG_NGINX_WORKER_PROCESSES": pulumi.String(strconv.Itoa(cfg.KongWorkers)),
 	}
 	kong.SecurityGroupID = d.Network.KongSG.ID()
 	kong.TargetGroup = d.Gateway.KongTargets
@@ -255,11 +311,11 @@ func (d *Deployment) Outputs() pulumi.Map {
 		images[name] = s.Image.ImageUri
 		logs[name] = s.LogGroup.Name
 	}
-	dbHosts, dbURLSecrets, dbMasterSecrets := pulumi.StringMap{}, pulumi.StringMap{}, pulumi.StringMap{}
+	dbHosts, dbRoleSecrets, dbMasterSecrets := pulumi.StringMap{}, pulumi.StringMap{}, pulumi.StringMap{}
 	for _, name := range sortedKeys(d.Database.Connections) {
 		c := d.Database.Connections[name]
 		dbHosts[name] = c.Host
-		dbURLSecrets[name] = c.URL.Arn()
+		dbRoleSecrets[name] = c.AppSecret.Arn()
 		dbMasterSecrets[name] = c.MasterSecretArn
 	}
 	return pulumi.Map{
@@ -272,7 +328,7 @@ func (d *Deployment) Outputs() pulumi.Map {
 		"images":                   images,
 		"logGroups":                logs,
 		"databaseHosts":            dbHosts,
-		"databaseUrlSecretArns":    dbURLSecrets,
+		"databaseRoleSecretArns":   dbRoleSecrets,
 		"databaseMasterSecretArns": dbMasterSecrets,
 		"brokerEndpoint":           d.Broker.Endpoint,
 		"brokerUrlSecretArn":       d.Broker.URL.Arn(),
@@ -285,4 +341,54 @@ func (d *Deployment) Outputs() pulumi.Map {
 // agent.
 func goMemLimit(taskMemory int) string {
 	return strconv.Itoa(taskMemory*3/4) + "MiB"
+}
+
+// migrateContainer is the name of the migration step in the app tasks.
+const migrateContainer = "migrate"
+
+// collectorMemory is what the app tasks leave the collector sidecar, in MiB,
+// when they set the Go runtime's memory limit.
+const collectorMemory = 128
+
+// telemetryEnv is where the apps send traces and metrics: to the collector
+// sidecar on localhost, to the configured OTLP endpoint, or nowhere. /metrics
+// is served in every case.
+func telemetryEnv(cfg *Config) map[string]string {
+	switch cfg.Telemetry {
+	case TelemetryOff:
+		return map[string]string{"OTEL_TRACES_EXPORTER": "none", "OTEL_METRICS_EXPORTER": "none"}
+	case TelemetryOTLP:
+		return map[string]string{
+			"OTEL_TRACES_EXPORTER": "otlp", "OTEL_METRICS_EXPORTER": "otlp",
+			"OTEL_EXPORTER_OTLP_ENDPOINT": cfg.OTLPEndpoint, "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
+		}
+	default:
+		return map[string]string{
+			"OTEL_TRACES_EXPORTER": "otlp", "OTEL_METRICS_EXPORTER": "otlp",
+			"OTEL_EXPORTER_OTLP_ENDPOINT": "http://localhost:4318", "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
+		}
+	}
+}
+
+// collectorPolicy is what the AWS Distro for OpenTelemetry collector needs:
+// X-Ray for traces, CloudWatch Logs (embedded metric format) for metrics, in
+// the log group its ECS configuration writes to.
+func collectorPolicy() []policyStatement {
+	return []policyStatement{
+		{
+			Sid:    "XRay",
+			Effect: "Allow",
+			Action: []string{
+				"xray:PutTraceSegments", "xray:PutTelemetryRecords",
+				"xray:GetSamplingRules", "xray:GetSamplingTargets", "xray:GetSamplingStatisticSummaries",
+			},
+			Resource: []string{"*"}, // X-Ray's actions take no resource
+		},
+		{
+			Sid:      "MetricsAsEMF",
+			Effect:   "Allow",
+			Action:   []string{"logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams", "logs:DescribeLogGroups"},
+			Resource: []string{"arn:aws:logs:*:*:log-group:/aws/ecs/application/metrics", "arn:aws:logs:*:*:log-group:/aws/ecs/application/metrics:*"},
+		},
+	}
 }

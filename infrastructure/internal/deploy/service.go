@@ -1,6 +1,7 @@
 package deploy
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"slices"
@@ -34,10 +35,24 @@ type ServiceArgs struct {
 	HealthCheck []string
 	// Environment holds plain, non-secret variables only.
 	Environment map[string]pulumi.StringInput
-	// Secrets maps variable names to Secrets Manager secret ARNs. They are injected
-	// through the container definition's `secrets` field: ECS resolves them when a task
-	// starts, and the values are never in the task definition.
-	Secrets map[string]pulumi.StringOutput
+	// Secrets maps variable names to Secrets Manager secrets (whole, or one JSON key).
+	// They are injected through the container definition's `secrets` field: ECS
+	// resolves them when a task starts, and the values are never in the task
+	// definition. A secret rotated in Secrets Manager reaches every task started after.
+	Secrets map[string]SecretRef
+	// ReadonlyRootFilesystem mounts the app container's root file system read-only.
+	ReadonlyRootFilesystem bool
+	// Init, when set, runs to success in each task before the app container starts
+	// (the migration step).
+	Init *ContainerSpec
+	// Collector, when set, is the image of an OpenTelemetry collector sidecar the app
+	// exports to on localhost:4317/4318.
+	Collector string
+	// TaskPolicy is the application's own IAM policy (empty: none; the services call
+	// no AWS API themselves, the collector sidecar does).
+	TaskPolicy []policyStatement
+	// ImageTag tags the pushed image; the repository's tags are immutable.
+	ImageTag string
 
 	TaskCPU         int
 	TaskMemory      int
@@ -51,14 +66,52 @@ type ServiceArgs struct {
 	MinCapacity          int
 	MaxCapacity          int
 	CPUTargetUtilization int
-	LogRetentionDays     int
-	Region               string
+	// Backlog, when set, adds a second scaling policy that follows the service's
+	// handler queue: ready messages per running task.
+	Backlog          *BacklogScaling
+	LogRetentionDays int
+	Region           string
 	// RedeployOn forces a new deployment when one of its values changes (for example a
 	// secret version), since tasks read secrets only when they start.
 	RedeployOn map[string]pulumi.StringInput
 	DependsOn  []pulumi.Resource
 	Tags       pulumi.StringMap
 }
+
+// SecretRef is a Secrets Manager secret, or one key of its JSON value.
+type SecretRef struct {
+	Arn pulumi.StringOutput
+	Key string // empty: the whole value
+}
+
+// valueFrom is what ECS's `secrets` field takes: the ARN, or ARN:key:: for one
+// JSON key of the current version.
+func (r SecretRef) valueFrom() pulumi.StringOutput {
+	if r.Key == "" {
+		return r.Arn
+	}
+	return pulumi.Sprintf("%s:%s::", r.Arn, r.Key)
+}
+
+// ContainerSpec is a second container of the task, from the same image.
+type ContainerSpec struct {
+	Name        string
+	Command     []string
+	Environment map[string]pulumi.StringInput
+	Secrets     map[string]SecretRef
+}
+
+// BacklogScaling scales a consumer on its queue's ready messages per task.
+type BacklogScaling struct {
+	BrokerName  pulumi.StringInput
+	VirtualHost string
+	Queue       string
+	// TargetPerTask is the ready messages per running task to keep to.
+	TargetPerTask int
+}
+
+// collectorName is the OpenTelemetry collector sidecar's container.
+const collectorName = "otel-collector"
 
 // Service is one Fargate service with everything it owns: ECR repository and image, log
 // group, execution and task roles, Cloud Map registration and CPU autoscaling. Tasks run
@@ -75,6 +128,7 @@ type Service struct {
 	Service       *ecsx.FargateService
 	ScalingTarget *appautoscaling.Target
 	ScalingPolicy *appautoscaling.Policy
+	BacklogPolicy *appautoscaling.Policy
 }
 
 // NewService builds and pushes the image and runs it as a Fargate service.
@@ -155,8 +209,9 @@ type lifecycleRule struct {
 func (s *Service) image(ctx *pulumi.Context, name string, args *ServiceArgs, parent pulumi.ResourceOption) error {
 	var err error
 	s.Repository, err = ecr.NewRepository(ctx, name, &ecr.RepositoryArgs{
-		// awsx.ecr.Image re-pushes a stable tag and deploys by digest.
-		ImageTagMutability:         pulumi.String("MUTABLE"),
+		// A pushed tag never moves: each build of other sources gets its own
+		// (ServiceArgs.ImageTag), and tasks run the image by digest.
+		ImageTagMutability:         pulumi.String("IMMUTABLE"),
 		ImageScanningConfiguration: &ecr.RepositoryImageScanningConfigurationArgs{ScanOnPush: pulumi.Bool(true)},
 		ForceDelete:                pulumi.Bool(true),
 		Tags:                       args.Tags,
@@ -182,6 +237,7 @@ func (s *Service) image(ctx *pulumi.Context, name string, args *ServiceArgs, par
 		Context:       pulumi.String(args.BuildContext),
 		Dockerfile:    pulumi.String(args.Dockerfile),
 		Platform:      pulumi.String(args.Platform),
+		ImageTag:      pulumi.StringPtr(args.ImageTag),
 	}, parent)
 	if err != nil {
 		return fmt.Errorf("build image %s: %w", name, err)
@@ -190,22 +246,39 @@ func (s *Service) image(ctx *pulumi.Context, name string, args *ServiceArgs, par
 }
 
 // roles creates the execution role (used by the ECS agent: image pull, logs, secrets of
-// this service only) and the task role (used by the application: no permissions, since
-// the services call no AWS API).
+// this service only) and the task role (used by the task's containers: TaskPolicy, that
+// is the collector's X-Ray and CloudWatch rights, or nothing).
 func (s *Service) roles(ctx *pulumi.Context, name string, args *ServiceArgs, parent pulumi.ResourceOption) error {
 	var err error
 	s.ExecutionRole, err = newTaskRole(ctx, name+"-execution", "ECS agent role of orderflow "+name, args.Tags, parent)
 	if err != nil {
 		return err
 	}
-	s.TaskRole, err = newTaskRole(ctx, name+"-task", "Application role of orderflow "+name+" (no permissions)", args.Tags, parent)
+	s.TaskRole, err = newTaskRole(ctx, name+"-task", "Application role of orderflow "+name, args.Tags, parent)
 	if err != nil {
 		return err
+	}
+	if len(args.TaskPolicy) > 0 {
+		doc, err := marshalPolicy(policyDocument{Version: "2012-10-17", Statement: args.TaskPolicy})
+		if err != nil {
+			return err
+		}
+		if _, err := iam.NewRolePolicy(ctx, name+"-task", &iam.RolePolicyArgs{
+			Role:   s.TaskRole.ID(),
+			Policy: pulumi.String(doc),
+		}, parent); err != nil {
+			return fmt.Errorf("create task policy %s: %w", name, err)
+		}
 	}
 
 	var arns []pulumi.StringOutput
 	for _, k := range sortedKeys(args.Secrets) {
-		arns = append(arns, args.Secrets[k])
+		arns = append(arns, args.Secrets[k].Arn)
+	}
+	if args.Init != nil {
+		for _, k := range sortedKeys(args.Init.Secrets) {
+			arns = append(arns, args.Init.Secrets[k].Arn)
+		}
 	}
 	policy := pulumi.All(s.Repository.Arn, s.LogGroup.Arn, pulumi.ToStringArrayOutput(arns)).ApplyT(func(v []any) (string, error) {
 		secretArns := slices.Clone(v[2].([]string))
@@ -240,12 +313,25 @@ func environment(env map[string]pulumi.StringInput) ecsx.TaskDefinitionKeyValueP
 	return out
 }
 
-func secrets(arns map[string]pulumi.StringOutput) ecsx.TaskDefinitionSecretArray {
+func secrets(refs map[string]SecretRef) ecsx.TaskDefinitionSecretArray {
 	out := ecsx.TaskDefinitionSecretArray{}
-	for _, k := range sortedKeys(arns) {
-		out = append(out, ecsx.TaskDefinitionSecretArgs{Name: pulumi.String(k), ValueFrom: arns[k]})
+	for _, k := range sortedKeys(refs) {
+		out = append(out, ecsx.TaskDefinitionSecretArgs{Name: pulumi.String(k), ValueFrom: refs[k].valueFrom()})
 	}
 	return out
+}
+
+// ignoreDesiredCount keeps the desired count of the ECS service awsx creates
+// out of Pulumi's diff: autoscaling owns it once the service exists, and a
+// deploy must not scale a busy service back to its minimum. It is a
+// transform because awsx's own options do not reach its child resources.
+func ignoreDesiredCount(_ context.Context, args *pulumi.ResourceTransformArgs) *pulumi.ResourceTransformResult {
+	if args.Type != "aws:ecs/service:Service" {
+		return nil
+	}
+	opts := args.Opts
+	opts.IgnoreChanges = append(slices.Clone(opts.IgnoreChanges), "desiredCount")
+	return &pulumi.ResourceTransformResult{Props: args.Props, Opts: opts}
 }
 
 func (s *Service) fargate(ctx *pulumi.Context, name string, args *ServiceArgs, parent pulumi.ResourceOption) error {
@@ -268,10 +354,45 @@ func (s *Service) fargate(ctx *pulumi.Context, name string, args *ServiceArgs, p
 			StartPeriod: pulumi.Int(30),
 		},
 		// SIGTERM drains in-flight work; ECS kills after this many seconds.
-		StopTimeout:      pulumi.Int(60),
-		LogConfiguration: s.logConfig(args, name),
+		StopTimeout:            pulumi.Int(60),
+		LogConfiguration:       s.logConfig(args, name),
+		ReadonlyRootFilesystem: pulumi.Bool(args.ReadonlyRootFilesystem),
 	}
-	containers := map[string]ecsx.TaskDefinitionContainerDefinitionArgs{name: container}
+	containers := map[string]ecsx.TaskDefinitionContainerDefinitionArgs{}
+	var deps ecsx.TaskDefinitionContainerDependencyArray
+	if args.Init != nil {
+		containers[args.Init.Name] = ecsx.TaskDefinitionContainerDefinitionArgs{
+			Name:                   pulumi.String(args.Init.Name),
+			Image:                  s.Image.ImageUri,
+			Command:                pulumi.ToStringArray(args.Init.Command),
+			Essential:              pulumi.Bool(false), // it exits when done
+			Environment:            environment(args.Init.Environment),
+			Secrets:                secrets(args.Init.Secrets),
+			LogConfiguration:       s.logConfig(args, args.Init.Name),
+			ReadonlyRootFilesystem: pulumi.Bool(args.ReadonlyRootFilesystem),
+		}
+		deps = append(deps, ecsx.TaskDefinitionContainerDependencyArgs{
+			ContainerName: pulumi.String(args.Init.Name), Condition: pulumi.String("SUCCESS"),
+		})
+	}
+	if args.Collector != "" {
+		containers[collectorName] = ecsx.TaskDefinitionContainerDefinitionArgs{
+			Name:  pulumi.String(collectorName),
+			Image: pulumi.String(args.Collector),
+			// The image's ECS configuration: OTLP in on 4317/4318, traces to
+			// X-Ray, metrics to CloudWatch (EMF).
+			Command:          pulumi.ToStringArray([]string{"--config=/etc/ecs/ecs-default-config.yaml"}),
+			Essential:        pulumi.Bool(true),
+			LogConfiguration: s.logConfig(args, collectorName),
+		}
+		deps = append(deps, ecsx.TaskDefinitionContainerDependencyArgs{
+			ContainerName: pulumi.String(collectorName), Condition: pulumi.String("START"),
+		})
+	}
+	if len(deps) > 0 {
+		container.DependsOn = deps
+	}
+	containers[name] = container
 
 	svcArgs := &ecsx.FargateServiceArgs{
 		Name:           pulumi.String(name),
@@ -323,7 +444,8 @@ func (s *Service) fargate(ctx *pulumi.Context, name string, args *ServiceArgs, p
 		svcArgs.ServiceRegistries = &ecs.ServiceServiceRegistriesArgs{RegistryArn: s.Discovery.Arn}
 	}
 	var err error
-	s.Service, err = ecsx.NewFargateService(ctx, name, svcArgs, parent, pulumi.DependsOn(args.DependsOn))
+	s.Service, err = ecsx.NewFargateService(ctx, name, svcArgs, parent, pulumi.DependsOn(args.DependsOn),
+		pulumi.Transforms([]pulumi.ResourceTransform{ignoreDesiredCount}))
 	if err != nil {
 		return fmt.Errorf("create fargate service %s: %w", name, err)
 	}
@@ -360,5 +482,66 @@ func (s *Service) autoscaling(ctx *pulumi.Context, name string, args *ServiceArg
 	if err != nil {
 		return fmt.Errorf("create scaling policy %s: %w", name, err)
 	}
+	if args.Backlog != nil {
+		if s.BacklogPolicy, err = s.backlogPolicy(ctx, name, args, parent); err != nil {
+			return err
+		}
+	}
 	return nil
+}
+
+// backlogPolicy tracks the ready messages of the service's handler queue per
+// running task (Amazon MQ's queue metric over Container Insights' task count),
+// so that consumers scale out on a backlog that costs them little CPU, such as
+// one that waits on the database.
+func (s *Service) backlogPolicy(ctx *pulumi.Context, name string, args *ServiceArgs, parent pulumi.ResourceOption) (*appautoscaling.Policy, error) {
+	type dims = appautoscaling.PolicyTargetTrackingScalingPolicyConfigurationCustomizedMetricSpecificationMetricMetricStatMetricDimensionArray
+	type dim = appautoscaling.PolicyTargetTrackingScalingPolicyConfigurationCustomizedMetricSpecificationMetricMetricStatMetricDimensionArgs
+	stat := func(id, namespace, metric string, d dims) *appautoscaling.PolicyTargetTrackingScalingPolicyConfigurationCustomizedMetricSpecificationMetricArgs {
+		return &appautoscaling.PolicyTargetTrackingScalingPolicyConfigurationCustomizedMetricSpecificationMetricArgs{
+			Id: pulumi.String(id),
+			MetricStat: &appautoscaling.PolicyTargetTrackingScalingPolicyConfigurationCustomizedMetricSpecificationMetricMetricStatArgs{
+				Metric: &appautoscaling.PolicyTargetTrackingScalingPolicyConfigurationCustomizedMetricSpecificationMetricMetricStatMetricArgs{
+					Namespace: pulumi.String(namespace), MetricName: pulumi.String(metric), Dimensions: d,
+				},
+				Stat: pulumi.String("Average"),
+			},
+			ReturnData: pulumi.Bool(false),
+		}
+	}
+	b := args.Backlog
+	policy, err := appautoscaling.NewPolicy(ctx, name+"-backlog", &appautoscaling.PolicyArgs{
+		PolicyType:        pulumi.String("TargetTrackingScaling"),
+		ServiceNamespace:  s.ScalingTarget.ServiceNamespace,
+		ScalableDimension: s.ScalingTarget.ScalableDimension,
+		ResourceId:        s.ScalingTarget.ResourceId,
+		TargetTrackingScalingPolicyConfiguration: &appautoscaling.PolicyTargetTrackingScalingPolicyConfigurationArgs{
+			CustomizedMetricSpecification: &appautoscaling.PolicyTargetTrackingScalingPolicyConfigurationCustomizedMetricSpecificationArgs{
+				Metrics: appautoscaling.PolicyTargetTrackingScalingPolicyConfigurationCustomizedMetricSpecificationMetricArray{
+					stat("ready", "AWS/AmazonMQ", "MessageReadyCount", dims{
+						dim{Name: pulumi.String("Broker"), Value: b.BrokerName},
+						dim{Name: pulumi.String("VirtualHost"), Value: pulumi.String(b.VirtualHost)},
+						dim{Name: pulumi.String("Queue"), Value: pulumi.String(b.Queue)},
+					}),
+					stat("tasks", "ECS/ContainerInsights", "RunningTaskCount", dims{
+						dim{Name: pulumi.String("ClusterName"), Value: args.Cluster.Name},
+						dim{Name: pulumi.String("ServiceName"), Value: pulumi.String(name)},
+					}),
+					&appautoscaling.PolicyTargetTrackingScalingPolicyConfigurationCustomizedMetricSpecificationMetricArgs{
+						Id:         pulumi.String("backlog_per_task"),
+						Expression: pulumi.String("ready / tasks"),
+						Label:      pulumi.String("ready messages per task"),
+						ReturnData: pulumi.Bool(true),
+					},
+				},
+			},
+			TargetValue:      pulumi.Float64(float64(b.TargetPerTask)),
+			ScaleOutCooldown: pulumi.Int(60),
+			ScaleInCooldown:  pulumi.Int(300),
+		},
+	}, parent)
+	if err != nil {
+		return nil, fmt.Errorf("create backlog scaling policy %s: %w", name, err)
+	}
+	return policy, nil
 }

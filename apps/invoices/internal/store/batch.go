@@ -16,7 +16,7 @@ import (
 // for their invoices and one for their events, instead of a transaction
 // each (see pkg/groupcommit; a failed batch runs each call alone).
 type batcher struct {
-	s     *Store
+	s      *Store
 	issues *groupcommit.Committer[issueCall, bool]
 }
 

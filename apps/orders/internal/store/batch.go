@@ -3,8 +3,10 @@ package store
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/uptrace/bun"
+	"github.com/uptrace/bun/dialect/pgdialect"
 
 	"github.com/orderflow/orderflow/apps/orders/internal/app"
 	"github.com/orderflow/orderflow/apps/orders/internal/domain"
@@ -15,19 +17,22 @@ import (
 // batcher is group commit for the orders store (GROUP_COMMIT): the Create
 // calls that arrive while a transaction is in flight share the next one,
 // which inserts all their orders in one statement and all their events in
-// another. Under load a commit and a handful of statements then carry many
+// another; the status updates that arrive together are one UPDATE. Under load a commit and a handful of statements then carry many
 // orders instead of four statements and a commit each; a lone call runs at
 // once. Each call keeps its own outcome (created, replayed, refused); a
 // batch that fails as a whole runs each call again alone (pkg/groupcommit).
 type batcher struct {
-	s      *Store
+	s       *Store
 	creates *groupcommit.Committer[createCall, createResult]
+	marks   *groupcommit.Committer[markCall, markResult]
 }
 
 func newBatcher(s *Store, cfg groupcommit.Config) *batcher {
-	cfg.Name = "orders.create"
 	b := &batcher{s: s}
-	b.creates = groupcommit.New(b.createBatch, cfg)
+	create, mark := cfg, cfg
+	create.Name, mark.Name = "orders.create", "orders.mark_invoiced"
+	b.creates = groupcommit.New(b.createBatch, create)
+	b.marks = groupcommit.New(b.markBatch, mark)
 	return b
 }
 
@@ -84,6 +89,59 @@ func (b *batcher) createBatch(ctx context.Context, calls []groupcommit.Item[crea
 	})
 	if err != nil {
 		return nil, err
+	}
+	return results, nil
+}
+
+type markCall struct {
+	id, invoiceID string
+	at            time.Time
+}
+
+type markResult struct {
+	placedAt time.Time
+	changed  bool
+}
+
+func (b *batcher) markInvoiced(ctx context.Context, id, invoiceID string, at time.Time) (time.Time, bool, error) {
+	res, err := b.marks.Do(ctx, markCall{id: id, invoiceID: invoiceID, at: at})
+	if err != nil || res.changed {
+		return res.placedAt, res.changed, err
+	}
+	return b.s.markNotPending(ctx, id, invoiceID, at)
+}
+
+// markInvoiced moves a batch's pending orders to invoiced.
+const markInvoiced = `UPDATE orders AS o SET status = 'invoiced', invoice_id = t.invoice_id, updated_at = t.at
+FROM unnest(?::uuid[], ?::uuid[], ?::timestamptz[]) AS t(id, invoice_id, at)
+WHERE o.id = t.id AND o.status = 'pending'
+RETURNING o.id, o.created_at`
+
+// markBatch moves the batch's pending orders to invoiced in one statement.
+// Only an order's first call takes part; a second one (a redelivery racing
+// its original) reports no change and goes to the domain's rule once this
+// batch has committed, as does a call for an order that is not pending.
+func (b *batcher) markBatch(ctx context.Context, calls []groupcommit.Item[markCall]) ([]groupcommit.Result[markResult], error) {
+	first := make(map[string]int, len(calls))
+	var ids, invoiceIDs []string
+	var ats []time.Time
+	for i, c := range calls {
+		if _, seen := first[c.In.id]; !seen {
+			first[c.In.id] = i
+			ids, invoiceIDs, ats = append(ids, c.In.id), append(invoiceIDs, c.In.invoiceID), append(ats, c.In.at)
+		}
+	}
+	var changed []struct {
+		ID        string    `bun:"id"`
+		CreatedAt time.Time `bun:"created_at"`
+	}
+	err := b.s.db.NewRaw(markInvoiced, pgdialect.Array(ids), pgdialect.Array(invoiceIDs), pgdialect.Array(ats)).Scan(ctx, &changed)
+	if err != nil {
+		return nil, fmt.Errorf("mark %d orders invoiced: %w", len(ids), err)
+	}
+	results := make([]groupcommit.Result[markResult], len(calls))
+	for _, c := range changed {
+		results[first[c.ID]].Out = markResult{placedAt: c.CreatedAt.UTC(), changed: true}
 	}
 	return results, nil
 }

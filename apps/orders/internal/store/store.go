@@ -200,6 +200,9 @@ func (s *Store) Update(ctx context.Context, id string, change func(*domain.Order
 // found, or invoiced already) goes to Update and the domain's rule, which
 // tells a redelivery from a conflict.
 func (s *Store) MarkInvoiced(ctx context.Context, id, invoiceID string, at time.Time) (placedAt time.Time, changed bool, err error) {
+	if s.batch != nil {
+		return s.batch.markInvoiced(ctx, id, invoiceID, at)
+	}
 	err = s.db.NewUpdate().Model((*orderRow)(nil)).
 		Set("status = ?", domain.StatusInvoiced).Set("invoice_id = ?", invoiceID).Set("updated_at = ?", at).
 		Where("id = ?", id).Where("status = ?", domain.StatusPending).
@@ -210,6 +213,11 @@ func (s *Store) MarkInvoiced(ctx context.Context, id, invoiceID string, at time.
 	if !errors.Is(err, sql.ErrNoRows) {
 		return time.Time{}, false, fmt.Errorf("mark order %s invoiced: %w", id, err)
 	}
+	return s.markNotPending(ctx, id, invoiceID, at)
+}
+
+// markNotPending applies the domain's rule to an order that was not pending.
+func (s *Store) markNotPending(ctx context.Context, id, invoiceID string, at time.Time) (placedAt time.Time, changed bool, err error) {
 	err = s.Update(ctx, id, func(o *domain.Order) (bool, error) {
 		placedAt = o.CreatedAt
 		changed, err = o.MarkInvoiced(invoiceID, at)
