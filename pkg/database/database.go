@@ -218,7 +218,6 @@ func Migrate(ctx context.Context, db *bun.DB, migrations fs.FS, log *slog.Logger
 	return nil
 }
 
-
 // OpenRelay opens the connection pool of the outbox forwarders: the same
 // database, with two settings of its own.
 //

@@ -192,7 +192,11 @@ func (b *Broker) monitor() {
 			delay = 100 * time.Millisecond
 			select {
 			case cerr := <-conn.NotifyClose(make(chan *amqp091.Error, 1)):
-				b.log.Info("rabbitmq connection lost", watermill.LogFields{"error": fmt.Sprint(cerr)})
+				err := errors.New("connection closed")
+				if cerr != nil {
+					err = cerr
+				}
+				b.log.Error("rabbitmq connection lost", err, nil)
 			case <-b.closing:
 				_ = conn.Close()
 				return

@@ -23,7 +23,7 @@ func TestLoadConfig_defaults(t *testing.T) {
 	// the name, the port and the database differ between the services.
 	defaults := func(service string, port int) platform.Config {
 		return platform.Config{
-			Service: service, Version: "dev", Port: port,
+			Service: service, Version: "dev", Host: "127.0.0.1", Port: port,
 			DatabaseURL:     "postgres://postgres@127.0.0.1:5432/" + service + "?sslmode=disable",
 			BrokerURL:       "amqp://guest:guest@127.0.0.1:5672/",
 			LogLevel:        slog.LevelInfo,
@@ -108,6 +108,7 @@ func TestLoadConfig_single_override(t *testing.T) {
 		field func(platform.Config) any
 		want  any
 	}{
+		{name: "all interfaces", key: "HTTP_HOST", value: "0.0.0.0", field: func(c platform.Config) any { return c.Host }, want: "0.0.0.0"},
 		{name: "max port", key: "PORT", value: "65535", field: func(c platform.Config) any { return c.Port }, want: 65535},
 		{name: "bool 1", key: "DATABASE_CREATE", value: "1", field: func(c platform.Config) any { return c.CreateDatabase }, want: true},
 		{name: "bool FALSE", key: "DATABASE_CREATE", value: "FALSE", field: func(c platform.Config) any { return c.CreateDatabase }, want: false},
