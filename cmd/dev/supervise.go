@@ -91,7 +91,7 @@ func supervise(ctx context.Context, procs []proc, out io.Writer, grace time.Dura
 		select {
 		case e := <-exits:
 			delete(running, e.name)
-			if e.err != nil {
+			if !stoppedByTerm(e.err) {
 				errs = append(errs, fmt.Errorf("%s stopped (%s)", e.name, describe(e.err)))
 			}
 		case <-timer.C:
@@ -102,6 +102,20 @@ func supervise(ctx context.Context, procs []proc, out io.Writer, grace time.Dura
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// stoppedByTerm reports whether a process dev sent SIGTERM ended as asked:
+// it exited with status 0, or SIGTERM ended it before it handled signals.
+func stoppedByTerm(err error) bool {
+	var exitErr *exec.ExitError
+	if err == nil {
+		return true
+	}
+	if !errors.As(err, &exitErr) {
+		return false
+	}
+	ws, ok := exitErr.Sys().(syscall.WaitStatus)
+	return ok && ws.Signaled() && ws.Signal() == syscall.SIGTERM
 }
 
 // describe says how a process ended: "exit status 1", "signal: killed".
