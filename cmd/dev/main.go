@@ -67,7 +67,7 @@ func run(ctx context.Context, dir string, getenv func(string) string, out io.Wri
 	procs := make([]proc, 0, len(services))
 	for _, s := range services {
 		path := filepath.Join(dir, s.name)
-		if _, err := os.Stat(path); err != nil {
+		if _, err := os.Stat(path); err != nil { //nolint:gosec // the directory dev was told to run from
 			return fmt.Errorf("%s: %w (go tool task build builds it)", s.name, err)
 		}
 		procs = append(procs, proc{name: s.name, path: path, env: serviceEnv(s, getenv)})

@@ -6,4 +6,6 @@ import (
 	"syscall"
 )
 
-func signalNotify(c chan os.Signal) { signal.Notify(c, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP) }
+func signalNotify(c chan os.Signal) {
+	signal.Notify(c, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+}

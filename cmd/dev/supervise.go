@@ -47,7 +47,7 @@ func supervise(ctx context.Context, procs []proc, out io.Writer, grace time.Dura
 	running := map[string]*exec.Cmd{}
 	var startErr error
 	for _, p := range procs {
-		cmd := exec.Command(p.path, p.args...) //nolint:gosec // dev runs the binaries it was pointed at
+		cmd := exec.Command(p.path, p.args...) //nolint:gosec,noctx // dev runs the binaries it was pointed at, and stops them with SIGTERM, not a cancelled context
 		cmd.Env = append(os.Environ(), p.env...)
 		w := newPrefixWriter(out, &mu, p.name, width)
 		cmd.Stdout, cmd.Stderr = w, w

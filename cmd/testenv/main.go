@@ -38,7 +38,7 @@ import (
 // The defaults are the tests' own (pkg/testkit).
 const (
 	defaultPostgresURL   = "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"
-	defaultAMQPURL       = "amqp://guest:guest@127.0.0.1:5672/"  //nolint:gosec // RabbitMQ's loopback-only default account
+	defaultAMQPURL       = "amqp://guest:guest@127.0.0.1:5672/" //nolint:gosec // RabbitMQ's loopback-only default account
 	defaultManagementURL = "http://guest:guest@127.0.0.1:15672" //nolint:gosec // the same account
 )
 
