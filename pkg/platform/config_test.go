@@ -63,6 +63,7 @@ func TestLoadConfig_overrides(t *testing.T) {
 	got, err := platform.LoadConfig("orders", 8080, env(map[string]string{
 		"SERVICE_VERSION":                "1.2.3",
 		"PORT":                           "0",
+		"HTTP_HOST":                      "::",
 		"DATABASE_URL":                   "postgres://u:p@db:5432/o",
 		"BROKER_URL":                     "amqp://u:p@mq:5672/v",
 		"LOG_LEVEL":                      "debug",
@@ -82,7 +83,7 @@ func TestLoadConfig_overrides(t *testing.T) {
 	}))
 	require.NoError(t, err)
 	assert.Equal(t, platform.Config{
-		Service: "orders", Version: "1.2.3", Port: 0,
+		Service: "orders", Version: "1.2.3", Host: "::", Port: 0,
 		DatabaseURL:     "postgres://u:p@db:5432/o",
 		BrokerURL:       "amqp://u:p@mq:5672/v",
 		LogLevel:        slog.LevelDebug,
