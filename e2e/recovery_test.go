@@ -22,6 +22,7 @@ import (
 	"github.com/orderflow/orderflow/cmd/orderflow/cli"
 	"github.com/orderflow/orderflow/pkg/messaging"
 	"github.com/orderflow/orderflow/pkg/platform"
+	"github.com/orderflow/orderflow/pkg/poison"
 	"github.com/orderflow/orderflow/pkg/testkit"
 )
 
@@ -76,12 +77,12 @@ func TestRecovery_transient_failures_are_retried_to_one_invoice(t *testing.T) {
 	assert.Empty(t, msgs)
 }
 
-func poisonMessages(t *testing.T, broker string) []messaging.PoisonMessage {
+func poisonMessages(t *testing.T, broker string) []poison.Message {
 	t.Helper()
-	in, err := messaging.DialPoisonInspector(broker)
+	in, err := poison.Dial(broker)
 	require.NoError(t, err)
 	defer in.Close()
-	msgs, err := in.List([]string{messaging.PoisonQueue("orders"), messaging.PoisonQueue("invoices")}, messaging.Filter{})
+	msgs, err := in.List([]string{messaging.PoisonQueue("orders"), messaging.PoisonQueue("invoices")}, poison.Filter{})
 	require.NoError(t, err)
 	return msgs
 }
@@ -98,7 +99,7 @@ func TestRecovery_permanent_failure_is_poisoned_then_replayed(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, http.StatusCreated, code)
 
-	var poisoned []messaging.PoisonMessage
+	var poisoned []poison.Message
 	testkit.Eventually(t, 30*time.Second, 50*time.Millisecond, func() error {
 		poisoned = poisonMessages(t, broker)
 		if len(poisoned) != 1 {

@@ -221,28 +221,21 @@ func Migrate(ctx context.Context, db *bun.DB, migrations fs.FS, log *slog.Logger
 // OpenRelay opens the connection pool of the outbox forwarders: the same
 // database, with two settings of its own.
 //
-// synchronous_commit is off. A forwarder's transaction deletes rows it has
-// already published and had confirmed. If PostgreSQL crashed before
-// flushing that commit, the rows would come back and be published again: a
-// duplicate, which every consumer absorbs, never a loss. So these commits
-// need not wait for the WAL flush, and the fsyncs are left to the
-// transactions that must be durable (an accepted order, an issued invoice).
+// synchronous_commit is off: a forwarder's transaction deletes rows whose
+// events RabbitMQ confirmed; if PostgreSQL crashed before flushing that
+// commit, the rows come back and are published again, a duplicate the
+// consumers absorb, never a loss. The fsyncs are left to the transactions
+// that must be durable (an accepted order, an issued invoice).
 //
-// enable_seqscan is off, so that the forwarders find their rows through the
-// outbox's primary key however the planner sizes the table. A forwarder
-// reads the oldest rows (ORDER BY "offset" LIMIT n FOR UPDATE SKIP LOCKED)
-// and deletes a batch by offset (watermill-sql's `"offset" = ANY($1)`), both
-// prepared once per connection by pgx. An outbox holds few live rows, so
-// whenever PostgreSQL plans them against a table that looks small (just
-// vacuumed, or a generic plan that guesses ten offsets) a sequential scan
-// wins, and the connection keeps that plan while deleted rows pile up until
-// the next vacuum: every read and every DELETE then walks all of them (1 to
-// 38 ms a DELETE after 20 s at 600 orders/s; see docs/performance.md). The
-// index finds a batch's rows whatever the table holds. A query with no
-// other way still scans: the setting only takes sequential scans out of the
-// planner's choices where an index serves. (osm2pgsql turns it off on the
-// connections of its copy threads, whose DELETEs by id had the same trap:
-// osm2pgsql-dev/osm2pgsql#1997.)
+// enable_seqscan is off, so that the forwarders find their rows
+// through the outbox's primary key however the planner sizes the table. A
+// forwarder reads the oldest rows and deletes a batch by offset, both
+// prepared once per connection by pgx. An outbox holds few live rows, so a
+// plan made when the table looks small is a sequential scan, and the
+// connection keeps it while deleted rows pile up until the next vacuum:
+// every read and DELETE then walks all of them. The setting takes
+// sequential scans out of the planner's choices only where an index serves.
+// (osm2pgsql turns it off for the same trap: osm2pgsql-dev/osm2pgsql#1997.)
 func OpenRelay(ctx context.Context, dsn string, maxConns int) (*sql.DB, error) {
 	// pgx passes parameters it does not know to the server as settings.
 	settings := [][2]string{{"synchronous_commit", "off"}, {"enable_seqscan", "off"}}

@@ -10,7 +10,7 @@ import (
 	"github.com/orderflow/orderflow/pkg/testkit"
 )
 
-func TestOpenRelay_commits_without_waiting_for_the_flush(t *testing.T) {
+func TestOpenRelay_plans_without_sequential_scans(t *testing.T) {
 	testkit.Integration(t)
 	t.Parallel()
 	url := testkit.NewDatabase(t)
@@ -26,12 +26,12 @@ func TestOpenRelay_commits_without_waiting_for_the_flush(t *testing.T) {
 	db, err := database.Open(t.Context(), database.Config{URL: url, Name: "test"})
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = db.Close() })
-	require.NoError(t, db.QueryRowContext(t.Context(), "SHOW synchronous_commit").Scan(&setting))
-	assert.Equal(t, "on", setting, "the services' own transactions stay durable")
+	require.NoError(t, db.QueryRowContext(t.Context(), "SHOW enable_seqscan").Scan(&setting))
+	assert.Equal(t, "on", setting, "the services' own pool plans as usual")
 
 	kv, err := database.OpenRelay(t.Context(), "host=127.0.0.1 user=postgres dbname=postgres", 2)
 	require.NoError(t, err, "a key=value DSN works too")
 	t.Cleanup(func() { _ = kv.Close() })
-	require.NoError(t, kv.QueryRowContext(t.Context(), "SHOW synchronous_commit").Scan(&setting))
+	require.NoError(t, kv.QueryRowContext(t.Context(), "SHOW enable_seqscan").Scan(&setting))
 	assert.Equal(t, "off", setting)
 }

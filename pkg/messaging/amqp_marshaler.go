@@ -39,7 +39,7 @@ func (m amqpMarshaler) Marshal(msg *message.Message) (amqp091.Publishing, error)
 func (m amqpMarshaler) Unmarshal(d amqp091.Delivery) (*message.Message, error) {
 	headers := make(amqp091.Table, len(d.Headers))
 	for k, v := range d.Headers {
-		headers[k] = headerString(v)
+		headers[k] = HeaderString(v)
 	}
 	d.Headers = headers
 	msg, err := m.DefaultMarshaler.Unmarshal(d)
@@ -52,7 +52,9 @@ func (m amqpMarshaler) Unmarshal(d amqp091.Delivery) (*message.Message, error) {
 	return msg, nil
 }
 
-func headerString(v any) string {
+// HeaderString is an AMQP header value as a string: JSON for tables and
+// arrays, RFC 3339 for times.
+func HeaderString(v any) string {
 	switch v := v.(type) {
 	case string:
 		return v

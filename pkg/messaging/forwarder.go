@@ -27,7 +27,10 @@ type ForwarderConfig struct {
 	// outbox again (default 1s). With a Waker it is only a safety net.
 	PollInterval time.Duration
 	// Waker wakes an idle forwarder when the service commits (nil: poll only).
-	Waker        *Waker
+	Waker *Waker
+	// Pipeline publishes a batch's rows without waiting for each confirm
+	// (see pipeline.go).
+	Pipeline     bool
 	CloseTimeout time.Duration
 }
 
@@ -59,9 +62,20 @@ func NewForwarder(db *sql.DB, pub message.Publisher, cfg ForwarderConfig, log wa
 	cfg = cfg.withDefaults()
 	f := &Forwarder{stop: make(chan struct{})}
 	for range cfg.Workers {
+		var (
+			schema  wsql.SchemaAdapter  = skipLockedSchema{outboxSchema(cfg.BatchSize)}
+			offsets wsql.OffsetsAdapter = forwardedOffsets{wsql.PostgreSQLQueueOffsetsAdapter{DeleteOnAck: true, GenerateMessagesTableName: outboxTableName}}
+			workerPub                   = pub
+		)
+		if cfg.Pipeline {
+			pending := &inflight{closing: f.stop}
+			schema = pipelinedSchema{skipLockedSchema{outboxSchema(cfg.BatchSize)}, pending}
+			offsets = confirmingOffsets{offsets.(forwardedOffsets), pending}
+			workerPub = pipelinedPublisher{pub: pub, inflight: pending}
+		}
 		sub, err := wsql.NewSubscriber(wsql.BeginnerFromStdSQL(db), wsql.SubscriberConfig{
-			SchemaAdapter:  skipLockedSchema{outboxSchema(cfg.BatchSize)},
-			OffsetsAdapter: forwardedOffsets{wsql.PostgreSQLQueueOffsetsAdapter{DeleteOnAck: true, GenerateMessagesTableName: outboxTableName}},
+			SchemaAdapter:  schema,
+			OffsetsAdapter: offsets,
 			PollInterval:   cfg.PollInterval,
 			ResendInterval: 100 * time.Millisecond,
 			RetryInterval:  time.Second,
@@ -70,7 +84,7 @@ func NewForwarder(db *sql.DB, pub message.Publisher, cfg ForwarderConfig, log wa
 		if err != nil {
 			return nil, errors.Join(fmt.Errorf("create outbox subscriber: %w", err), f.Close())
 		}
-		fwd, err := forwarder.NewForwarder(sub, pub, log, forwarder.Config{
+		fwd, err := forwarder.NewForwarder(sub, workerPub, log, forwarder.Config{
 			ForwarderTopic: OutboxTopic,
 			CloseTimeout:   cfg.CloseTimeout,
 			// A row that is not an envelope was not written by Outbox:
@@ -184,7 +198,7 @@ func (b wakeBackoff) HandleError(log watermill.LoggerAdapter, noMsg bool, err er
 		if strings.Contains(msg, "concurrent update") || strings.Contains(msg, "deadlock") {
 			return 0
 		}
-		if !errors.Is(err, context.Canceled) {
+		if !errors.Is(err, context.Canceled) && !errors.Is(err, errClosingUnconfirmed) {
 			log.Error("read outbox", err, watermill.LogFields{"retry_in": b.retry.String()})
 		}
 		return b.retry

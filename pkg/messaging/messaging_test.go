@@ -22,6 +22,7 @@ import (
 	"github.com/orderflow/orderflow/pkg/events"
 	"github.com/orderflow/orderflow/pkg/messaging"
 	"github.com/orderflow/orderflow/pkg/observability"
+	"github.com/orderflow/orderflow/pkg/platform"
 	"github.com/orderflow/orderflow/pkg/testkit"
 )
 
@@ -53,9 +54,9 @@ func bunDB(tb testing.TB, url string) *bun.DB {
 
 // run starts a Runtime for service with the handler and waits until its
 // router and forwarder run.
-func (e env) run(t *testing.T, service string, maxRetries int, handlers ...cqrs.EventHandler) *messaging.Runtime {
+func (e env) run(t *testing.T, service string, maxRetries int, handlers ...cqrs.EventHandler) *platform.Runtime {
 	t.Helper()
-	rt := &messaging.Runtime{
+	rt := &platform.Runtime{
 		Broker: messaging.BrokerConfig{URL: e.broker},
 		Router: messaging.RouterConfig{
 			Service: service, MaxRetries: maxRetries,

@@ -55,6 +55,9 @@ type Tuning struct {
 	// GroupCommit lets the writes that arrive while a transaction is in
 	// flight share the next one (GROUP_COMMIT; see pkg/groupcommit).
 	GroupCommit bool
+	// OutboxPipeline publishes a forwarded batch's rows without waiting for
+	// each confirm (OUTBOX_PIPELINE; see pkg/messaging/pipeline.go).
+	OutboxPipeline bool
 }
 
 // LoadConfig reads the configuration of service through getenv (os.Getenv in
@@ -83,6 +86,7 @@ func LoadConfig(service string, defaultPort int, getenv func(string) string) (Co
 			OutboxBatchSize:    l.int("OUTBOX_BATCH_SIZE", 16),
 			OutboxPollInterval: l.duration("OUTBOX_POLL_INTERVAL", time.Second),
 			GroupCommit:        l.bool("GROUP_COMMIT", true),
+			OutboxPipeline:     l.bool("OUTBOX_PIPELINE", true),
 		},
 	}
 	if cfg.Port < 0 || cfg.Port > 65535 {

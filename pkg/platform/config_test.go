@@ -35,7 +35,7 @@ func TestLoadConfig_defaults(t *testing.T) {
 			HandlerTimeout:  30 * time.Second,
 			Tuning: platform.Tuning{
 				DBMaxConns: 20, Prefetch: 64, Consumers: 16,
-				OutboxWorkers: 8, OutboxBatchSize: 16, OutboxPollInterval: time.Second, GroupCommit: true,
+				OutboxWorkers: 8, OutboxBatchSize: 16, OutboxPollInterval: time.Second, GroupCommit: true, OutboxPipeline: true,
 			},
 		}
 	}

@@ -15,7 +15,6 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/orderflow/orderflow/pkg/httpkit"
-	"github.com/orderflow/orderflow/pkg/messaging"
 	"github.com/orderflow/orderflow/pkg/observability"
 )
 
@@ -49,7 +48,7 @@ func Handler(log *slog.Logger, tel *observability.Telemetry, service string, hea
 //
 // HTTP is served at once, not when RabbitMQ answers: orders go into the
 // outbox whatever the broker does.
-func Serve(ctx context.Context, cfg Config, log *slog.Logger, ln net.Listener, h http.Handler, rt *messaging.Runtime) error {
+func Serve(ctx context.Context, cfg Config, log *slog.Logger, ln net.Listener, h http.Handler, rt *Runtime) error {
 	srv := &http.Server{
 		Handler:           h,
 		ReadHeaderTimeout: 5 * time.Second,

@@ -20,12 +20,12 @@ type Messaging struct {
 // NewRuntime returns the service's messaging runtime: the router with its
 // handlers and the forwarder of the outbox in relay (database.OpenRelay),
 // connected in the background once it runs.
-func NewRuntime(cfg Config, log *slog.Logger, tel *observability.Telemetry, relay *sql.DB, m Messaging) (*messaging.Runtime, error) {
+func NewRuntime(cfg Config, log *slog.Logger, tel *observability.Telemetry, relay *sql.DB, m Messaging) (*Runtime, error) {
 	t := cfg.Tuning
-	rt := &messaging.Runtime{
+	rt := &Runtime{
 		Broker: messaging.BrokerConfig{
 			URL: cfg.BrokerURL, Prefetch: t.Prefetch, Consumers: t.Consumers,
-			PublisherChannels: t.OutboxWorkers + 2, // a publish per worker, and the poison queue's
+			PublisherChannels: publisherChannels(t),
 			Topology:          m.Topology,
 		},
 		Router: messaging.RouterConfig{
@@ -36,7 +36,7 @@ func NewRuntime(cfg Config, log *slog.Logger, tel *observability.Telemetry, rela
 		},
 		Forwarder: messaging.ForwarderConfig{
 			Workers: t.OutboxWorkers, BatchSize: t.OutboxBatchSize, PollInterval: t.OutboxPollInterval,
-			Waker: m.Waker, CloseTimeout: cfg.ShutdownTimeout,
+			Waker: m.Waker, Pipeline: t.OutboxPipeline, CloseTimeout: cfg.ShutdownTimeout,
 		},
 		Outbox:   relay,
 		Register: m.Register,
@@ -46,4 +46,15 @@ func NewRuntime(cfg Config, log *slog.Logger, tel *observability.Telemetry, rela
 		return nil, fmt.Errorf("register poison gauge: %w", err)
 	}
 	return rt, nil
+}
+
+// publisherChannels sizes the publisher's channel pool: a publish holds its
+// channel until RabbitMQ confirms it, so one per publish in flight (a worker's
+// whole batch when pipelined), at most 32, and one for the poison queue.
+func publisherChannels(t Tuning) int {
+	inFlight := t.OutboxWorkers
+	if t.OutboxPipeline {
+		inFlight *= t.OutboxBatchSize
+	}
+	return min(inFlight, 32) + 1
 }

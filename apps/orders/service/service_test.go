@@ -19,6 +19,7 @@ import (
 	"github.com/orderflow/orderflow/apps/orders/service"
 	"github.com/orderflow/orderflow/pkg/events"
 	"github.com/orderflow/orderflow/pkg/messaging"
+	"github.com/orderflow/orderflow/pkg/poison"
 	"github.com/orderflow/orderflow/pkg/testkit"
 )
 
@@ -154,11 +155,11 @@ func TestOrders_component(t *testing.T) { //nolint:tparallel // see above
 			InvoiceID: uuid.NewString(), OrderID: uuid.NewString(), CustomerID: "c-x", Amount: 1, Currency: "EUR", IssuedAt: now,
 		}
 		testkit.PublishEvent(t, broker, ev)
-		in, err := messaging.DialPoisonInspector(broker)
+		in, err := poison.Dial(broker)
 		require.NoError(t, err)
 		defer in.Close()
 		testkit.Eventually(t, 20*time.Second, 50*time.Millisecond, func() error {
-			msgs, err := in.List([]string{messaging.PoisonQueue(service.Name)}, messaging.Filter{IDs: []string{ev.ID}})
+			msgs, err := in.List([]string{messaging.PoisonQueue(service.Name)}, poison.Filter{IDs: []string{ev.ID}})
 			if err != nil || len(msgs) != 1 {
 				return fmt.Errorf("not poisoned yet: %w", err)
 			}

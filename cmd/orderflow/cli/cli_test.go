@@ -17,6 +17,7 @@ import (
 
 	"github.com/orderflow/orderflow/cmd/orderflow/cli"
 	"github.com/orderflow/orderflow/pkg/messaging"
+	"github.com/orderflow/orderflow/pkg/poison"
 	"github.com/orderflow/orderflow/pkg/testkit"
 )
 
@@ -300,7 +301,7 @@ func TestPoison_replay(t *testing.T) {
 		require.NoError(t, err)
 		require.True(t, ok)
 		assert.Equal(t, m.id, d.Headers["_watermill_message_uuid"])
-		assert.Equal(t, "1", d.Headers[messaging.MetadataReplayCount])
+		assert.Equal(t, "1", d.Headers[poison.MetadataReplayCount])
 		assert.NotContains(t, d.Headers, "reason_poisoned")
 		assert.JSONEq(t, fmt.Sprintf(`{"event_id":%q}`, m.id), string(d.Body))
 	})

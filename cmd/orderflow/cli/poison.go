@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/orderflow/orderflow/pkg/messaging"
+	"github.com/orderflow/orderflow/pkg/poison"
 )
 
 // services whose poison queues the tool reads by default.
@@ -25,7 +26,7 @@ type poisonOptions struct {
 	brokerURL string
 	queues    []string
 	json      bool
-	filter    messaging.Filter
+	filter    poison.Filter
 	all       bool
 	yes       bool
 	dryRun    bool
@@ -72,8 +73,8 @@ func filterFlags(cmd *cobra.Command, o *poisonOptions) {
 	cmd.Flags().StringVar(&o.filter.Reason, "reason", "", "only messages whose failure reason contains this text (any case)")
 }
 
-func (o *poisonOptions) dial() (*messaging.PoisonInspector, error) {
-	return messaging.DialPoisonInspector(o.brokerURL)
+func (o *poisonOptions) dial() (*poison.Inspector, error) {
+	return poison.Dial(o.brokerURL)
 }
 
 func listCmd(o *poisonOptions) *cobra.Command {
@@ -117,7 +118,7 @@ func showCmd(o *poisonOptions) *cobra.Command {
 				return err
 			}
 			defer in.Close()
-			msgs, err := in.List(o.queueNames(), messaging.Filter{IDs: args})
+			msgs, err := in.List(o.queueNames(), poison.Filter{IDs: args})
 			if err != nil {
 				return err
 			}
@@ -133,7 +134,7 @@ func showCmd(o *poisonOptions) *cobra.Command {
 // explicit, --dry-run, and --yes or a confirmation on a terminal.
 type destructive struct {
 	verb, done string // "replay", "replayed"
-	act        func(*messaging.PoisonInspector, *cobra.Command, messaging.Filter) ([]messaging.PoisonMessage, error)
+	act        func(*poison.Inspector, *cobra.Command, poison.Filter) ([]poison.Message, error)
 }
 
 func (d destructive) command(o *poisonOptions, use, short string) *cobra.Command {
@@ -179,7 +180,7 @@ func (d destructive) command(o *poisonOptions, use, short string) *cobra.Command
 					return fmt.Errorf("aborted: nothing %s", d.done)
 				}
 				// Exactly the messages confirmed, even if more arrived.
-				f = messaging.Filter{IDs: ids(msgs)}
+				f = poison.Filter{IDs: ids(msgs)}
 			}
 			done, err := d.act(in, cmd, f)
 			d.report(out, o.json, false, done)
@@ -196,7 +197,7 @@ func (d destructive) command(o *poisonOptions, use, short string) *cobra.Command
 
 // selection turns IDs, filters and --all into a filter. One of them is
 // required, so that a bare command never acts on every message.
-func (o *poisonOptions) selection(cmd *cobra.Command, ids []string) (messaging.Filter, error) {
+func (o *poisonOptions) selection(cmd *cobra.Command, ids []string) (poison.Filter, error) {
 	f := o.filter
 	f.IDs = ids
 	filtered := f.Handler != "" || f.Event != "" || f.Reason != ""
@@ -222,7 +223,7 @@ type actionReport struct {
 	Messages []action `json:"messages"`
 }
 
-func (d destructive) report(w io.Writer, asJSON, dryRun bool, msgs []messaging.PoisonMessage) {
+func (d destructive) report(w io.Writer, asJSON, dryRun bool, msgs []poison.Message) {
 	if asJSON {
 		r := actionReport{DryRun: dryRun, Messages: make([]action, len(msgs))}
 		for i, m := range msgs {
@@ -251,8 +252,8 @@ func (d destructive) report(w io.Writer, asJSON, dryRun bool, msgs []messaging.P
 func replayCmd(o *poisonOptions) *cobra.Command {
 	return destructive{
 		verb: "replay", done: "replayed",
-		act: func(in *messaging.PoisonInspector, cmd *cobra.Command, f messaging.Filter) ([]messaging.PoisonMessage, error) {
-			return in.Replay(cmd.Context(), o.queueNames(), f, messaging.ReplayOptions{})
+		act: func(in *poison.Inspector, cmd *cobra.Command, f poison.Filter) ([]poison.Message, error) {
+			return in.Replay(cmd.Context(), o.queueNames(), f, poison.ReplayOptions{})
 		},
 	}.command(o, "replay [ID...] [--handler H] [--event E] [--reason TEXT] | --all",
 		"Republish poison messages to their handlers' queues, then remove them")
@@ -261,14 +262,14 @@ func replayCmd(o *poisonOptions) *cobra.Command {
 func purgeCmd(o *poisonOptions) *cobra.Command {
 	return destructive{
 		verb: "purge", done: "purged",
-		act: func(in *messaging.PoisonInspector, _ *cobra.Command, f messaging.Filter) ([]messaging.PoisonMessage, error) {
+		act: func(in *poison.Inspector, _ *cobra.Command, f poison.Filter) ([]poison.Message, error) {
 			return in.Purge(o.queueNames(), f)
 		},
 	}.command(o, "purge [ID...] [--handler H] [--event E] [--reason TEXT] | --all",
 		"Delete poison messages for good")
 }
 
-func ids(msgs []messaging.PoisonMessage) []string {
+func ids(msgs []poison.Message) []string {
 	out := make([]string, len(msgs))
 	for i, m := range msgs {
 		out[i] = m.ID
@@ -277,7 +278,7 @@ func ids(msgs []messaging.PoisonMessage) []string {
 }
 
 // missingIDs reports the named ids that are not among msgs.
-func missingIDs(want []string, msgs []messaging.PoisonMessage) error {
+func missingIDs(want []string, msgs []poison.Message) error {
 	var errs []error
 	have := ids(msgs)
 	for _, id := range want {
@@ -286,7 +287,7 @@ func missingIDs(want []string, msgs []messaging.PoisonMessage) error {
 			found = found || h == id
 		}
 		if !found {
-			errs = append(errs, fmt.Errorf("message %s: %w", id, messaging.ErrNotFound))
+			errs = append(errs, fmt.Errorf("message %s: %w", id, poison.ErrNotFound))
 		}
 	}
 	return errors.Join(errs...)
@@ -313,7 +314,7 @@ type summary struct {
 	Failed   time.Time `json:"last_failure_at,omitzero"`
 }
 
-func summaries(msgs []messaging.PoisonMessage) []summary {
+func summaries(msgs []poison.Message) []summary {
 	out := make([]summary, len(msgs))
 	for i, m := range msgs {
 		out[i] = summary{ID: m.ID, Queue: m.Queue, Event: m.Event, Handler: m.Handler, Reason: m.Reason, Attempts: m.Attempts, Failed: m.LastFailed}
@@ -322,13 +323,13 @@ func summaries(msgs []messaging.PoisonMessage) []summary {
 }
 
 type detailView struct {
-	messaging.PoisonMessage
+	poison.Message
 	Payload json.RawMessage `json:"payload"`
 	Body    string          `json:"payload_text,omitempty"`
 }
 
-func detail(m messaging.PoisonMessage) detailView {
-	v := detailView{PoisonMessage: m}
+func detail(m poison.Message) detailView {
+	v := detailView{Message: m}
 	if json.Valid(m.Payload) {
 		v.Payload = m.Payload
 	} else {
@@ -344,7 +345,7 @@ func writeJSON(w io.Writer, v any) error {
 	return enc.Encode(v)
 }
 
-func writeTable(w io.Writer, msgs []messaging.PoisonMessage, now time.Time) error {
+func writeTable(w io.Writer, msgs []poison.Message, now time.Time) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "ID\tQUEUE\tEVENT\tHANDLER\tATTEMPTS\tAGE\tREASON")
 	for _, m := range msgs {

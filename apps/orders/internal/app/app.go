@@ -21,6 +21,9 @@ type Store interface {
 	// Update reads the order, lets change modify it, and writes it back
 	// when change reports that it did, in one transaction.
 	Update(ctx context.Context, id string, change func(*domain.Order) (bool, error)) error
+	// MarkInvoiced moves the order to invoiced as domain.Order.MarkInvoiced
+	// decides, and reports its creation time when it changed it.
+	MarkInvoiced(ctx context.Context, id, invoiceID string, at time.Time) (placedAt time.Time, changed bool, err error)
 }
 
 // Idempotency identifies a request that may be retried: its Idempotency-Key

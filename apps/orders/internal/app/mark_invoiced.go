@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"time"
 
 	"github.com/orderflow/orderflow/apps/orders/internal/domain"
 )
@@ -13,14 +12,7 @@ import (
 // changes nothing.
 func (a *App) MarkInvoiced(ctx context.Context, orderID, invoiceID string) error {
 	now := a.timestamp()
-	var changed bool
-	var placedAt time.Time
-	err := a.store.Update(ctx, orderID, func(o *domain.Order) (bool, error) {
-		var err error
-		changed, err = o.MarkInvoiced(invoiceID, now)
-		placedAt = o.CreatedAt
-		return changed, err
-	})
+	placedAt, changed, err := a.store.MarkInvoiced(ctx, orderID, invoiceID, now)
 	if err != nil {
 		return fmt.Errorf("mark order %s invoiced: %w", orderID, err)
 	}

@@ -189,3 +189,26 @@ func (s *Store) Update(ctx context.Context, id string, change func(*domain.Order
 		return nil
 	})
 }
+
+// MarkInvoiced moves a pending order to invoiced in one statement, the usual
+// case, and reports its creation time. An order that is not pending (not
+// found, or invoiced already) goes to Update and the domain's rule, which
+// tells a redelivery from a conflict.
+func (s *Store) MarkInvoiced(ctx context.Context, id, invoiceID string, at time.Time) (placedAt time.Time, changed bool, err error) {
+	err = s.db.NewUpdate().Model((*orderRow)(nil)).
+		Set("status = ?", domain.StatusInvoiced).Set("invoice_id = ?", invoiceID).Set("updated_at = ?", at).
+		Where("id = ?", id).Where("status = ?", domain.StatusPending).
+		Returning("created_at").Scan(ctx, &placedAt)
+	if err == nil {
+		return placedAt.UTC(), true, nil
+	}
+	if !errors.Is(err, sql.ErrNoRows) {
+		return time.Time{}, false, fmt.Errorf("mark order %s invoiced: %w", id, err)
+	}
+	err = s.Update(ctx, id, func(o *domain.Order) (bool, error) {
+		placedAt = o.CreatedAt
+		changed, err = o.MarkInvoiced(invoiceID, at)
+		return changed, err
+	})
+	return placedAt, changed, err
+}

@@ -1,8 +1,9 @@
-package messaging_test
+package platform_test
 
 import (
 	"bytes"
 	"context"
+	"database/sql"
 	"fmt"
 	"log/slog"
 	"net/url"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/orderflow/orderflow/pkg/messaging"
 	"github.com/orderflow/orderflow/pkg/observability"
+	"github.com/orderflow/orderflow/pkg/platform"
 	"github.com/orderflow/orderflow/pkg/testkit"
 )
 
@@ -26,28 +28,30 @@ import (
 func TestRuntime_refused_credentials_are_unauthorized_not_connecting(t *testing.T) {
 	testkit.Integration(t)
 	t.Parallel()
-	e := newEnv(t)
-	u, err := url.Parse(e.broker)
+	outbox, err := sql.Open("pgx", testkit.NewDatabase(t))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = outbox.Close() })
+	u, err := url.Parse(testkit.NewVhost(t))
 	require.NoError(t, err)
 	const wrong = "not-the-password-" + "x9"
 	u.User = url.UserPassword(u.User.Username(), wrong)
 
 	var logs lockedBuffer
-	rt := &messaging.Runtime{
+	rt := &platform.Runtime{
 		Broker:    messaging.BrokerConfig{URL: u.String()},
 		Router:    messaging.RouterConfig{Service: "test", HandlerTimeout: time.Second, CloseTimeout: time.Second},
-		Forwarder: messaging.ForwarderConfig{PollInterval: time.Hour, Waker: e.waker},
-		Outbox:    e.db.DB,
+		Forwarder: messaging.ForwarderConfig{PollInterval: time.Hour, Waker: messaging.NewWaker()},
+		Outbox:    outbox,
 		Register:  func(*messaging.EventProcessor) error { return nil },
 		Log:       observability.WatermillLogger(slog.New(slog.NewJSONHandler(&logs, nil))),
 	}
-	assert.Equal(t, messaging.StateConnecting, rt.Status()["broker"], "before the first attempt")
+	assert.Equal(t, platform.StateConnecting, rt.Status()["broker"], "before the first attempt")
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error, 1)
 	go func() { done <- rt.Run(ctx) }()
 
 	testkit.Eventually(t, 20*time.Second, 10*time.Millisecond, func() error {
-		if got := rt.Status()["broker"]; got != messaging.StateUnauthorized {
+		if got := rt.Status()["broker"]; got != platform.StateUnauthorized {
 			return fmt.Errorf("broker state %q", got)
 		}
 		return nil
@@ -67,7 +71,7 @@ func TestRuntime_refused_credentials_are_unauthorized_not_connecting(t *testing.
 	assert.Contains(t, line, `"vhost":"`+strings.TrimPrefix(u.Path, "/")+`"`)
 	assert.Contains(t, line, "username or password not allowed")
 	assert.NotContains(t, logs.String(), wrong, "the password is never logged")
-	assert.Equal(t, messaging.StateUnauthorized, rt.Status()["broker"])
+	assert.Equal(t, platform.StateUnauthorized, rt.Status()["broker"])
 }
 
 func firstLine(s, substr string) string {

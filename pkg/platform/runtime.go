@@ -1,4 +1,4 @@
-package messaging
+package platform
 
 import (
 	"context"
@@ -12,6 +12,7 @@ import (
 	"github.com/ThreeDotsLabs/watermill"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/orderflow/orderflow/pkg/messaging"
 	"github.com/orderflow/orderflow/pkg/observability"
 )
 
@@ -30,16 +31,16 @@ const (
 // service waiting for the broker: Run connects in the background, retrying,
 // and rebuilds the router and forwarder if they stop while the service runs.
 type Runtime struct {
-	Broker    BrokerConfig
-	Router    RouterConfig // PoisonPublisher is set by Run
-	Forwarder ForwarderConfig
+	Broker    messaging.BrokerConfig
+	Router    messaging.RouterConfig // PoisonPublisher is set by Run
+	Forwarder messaging.ForwarderConfig
 	// Outbox is the database whose outbox the forwarder relays.
 	Outbox *sql.DB
 	// Register adds the service's event handlers.
-	Register func(*EventProcessor) error
+	Register func(*messaging.EventProcessor) error
 	Log      watermill.LoggerAdapter
 
-	broker    atomic.Pointer[Broker]
+	broker    atomic.Pointer[messaging.Broker]
 	refused   atomic.Bool // the last connection attempt was refused access
 	routerUp  atomic.Bool
 	forwardUp atomic.Bool
@@ -53,15 +54,15 @@ type Runtime struct {
 func (r *Runtime) Run(ctx context.Context) error {
 	bcfg := r.Broker
 	bcfg.OnDial = func(err error) {
-		r.refused.Store(IsAccessRefused(err))
+		r.refused.Store(messaging.IsAccessRefused(err))
 		if r.Broker.OnDial != nil {
 			r.Broker.OnDial(err)
 		}
 	}
 	delay := 100 * time.Millisecond
 	for {
-		b, err := ConnectBroker(ctx, bcfg, r.Log)
-		if err != nil { // ConnectBroker gives up only when ctx ends
+		b, err := messaging.ConnectBroker(ctx, bcfg, r.Log)
+		if err != nil { // messaging.ConnectBroker gives up only when ctx ends
 			return ignoreStop(ctx, err)
 		}
 		r.broker.Store(b)
@@ -107,21 +108,21 @@ type configError struct{ err error }
 
 func (e configError) Error() string { return e.err.Error() }
 
-func (r *Runtime) runOnce(ctx context.Context, b *Broker) error {
+func (r *Runtime) runOnce(ctx context.Context, b *messaging.Broker) error {
 	rcfg := r.Router
-	rcfg.PoisonPublisher = b.Publisher() // NewRouter wraps it in a tracing publisher
-	router, err := NewRouter(rcfg, r.Log)
+	rcfg.PoisonPublisher = b.Publisher() // messaging.NewRouter wraps it in a tracing publisher
+	router, err := messaging.NewRouter(rcfg, r.Log)
 	if err != nil {
 		return configError{err}
 	}
-	proc, err := NewEventProcessor(router, rcfg.Service, b.Subscribers(), r.Log)
+	proc, err := messaging.NewEventProcessor(router, rcfg.Service, b.Subscribers(), r.Log)
 	if err != nil {
 		return configError{err}
 	}
 	if err := r.Register(proc); err != nil {
 		return configError{fmt.Errorf("register handlers: %w", err)}
 	}
-	fwd, err := NewForwarder(r.Outbox, observability.ForwarderPublisher(b.Publisher(), r.Router.Otel...), r.Forwarder, r.Log)
+	fwd, err := messaging.NewForwarder(r.Outbox, observability.ForwarderPublisher(b.Publisher(), r.Router.Otel...), r.Forwarder, r.Log)
 	if err != nil {
 		return configError{err}
 	}
@@ -171,7 +172,7 @@ func (r *Runtime) PoisonDepth(context.Context) (int64, error) {
 	if b == nil {
 		return 0, errors.New("not connected to rabbitmq")
 	}
-	n, err := b.QueueDepth(PoisonQueue(r.Router.Service))
+	n, err := b.QueueDepth(messaging.PoisonQueue(r.Router.Service))
 	return int64(n), err
 }
 

@@ -1,4 +1,4 @@
-package messaging_test
+package poison_test
 
 import (
 	"errors"
@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/orderflow/orderflow/pkg/messaging"
+	"github.com/orderflow/orderflow/pkg/poison"
 	"github.com/orderflow/orderflow/pkg/testkit"
 )
 
@@ -57,9 +58,9 @@ func poisonQueue(t *testing.T, n int) (string, []string) {
 	return broker, ids
 }
 
-func inspector(t *testing.T, broker string) *messaging.PoisonInspector {
+func inspector(t *testing.T, broker string) *poison.Inspector {
 	t.Helper()
-	in, err := messaging.DialPoisonInspector(broker)
+	in, err := poison.Dial(broker)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = in.Close() })
 	return in
@@ -80,7 +81,7 @@ func drain(t *testing.T, broker, queue string) []string {
 	}
 }
 
-func ids(msgs []messaging.PoisonMessage) []string {
+func ids(msgs []poison.Message) []string {
 	out := make([]string, len(msgs))
 	for i, m := range msgs {
 		out[i] = m.ID
@@ -96,11 +97,11 @@ func TestPoisonInspector_List_leaves_contents_and_order_unchanged(t *testing.T) 
 	queues := []string{"poison.test", "poison.absent"}
 
 	for range 3 {
-		got, err := in.List(queues, messaging.Filter{})
+		got, err := in.List(queues, poison.Filter{})
 		require.NoError(t, err)
 		assert.Equal(t, want, ids(got))
 	}
-	one, err := in.List(queues, messaging.Filter{IDs: want[2:3]})
+	one, err := in.List(queues, poison.Filter{IDs: want[2:3]})
 	require.NoError(t, err)
 	require.Len(t, one, 1)
 	m := one[0]
@@ -113,7 +114,7 @@ func TestPoisonInspector_List_leaves_contents_and_order_unchanged(t *testing.T) 
 	assert.Equal(t, "events.OrderPlaced_test.Handler", m.TargetQueue)
 	assert.JSONEq(t, fmt.Sprintf(`{"event_id":%q,"n":2}`, want[2]), string(m.Payload))
 
-	filtered, err := in.List(queues, messaging.Filter{Reason: "FAILURE 4"})
+	filtered, err := in.List(queues, poison.Filter{Reason: "FAILURE 4"})
 	require.NoError(t, err)
 	assert.Equal(t, want[4:], ids(filtered), "reason filter is a case-insensitive substring")
 
@@ -127,7 +128,7 @@ func TestPoisonInspector_Replay_moves_messages_to_their_handler_queue(t *testing
 	in := inspector(t, broker)
 	target := "events.OrderPlaced_test.Handler"
 
-	done, err := in.Replay(t.Context(), []string{"poison.test"}, messaging.Filter{IDs: []string{all[1], all[3]}}, messaging.ReplayOptions{})
+	done, err := in.Replay(t.Context(), []string{"poison.test"}, poison.Filter{IDs: []string{all[1], all[3]}}, poison.ReplayOptions{})
 	require.NoError(t, err)
 	assert.Equal(t, []string{all[1], all[3]}, ids(done))
 
@@ -136,16 +137,16 @@ func TestPoisonInspector_Replay_moves_messages_to_their_handler_queue(t *testing
 	require.NoError(t, err)
 	require.True(t, ok)
 	assert.Equal(t, all[1], d.Headers["_watermill_message_uuid"])
-	assert.Equal(t, "1", d.Headers[messaging.MetadataReplayCount])
-	assert.NotEmpty(t, d.Headers[messaging.MetadataReplayedAt])
+	assert.Equal(t, "1", d.Headers[poison.MetadataReplayCount])
+	assert.NotEmpty(t, d.Headers[poison.MetadataReplayedAt])
 	assert.NotContains(t, d.Headers, "reason_poisoned", "the failure record stays behind")
 	assert.Equal(t, "corr-"+all[1], d.Headers["correlation_id"], "the original metadata travels on")
 
 	assert.Equal(t, []string{all[0], all[2]}, drain(t, broker, "poison.test"), "the rest stay, in order")
 	assert.Equal(t, []string{all[3]}, drain(t, broker, target))
 
-	_, err = in.Replay(t.Context(), []string{"poison.test"}, messaging.Filter{IDs: []string{"nope"}}, messaging.ReplayOptions{})
-	assert.ErrorIs(t, err, messaging.ErrNotFound)
+	_, err = in.Replay(t.Context(), []string{"poison.test"}, poison.Filter{IDs: []string{"nope"}}, poison.ReplayOptions{})
+	assert.ErrorIs(t, err, poison.ErrNotFound)
 }
 
 func TestPoisonInspector_Replay_interrupted_after_publish_loses_nothing(t *testing.T) {
@@ -155,8 +156,8 @@ func TestPoisonInspector_Replay_interrupted_after_publish_loses_nothing(t *testi
 	in := inspector(t, broker)
 	crash := errors.New("operator's laptop died")
 
-	_, err := in.Replay(t.Context(), []string{"poison.test"}, messaging.Filter{IDs: all[1:2]}, messaging.ReplayOptions{
-		AfterPublish: func(messaging.PoisonMessage) error { return crash },
+	_, err := in.Replay(t.Context(), []string{"poison.test"}, poison.Filter{IDs: all[1:2]}, poison.ReplayOptions{
+		AfterPublish: func(poison.Message) error { return crash },
 	})
 	require.ErrorIs(t, err, crash)
 
@@ -170,10 +171,10 @@ func TestPoisonInspector_Purge(t *testing.T) {
 	broker, all := poisonQueue(t, 3)
 	in := inspector(t, broker)
 
-	done, err := in.Purge([]string{"poison.test"}, messaging.Filter{IDs: all[:1]})
+	done, err := in.Purge([]string{"poison.test"}, poison.Filter{IDs: all[:1]})
 	require.NoError(t, err)
 	assert.Equal(t, all[:1], ids(done))
-	_, err = in.Purge([]string{"poison.test"}, messaging.Filter{IDs: all[:1]})
-	assert.ErrorIs(t, err, messaging.ErrNotFound)
+	_, err = in.Purge([]string{"poison.test"}, poison.Filter{IDs: all[:1]})
+	assert.ErrorIs(t, err, poison.ErrNotFound)
 	assert.Equal(t, all[1:], drain(t, broker, "poison.test"))
 }

@@ -1,4 +1,7 @@
-package messaging
+// Package poison is the operator's side of the poison queues: it lists,
+// shows, replays and purges the messages that the services' routers parked
+// there (messaging.NewRouter), for cmd/orderflow.
+package poison
 
 import (
 	"context"
@@ -12,6 +15,8 @@ import (
 	"time"
 
 	amqp091 "github.com/rabbitmq/amqp091-go"
+
+	"github.com/orderflow/orderflow/pkg/messaging"
 )
 
 // Metadata a replay adds to a message.
@@ -23,8 +28,8 @@ const (
 // uuidHeader is where watermill-amqp keeps the message UUID.
 const uuidHeader = "_watermill_message_uuid"
 
-// PoisonMessage is one message in a poison queue.
-type PoisonMessage struct {
+// Message is one message in a poison queue.
+type Message struct {
 	Queue       string            `json:"queue"`
 	ID          string            `json:"id"`
 	Event       string            `json:"event"`
@@ -53,7 +58,7 @@ type Filter struct {
 }
 
 // Match reports whether m passes the filter.
-func (f Filter) Match(m PoisonMessage) bool {
+func (f Filter) Match(m Message) bool {
 	return (len(f.IDs) == 0 || slices.Contains(f.IDs, m.ID)) &&
 		(f.Handler == "" || m.Handler == f.Handler) &&
 		(f.Event == "" || m.Event == f.Event) &&
@@ -61,14 +66,14 @@ func (f Filter) Match(m PoisonMessage) bool {
 }
 
 // Age is how long ago the message last failed.
-func (m PoisonMessage) Age(now time.Time) time.Duration {
+func (m Message) Age(now time.Time) time.Duration {
 	if m.LastFailed.IsZero() {
 		return 0
 	}
 	return now.Sub(m.LastFailed)
 }
 
-// PoisonInspector lists, replays and purges poison queues over one AMQP
+// Inspector lists, replays and purges poison queues over one AMQP
 // connection.
 //
 // RabbitMQ cannot read a queue without taking its messages, so every
@@ -76,12 +81,12 @@ func (m PoisonMessage) Age(now time.Time) time.Duration {
 // gives back what it does not remove by rejecting them with requeue: a
 // message is never lost, and the ones given back keep their order at the
 // head of the queue. Nothing else should consume a poison queue meanwhile.
-type PoisonInspector struct {
+type Inspector struct {
 	conn *amqp091.Connection
 }
 
-// DialPoisonInspector connects to brokerURL.
-func DialPoisonInspector(brokerURL string) (*PoisonInspector, error) {
+// Dial connects to brokerURL.
+func Dial(brokerURL string) (*Inspector, error) {
 	conn, err := amqp091.DialConfig(brokerURL, amqp091.Config{
 		Dial:       amqp091.DefaultDial(5 * time.Second),
 		Properties: amqp091.Table{"connection_name": "orderflow-poison-cli"},
@@ -89,11 +94,11 @@ func DialPoisonInspector(brokerURL string) (*PoisonInspector, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cannot reach RabbitMQ at %s: %w", redactURL(brokerURL), err)
 	}
-	return &PoisonInspector{conn: conn}, nil
+	return &Inspector{conn: conn}, nil
 }
 
 // Close closes the connection; messages still taken go back to their queue.
-func (p *PoisonInspector) Close() error { return p.conn.Close() }
+func (p *Inspector) Close() error { return p.conn.Close() }
 
 func redactURL(raw string) string {
 	if i := strings.Index(raw, "://"); i >= 0 {
@@ -112,7 +117,7 @@ type taken struct {
 	ch         *amqp091.Channel
 	queue      string
 	deliveries []amqp091.Delivery
-	messages   []PoisonMessage
+	messages   []Message
 	removed    map[int]bool
 }
 
@@ -127,7 +132,7 @@ func (t *taken) remove(i int) error {
 
 // take reads every message of queue without removing any. A queue that
 // does not exist is empty.
-func (p *PoisonInspector) take(queue string) (*taken, error) {
+func (p *Inspector) take(queue string) (*taken, error) {
 	ch, err := p.conn.Channel()
 	if err != nil {
 		return nil, fmt.Errorf("open channel: %w", err)
@@ -206,8 +211,8 @@ func (t *taken) settle() error {
 
 // List returns the messages of the poison queues that match f, in queue
 // order, and leaves the queues as they were.
-func (p *PoisonInspector) List(queues []string, f Filter) ([]PoisonMessage, error) {
-	var out []PoisonMessage
+func (p *Inspector) List(queues []string, f Filter) ([]Message, error) {
+	var out []Message
 	for _, q := range queues {
 		t, err := p.take(q)
 		if err != nil {
@@ -233,7 +238,7 @@ type ReplayOptions struct {
 	// AfterPublish runs after a message was republished and confirmed and
 	// before it is removed from the poison queue. An error stops the replay
 	// there, as a crash would. For tests.
-	AfterPublish func(PoisonMessage) error
+	AfterPublish func(Message) error
 	Now          func() time.Time
 }
 
@@ -242,7 +247,7 @@ type ReplayOptions struct {
 // queue once RabbitMQ confirmed the copy. A replay that dies between the two
 // leaves the message in the poison queue and a copy on its way: a duplicate,
 // which the handlers absorb, never a loss. It returns what it replayed.
-func (p *PoisonInspector) Replay(ctx context.Context, queues []string, f Filter, opt ReplayOptions) ([]PoisonMessage, error) {
+func (p *Inspector) Replay(ctx context.Context, queues []string, f Filter, opt ReplayOptions) ([]Message, error) {
 	if opt.Now == nil {
 		opt.Now = time.Now
 	}
@@ -255,7 +260,7 @@ func (p *PoisonInspector) Replay(ctx context.Context, queues []string, f Filter,
 		return nil, fmt.Errorf("enable confirms: %w", err)
 	}
 	returns := pub.NotifyReturn(make(chan amqp091.Return, 1))
-	return p.removeEach(queues, f, func(d amqp091.Delivery, m PoisonMessage) error {
+	return p.removeEach(queues, f, func(d amqp091.Delivery, m Message) error {
 		if err := republish(ctx, pub, returns, d, m, opt.Now()); err != nil {
 			return err
 		}
@@ -266,7 +271,7 @@ func (p *PoisonInspector) Replay(ctx context.Context, queues []string, f Filter,
 	})
 }
 
-func republish(ctx context.Context, ch *amqp091.Channel, returns <-chan amqp091.Return, d amqp091.Delivery, m PoisonMessage, now time.Time) error {
+func republish(ctx context.Context, ch *amqp091.Channel, returns <-chan amqp091.Return, d amqp091.Delivery, m Message, now time.Time) error {
 	if m.TargetQueue == "" {
 		return fmt.Errorf("message %s names no handler queue to replay to", m.ID)
 	}
@@ -302,7 +307,7 @@ func republish(ctx context.Context, ch *amqp091.Channel, returns <-chan amqp091.
 }
 
 // Purge removes the matching messages for good and returns them.
-func (p *PoisonInspector) Purge(queues []string, f Filter) ([]PoisonMessage, error) {
+func (p *Inspector) Purge(queues []string, f Filter) ([]Message, error) {
 	return p.removeEach(queues, f, nil)
 }
 
@@ -311,8 +316,8 @@ func (p *PoisonInspector) Purge(queues []string, f Filter) ([]PoisonMessage, err
 // error stops it there and gives the queue's other messages back. It returns
 // the messages removed and, once every queue is done, an ErrNotFound for
 // each id of f.IDs that it removed no message of.
-func (p *PoisonInspector) removeEach(queues []string, f Filter, act func(d amqp091.Delivery, m PoisonMessage) error) ([]PoisonMessage, error) {
-	var done []PoisonMessage
+func (p *Inspector) removeEach(queues []string, f Filter, act func(d amqp091.Delivery, m Message) error) ([]Message, error) {
+	var done []Message
 	for _, q := range queues {
 		t, err := p.take(q)
 		if err != nil {
@@ -339,25 +344,25 @@ func (p *PoisonInspector) removeEach(queues []string, f Filter, act func(d amqp0
 	return done, missing(f.IDs, done)
 }
 
-func missing(ids []string, found []PoisonMessage) error {
+func missing(ids []string, found []Message) error {
 	var errs []error
 	for _, id := range ids {
-		if !slices.ContainsFunc(found, func(m PoisonMessage) bool { return m.ID == id }) {
+		if !slices.ContainsFunc(found, func(m Message) bool { return m.ID == id }) {
 			errs = append(errs, fmt.Errorf("message %s: %w", id, ErrNotFound))
 		}
 	}
 	return errors.Join(errs...)
 }
 
-func parsePoison(queue string, d amqp091.Delivery) PoisonMessage {
+func parsePoison(queue string, d amqp091.Delivery) Message {
 	md := make(map[string]string, len(d.Headers))
 	for k, v := range d.Headers {
-		md[k] = headerString(v)
+		md[k] = messaging.HeaderString(v)
 	}
-	m := PoisonMessage{
-		Queue: queue, ID: md[uuidHeader], Event: md[MetadataEventName],
+	m := Message{
+		Queue: queue, ID: md[uuidHeader], Event: md[messaging.MetadataEventName],
 		Handler: md["handler_poisoned"], Topic: md["topic_poisoned"], Subscriber: md["subscriber_poisoned"],
-		Reason: md["reason_poisoned"], ErrorType: md[MetadataErrorType],
+		Reason: md["reason_poisoned"], ErrorType: md[messaging.MetadataErrorType],
 		Metadata: md, Payload: d.Body,
 	}
 	if m.ID == "" {
@@ -367,12 +372,12 @@ func parsePoison(queue string, d amqp091.Delivery) PoisonMessage {
 		sum := sha256.Sum256(d.Body)
 		m.ID = "body-" + hex.EncodeToString(sum[:6])
 	}
-	m.Attempts, _ = strconv.Atoi(md[MetadataAttempts])
+	m.Attempts, _ = strconv.Atoi(md[messaging.MetadataAttempts])
 	m.Replays, _ = strconv.Atoi(md[MetadataReplayCount])
-	m.FirstFailed, _ = time.Parse(time.RFC3339Nano, md[MetadataFirstFailureAt])
-	m.LastFailed, _ = time.Parse(time.RFC3339Nano, md[MetadataLastFailureAt])
+	m.FirstFailed, _ = time.Parse(time.RFC3339Nano, md[messaging.MetadataFirstFailureAt])
+	m.LastFailed, _ = time.Parse(time.RFC3339Nano, md[messaging.MetadataLastFailureAt])
 	if m.Topic != "" && m.Handler != "" {
-		m.TargetQueue = Subscription{Topic: m.Topic, Handler: m.Handler}.Queue()
+		m.TargetQueue = messaging.Subscription{Topic: m.Topic, Handler: m.Handler}.Queue()
 	}
 	// Dead-lettered by RabbitMQ (the delivery limit) rather than by the
 	// poison middleware: x-death names the queue it came from.
