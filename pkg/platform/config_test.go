@@ -80,6 +80,7 @@ func TestLoadConfig_overrides(t *testing.T) {
 		"OUTBOX_POLL_INTERVAL":           "250ms",
 		"OUTBOX_BATCH_SIZE":              "10",
 		"GROUP_COMMIT":                   "false",
+		"OUTBOX_PIPELINE":                "false",
 	}))
 	require.NoError(t, err)
 	assert.Equal(t, platform.Config{
