@@ -63,9 +63,9 @@ func NewForwarder(db *sql.DB, pub message.Publisher, cfg ForwarderConfig, log wa
 	f := &Forwarder{stop: make(chan struct{})}
 	for range cfg.Workers {
 		var (
-			schema  wsql.SchemaAdapter  = skipLockedSchema{outboxSchema(cfg.BatchSize)}
-			offsets wsql.OffsetsAdapter = forwardedOffsets{wsql.PostgreSQLQueueOffsetsAdapter{DeleteOnAck: true, GenerateMessagesTableName: outboxTableName}}
-			workerPub                   = pub
+			schema    wsql.SchemaAdapter  = skipLockedSchema{outboxSchema(cfg.BatchSize)}
+			offsets   wsql.OffsetsAdapter = forwardedOffsets{wsql.PostgreSQLQueueOffsetsAdapter{DeleteOnAck: true, GenerateMessagesTableName: outboxTableName}}
+			workerPub                     = pub
 		)
 		if cfg.Pipeline {
 			pending := &inflight{closing: f.stop}

@@ -81,7 +81,7 @@ type recorded struct {
 	lags   []time.Duration
 }
 
-func (r *recorded) OrderPlaced(context.Context)                       { r.placed++ }
+func (r *recorded) OrderPlaced(context.Context)                        { r.placed++ }
 func (r *recorded) OrderInvoiced(_ context.Context, lag time.Duration) { r.lags = append(r.lags, lag) }
 
 func ptr[T any](v T) *T { return &v }
