@@ -38,7 +38,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		return 2
 	}
 	if len(args) > 0 && args[0] == "healthcheck" {
-		if err := platform.Healthcheck(ctx, cfg.Port); err != nil {
+		if err := platform.Healthcheck(ctx, cfg.Host, cfg.Port); err != nil {
 			log.Error("unhealthy", "error", err)
 			return 1
 		}
@@ -66,7 +66,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	if addr := getenv("PPROF_ADDR"); addr != "" {
 		go platform.ServePprof(ctx, addr, log)
 	}
-	ln, err := platform.Listen(ctx, cfg.Port)
+	ln, err := platform.Listen(ctx, cfg.Host, cfg.Port)
 	if err != nil {
 		log.Error("listen", "error", err)
 		return 1

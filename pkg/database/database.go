@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"net/url"
 	"strings"
 	"time"
@@ -34,6 +35,8 @@ type Config struct {
 	// metrics (nil: the global ones).
 	TracerProvider trace.TracerProvider
 	MeterProvider  metric.MeterProvider
+	// Log gets a line when Open creates the database (nil: none).
+	Log *slog.Logger
 }
 
 // Open opens the database over pgx's database/sql driver with bun's
@@ -41,12 +44,8 @@ type Config struct {
 // inserts, which share the *sql.Tx.) Queries are traced by bunotel.
 func Open(ctx context.Context, cfg Config) (*bun.DB, error) {
 	sqldb, err := open(ctx, cfg.URL)
-	var pgErr *pgconn.PgError
-	if cfg.CreateIfMissing && errors.As(err, &pgErr) && pgErr.Code == "3D000" {
-		if err := createDatabase(ctx, cfg.URL); err != nil {
-			return nil, err
-		}
-		sqldb, err = open(ctx, cfg.URL)
+	if cfg.CreateIfMissing && isMissing(err) {
+		sqldb, err = createAndOpen(ctx, cfg)
 	}
 	if err != nil {
 		return nil, err
@@ -95,27 +94,76 @@ func open(ctx context.Context, dsn string) (*sql.DB, error) {
 	return sqldb, nil
 }
 
-func createDatabase(ctx context.Context, dsn string) error {
+func isMissing(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && pgErr.Code == "3D000"
+}
+
+// createAndOpen creates the missing database and opens it. When another
+// replica created it meanwhile, the new database can still be missing to a
+// new connection for a moment (the other CREATE DATABASE has not committed
+// yet), so the open is retried until it appears, for up to ten seconds.
+func createAndOpen(ctx context.Context, cfg Config) (*sql.DB, error) {
+	created, err := createDatabase(ctx, cfg.URL)
+	if err != nil {
+		return nil, err
+	}
+	if created && cfg.Log != nil {
+		cfg.Log.InfoContext(ctx, "database created", "database", databaseName(cfg.URL))
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for delay := 10 * time.Millisecond; ; delay = min(delay*2, 500*time.Millisecond) {
+		sqldb, err := open(ctx, cfg.URL)
+		if !isMissing(err) || time.Now().After(deadline) {
+			return sqldb, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("open database: %w", errors.Join(ctx.Err(), err))
+		case <-time.After(delay):
+		}
+	}
+}
+
+// createDatabase creates the database dsn names and reports whether this
+// call created it: false when another process did meanwhile.
+func createDatabase(ctx context.Context, dsn string) (bool, error) {
 	u, err := url.Parse(dsn)
 	if err != nil {
-		return fmt.Errorf("parse database url: %w", err)
+		return false, fmt.Errorf("parse database url: %w", err)
 	}
 	name := strings.TrimPrefix(u.Path, "/")
 	u.Path = "/postgres"
 	admin, err := open(ctx, u.String())
 	if err != nil {
-		return fmt.Errorf("create database %s: %w", name, err)
+		return false, fmt.Errorf("create database %s: %w", name, err)
 	}
 	defer admin.Close()
 	_, err = admin.ExecContext(ctx, "CREATE DATABASE "+quoteIdent(name))
-	var pgErr *pgconn.PgError
-	if errors.As(err, &pgErr) && pgErr.Code == "42P04" { // created meanwhile by a replica
-		return nil
+	if isCreatedMeanwhile(err) {
+		return false, nil
 	}
 	if err != nil {
-		return fmt.Errorf("create database %s: %w", name, err)
+		return false, fmt.Errorf("create database %s: %w", name, err)
 	}
-	return nil
+	return true, nil
+}
+
+// isCreatedMeanwhile reports whether CREATE DATABASE failed because another
+// process created the database first: 42P04 (duplicate_database) when it
+// committed before this statement looked, 23505 (unique_violation on
+// pg_database's name index) when both ran at once and the other won.
+func isCreatedMeanwhile(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && (pgErr.Code == "42P04" || pgErr.Code == "23505")
+}
+
+// databaseName is the database a URL names, for log lines.
+func databaseName(dsn string) string {
+	if u, err := url.Parse(dsn); err == nil {
+		return strings.TrimPrefix(u.Path, "/")
+	}
+	return ""
 }
 
 func quoteIdent(s string) string { return `"` + strings.ReplaceAll(s, `"`, `""`) + `"` }
@@ -132,7 +180,9 @@ const migrationLockKey int64 = 0x6f72646572666c6f // "orderflo"
 // table: a second replica fails at once instead of waiting, and a replica
 // killed mid-migration leaves the row behind, blocking every later start. The
 // advisory lock is released by the server when the connection dies.
-func Migrate(ctx context.Context, db *bun.DB, migrations fs.FS) error {
+//
+// log, when not nil, gets a line naming the migrations applied.
+func Migrate(ctx context.Context, db *bun.DB, migrations fs.FS, log *slog.Logger) error {
 	ms := migrate.NewMigrations()
 	if err := ms.Discover(migrations); err != nil {
 		return fmt.Errorf("discover migrations: %w", err)
@@ -160,8 +210,16 @@ func Migrate(ctx context.Context, db *bun.DB, migrations fs.FS) error {
 	if err := m.Init(ctx); err != nil {
 		return fmt.Errorf("init migrations: %w", err)
 	}
-	if _, err := m.Migrate(ctx); err != nil {
+	group, err := m.Migrate(ctx)
+	if err != nil {
 		return fmt.Errorf("migrate: %w", err)
+	}
+	if log != nil && !group.IsZero() {
+		applied := make([]string, 0, len(group.Migrations))
+		for _, mig := range group.Migrations {
+			applied = append(applied, mig.String())
+		}
+		log.InfoContext(ctx, "database migrated", "migrations", applied)
 	}
 	return nil
 }

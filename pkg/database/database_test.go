@@ -1,7 +1,9 @@
 package database_test
 
 import (
+	"bytes"
 	"context"
+	"log/slog"
 	"net/url"
 	"strings"
 	"sync"
@@ -79,7 +81,7 @@ func TestMigrate_concurrently_on_one_database(t *testing.T) {
 			for i := range n {
 				wg.Go(func() {
 					<-start
-					errs[i] = database.Migrate(t.Context(), dbs[i], migrations)
+					errs[i] = database.Migrate(t.Context(), dbs[i], migrations, nil)
 				})
 			}
 			close(start)
@@ -99,7 +101,7 @@ func TestMigrate_is_idempotent(t *testing.T) {
 	t.Parallel()
 	db := open(t, testkit.NewDatabase(t), 0)
 	for range 3 {
-		require.NoError(t, database.Migrate(t.Context(), db, migrations))
+		require.NoError(t, database.Migrate(t.Context(), db, migrations, nil))
 	}
 	assert.Equal(t, 1, countThings(t, db))
 }
@@ -108,14 +110,14 @@ func TestMigrate_applies_new_migrations_only(t *testing.T) {
 	testkit.Integration(t)
 	t.Parallel()
 	db := open(t, testkit.NewDatabase(t), 0)
-	require.NoError(t, database.Migrate(t.Context(), db, migrations))
+	require.NoError(t, database.Migrate(t.Context(), db, migrations, nil))
 
 	more := fstest.MapFS{}
 	for k, v := range migrations {
 		more[k] = v
 	}
 	more["20240103000000_more.up.sql"] = &fstest.MapFile{Data: []byte(`INSERT INTO things (id, name) VALUES (2, 'two');`)}
-	require.NoError(t, database.Migrate(t.Context(), db, more))
+	require.NoError(t, database.Migrate(t.Context(), db, more, nil))
 
 	assert.Equal(t, 2, countThings(t, db))
 	assert.Len(t, appliedMigrations(t, db), 3)
@@ -132,12 +134,12 @@ func TestMigrate_reports_a_failing_migration(t *testing.T) {
 	t.Parallel()
 	db := open(t, testkit.NewDatabase(t), 0)
 
-	err := database.Migrate(t.Context(), db, failing)
+	err := database.Migrate(t.Context(), db, failing, nil)
 
 	require.Error(t, err)
 	assert.True(t, strings.HasPrefix(err.Error(), "migrate: 20240109000000: up:"), err.Error())
 	// The lock was released: the next migration does not wait for it.
-	require.NoError(t, database.Migrate(t.Context(), db, migrations))
+	require.NoError(t, database.Migrate(t.Context(), db, migrations, nil))
 	assert.Equal(t, 1, countThings(t, db))
 }
 
@@ -145,10 +147,10 @@ func TestMigrate_retries_a_failed_migration(t *testing.T) {
 	testkit.Integration(t)
 	t.Parallel()
 	db := open(t, testkit.NewDatabase(t), 0)
-	require.Error(t, database.Migrate(t.Context(), db, failing))
+	require.Error(t, database.Migrate(t.Context(), db, failing, nil))
 
 	assert.Equal(t, []string{"20240101000000"}, appliedMigrations(t, db), "the failed migration is not recorded")
-	err := database.Migrate(t.Context(), db, failing)
+	err := database.Migrate(t.Context(), db, failing, nil)
 	assert.Error(t, err, "the failed migration runs, and fails, again")
 }
 
@@ -158,7 +160,7 @@ func TestMigrate_with_one_connection(t *testing.T) {
 	db := open(t, testkit.NewDatabase(t), 1)
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	defer cancel()
-	require.NoError(t, database.Migrate(ctx, db, migrations))
+	require.NoError(t, database.Migrate(ctx, db, migrations, nil))
 }
 
 func TestOpen_missing_database(t *testing.T) {
@@ -207,4 +209,72 @@ func missingDatabase(tb testing.TB) string {
 	require.NoError(tb, err)
 	u.Path = "/" + name
 	return u.String()
+}
+
+// TestOpen_replicas_create_a_missing_database_together races replicas that
+// find the same database missing and create it at once: PostgreSQL refuses
+// all but one, with 42P04 or, when the creates overlap, 23505 on
+// pg_database's name index. Every replica opens the database, and exactly
+// one logs that it created it.
+func TestOpen_replicas_create_a_missing_database_together(t *testing.T) {
+	testkit.Integration(t)
+	t.Parallel()
+	const rounds, replicas = 4, 6
+	for range rounds {
+		url := missingDatabase(t)
+		var logs syncBuffer
+		log := slog.New(slog.NewJSONHandler(&logs, nil))
+		start := make(chan struct{})
+		errs := make([]error, replicas)
+		var wg sync.WaitGroup
+		for i := range replicas {
+			wg.Go(func() {
+				<-start
+				db, err := database.Open(t.Context(), database.Config{URL: url, Name: "test", MaxOpenConns: 2, CreateIfMissing: true, Log: log})
+				if err == nil {
+					err = db.Close()
+				}
+				errs[i] = err
+			})
+		}
+		close(start)
+		wg.Wait()
+		for i, err := range errs {
+			require.NoError(t, err, "replica %d", i)
+		}
+		assert.Equal(t, 1, strings.Count(logs.String(), `"msg":"database created"`), logs.String())
+	}
+}
+
+func TestMigrate_logs_what_it_applied(t *testing.T) {
+	testkit.Integration(t)
+	t.Parallel()
+	db := open(t, testkit.NewDatabase(t), 2)
+	var logs syncBuffer
+	log := slog.New(slog.NewJSONHandler(&logs, nil))
+
+	require.NoError(t, database.Migrate(t.Context(), db, migrations, log))
+	assert.Contains(t, logs.String(), `"msg":"database migrated","migrations":["20240101000000_things","20240102000000_things_idx"]`)
+
+	before := logs.String()
+	require.NoError(t, database.Migrate(t.Context(), db, migrations, log))
+	assert.Equal(t, before, logs.String(), "an up-to-date database logs nothing")
+}
+
+// syncBuffer is a bytes.Buffer that concurrent loggers may share.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
+	"strconv"
 	"sync/atomic"
 	"time"
 
@@ -34,6 +36,9 @@ type BrokerConfig struct {
 	Consumers int
 	// Topology is what the service declares (see Topology).
 	Topology Topology
+	// OnDial, when set, is called after each attempt of ConnectBroker to
+	// connect, with its error (nil: connected).
+	OnDial func(err error)
 }
 
 func (c BrokerConfig) withDefaults() BrokerConfig {
@@ -103,12 +108,21 @@ func ConnectBroker(ctx context.Context, cfg BrokerConfig, log watermill.LoggerAd
 	delay := 100 * time.Millisecond
 	for {
 		err := b.dial(connCfg)
+		if cfg.OnDial != nil {
+			cfg.OnDial(err)
+		}
 		if err == nil {
 			b.up.Store(true)
 			go b.monitor()
 			return b, nil
 		}
-		log.Error("cannot connect to rabbitmq, retrying", err, watermill.LogFields{"retry_in": delay.String()})
+		if IsAccessRefused(err) {
+			fields := brokerUser(cfg.URL)
+			fields["retry_in"] = delay.String()
+			log.Error("rabbitmq refused the credentials: check the user, password and vhost in BROKER_URL", err, fields)
+		} else {
+			log.Error("cannot connect to rabbitmq, retrying", err, watermill.LogFields{"retry_in": delay.String()})
+		}
 		select {
 		case <-ctx.Done():
 			return nil, fmt.Errorf("connect to rabbitmq: %w", errors.Join(ctx.Err(), err))
@@ -116,6 +130,23 @@ func ConnectBroker(ctx context.Context, cfg BrokerConfig, log watermill.LoggerAd
 		}
 		delay = min(delay*2, cfg.ReconnectMaxInterval)
 	}
+}
+
+// IsAccessRefused reports whether err is RabbitMQ refusing a connection's
+// credentials, or the user's access to the vhost (AMQP 403 ACCESS_REFUSED).
+func IsAccessRefused(err error) bool {
+	var amqpErr *amqp091.Error
+	return errors.As(err, &amqpErr) && amqpErr.Code == amqp091.AccessRefused
+}
+
+// brokerUser is the user and vhost of a broker URL, for log lines (never
+// the password).
+func brokerUser(rawURL string) watermill.LogFields {
+	u, err := amqp091.ParseURI(rawURL)
+	if err != nil {
+		return watermill.LogFields{}
+	}
+	return watermill.LogFields{"user": u.Username, "vhost": u.Vhost, "host": net.JoinHostPort(u.Host, strconv.Itoa(u.Port))}
 }
 
 func (b *Broker) dial(connCfg amqp.ConnectionConfig) error {
@@ -192,7 +223,11 @@ func (b *Broker) monitor() {
 			delay = 100 * time.Millisecond
 			select {
 			case cerr := <-conn.NotifyClose(make(chan *amqp091.Error, 1)):
-				b.log.Info("rabbitmq connection lost", watermill.LogFields{"error": fmt.Sprint(cerr)})
+				err := errors.New("connection closed")
+				if cerr != nil {
+					err = cerr
+				}
+				b.log.Error("rabbitmq connection lost", err, nil)
 			case <-b.closing:
 				_ = conn.Close()
 				return

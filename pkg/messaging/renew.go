@@ -1,6 +1,7 @@
 package messaging
 
 import (
+	"errors"
 	"strings"
 	"sync"
 	"time"
@@ -75,7 +76,7 @@ func (p *renewingPublisher) renew(gen uint64) {
 	}
 	old := p.cur
 	p.cur, p.gen = pub, p.gen+1
-	p.log.Info("publishes were not confirmed: renewed the publisher's channels", nil)
+	p.log.Error("renewed the publisher's channels", errors.New("publishes were not confirmed"), nil)
 	// Its publishes still waiting for a channel or a confirm fail, and
 	// their callers publish again.
 	go func() { _ = old.Close() }()

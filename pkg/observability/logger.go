@@ -54,6 +54,11 @@ func (h contextHandler) WithGroup(name string) slog.Handler {
 // at 600 orders/s that was 4 % of everything the orders service allocated.
 // Gated here, a record below the logger's level costs nothing but the
 // fields map its caller built.
+//
+// Watermill's Info records become Debug records: it logs one per handler,
+// subscriber, forwarder and publisher channel as each starts and stops
+// (about 150 lines a start and shutdown of one service), which buries the
+// service's own lines. LOG_LEVEL=debug shows them.
 func WatermillLogger(log *slog.Logger) watermill.LoggerAdapter {
 	return gatedLogger{inner: watermill.NewSlogLogger(log), log: log}
 }
@@ -74,8 +79,8 @@ func (g gatedLogger) Error(msg string, err error, fields watermill.LogFields) {
 }
 
 func (g gatedLogger) Info(msg string, fields watermill.LogFields) {
-	if g.enabled(slog.LevelInfo) {
-		g.inner.Info(msg, fields)
+	if g.enabled(slog.LevelDebug) {
+		g.inner.Debug(msg, fields)
 	}
 }
 

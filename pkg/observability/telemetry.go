@@ -139,8 +139,11 @@ func Setup(ctx context.Context, service, version string, getenv func(string) str
 //     service, names the service; OTEL_RESOURCE_ATTRIBUTES adds resource
 //     attributes (key=value,…, values percent-encoded); version is
 //     service.version unless OTEL_RESOURCE_ATTRIBUTES sets it.
-//   - OTEL_TRACES_EXPORTER: a comma-separated list of otlp (the default),
-//     console and none.
+//   - OTEL_TRACES_EXPORTER: a comma-separated list of otlp, console and
+//     none. The default is otlp when OTEL_EXPORTER_OTLP_ENDPOINT or
+//     OTEL_EXPORTER_OTLP_TRACES_ENDPOINT says where a collector listens, and
+//     none otherwise: a binary started with no configuration does not log a
+//     failed export every few seconds to a collector that is not there.
 //   - OTEL_METRICS_EXPORTER: a comma-separated list of prometheus (the
 //     default), otlp, console and none. Prometheus is always served by
 //     MetricsHandler, whatever the list says; otlp and console add a
@@ -322,6 +325,15 @@ func exporterNames(getenv func(string) string, key, def string) []string {
 	return names
 }
 
+// defaultTracesExporter is otlp when an OTLP endpoint is configured, else
+// none.
+func defaultTracesExporter(getenv func(string) string) string {
+	if getenv("OTEL_EXPORTER_OTLP_ENDPOINT") != "" || getenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") != "" {
+		return "otlp"
+	}
+	return "none"
+}
+
 // otlpProtocol returns the OTLP protocol of a signal: its own variable, else
 // the common one, else http/protobuf.
 func otlpProtocol(getenv func(string) string, signalKey string) (string, error) {
@@ -341,7 +353,7 @@ func otlpProtocol(getenv func(string) string, signalKey string) (string, error) 
 
 func newSpanExporters(ctx context.Context, getenv func(string) string, console io.Writer) ([]sdktrace.SpanExporter, error) {
 	var exporters []sdktrace.SpanExporter
-	for _, name := range exporterNames(getenv, envTracesExporter, "otlp") {
+	for _, name := range exporterNames(getenv, envTracesExporter, defaultTracesExporter(getenv)) {
 		var (
 			e   sdktrace.SpanExporter
 			err error

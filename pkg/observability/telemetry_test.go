@@ -84,18 +84,20 @@ func TestNew_exporters_follow_the_otel_environment(t *testing.T) {
 		wantConsole string
 	}{
 		{name: "no exporters", env: []string{"OTEL_TRACES_EXPORTER", "none", "OTEL_METRICS_EXPORTER", "none"}},
-		{name: "otlp over http by default"},
+		{name: "no traces exporter by default"},
+		{name: "otlp over http by default when an endpoint is set", env: []string{"OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:1"}},
+		{name: "otlp when a traces endpoint is set", env: []string{"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http://127.0.0.1:1/v1/traces"}},
 		// No span is recorded, so nothing is sent: these only build the
 		// exporters. TestNew_otlp_exports_to_the_configured_endpoint sends.
 		{name: "otlp over grpc", env: []string{"OTEL_TRACES_EXPORTER", "otlp", "OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"}},
-		{name: "otlp protocol per signal", env: []string{"OTEL_EXPORTER_OTLP_PROTOCOL", "bogus", "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "grpc"}},
+		{name: "otlp protocol per signal", env: []string{"OTEL_TRACES_EXPORTER", "otlp", "OTEL_EXPORTER_OTLP_PROTOCOL", "bogus", "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "grpc"}},
 		{name: "prometheus metrics are the default", env: []string{"OTEL_TRACES_EXPORTER", "none", "OTEL_METRICS_EXPORTER", "prometheus"}},
 		{name: "console traces", env: []string{"OTEL_TRACES_EXPORTER", "console"}, wantConsole: `"Name":"console-span"`},
 		{name: "console metrics", env: []string{"OTEL_TRACES_EXPORTER", "none", "OTEL_METRICS_EXPORTER", "console"}, wantConsole: `"Name":"orderflow.orders.placed"`},
 		{name: "a list of exporters", env: []string{"OTEL_TRACES_EXPORTER", " console , none "}, wantConsole: `"Name":"console-span"`},
 		{name: "unknown trace exporter", env: []string{"OTEL_TRACES_EXPORTER", "zipkin"}, wantErr: `unsupported exporter "zipkin"`},
 		{name: "unknown metrics exporter", env: []string{"OTEL_TRACES_EXPORTER", "none", "OTEL_METRICS_EXPORTER", "statsd"}, wantErr: `unsupported exporter "statsd"`},
-		{name: "unsupported otlp protocol", env: []string{"OTEL_EXPORTER_OTLP_PROTOCOL", "http/json"}, wantErr: `unsupported OTLP protocol "http/json"`},
+		{name: "unsupported otlp protocol", env: []string{"OTEL_TRACES_EXPORTER", "otlp", "OTEL_EXPORTER_OTLP_PROTOCOL", "http/json"}, wantErr: `unsupported OTLP protocol "http/json"`},
 		{name: "malformed resource attributes", env: []string{"OTEL_TRACES_EXPORTER", "none", "OTEL_RESOURCE_ATTRIBUTES", "novalue"}, wantErr: "OTEL_RESOURCE_ATTRIBUTES"},
 	}
 	for _, tt := range tests {
@@ -168,10 +170,22 @@ func TestNew_otlp_exports_to_the_configured_endpoint(t *testing.T) {
 	}
 	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", srv.URL)
 
-	tel, err := observability.New(t.Context(), "orders", "1.2.3",
-		env("OTEL_TRACES_EXPORTER", "otlp", "OTEL_METRICS_EXPORTER", "otlp", "OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"))
+	// With no endpoint in its configuration and no OTEL_TRACES_EXPORTER,
+	// a service exports no traces (even though the SDK would find one).
+	quiet, err := observability.New(t.Context(), "orders", "1.2.3", env())
 	require.NoError(t, err)
-	_, span := tel.TracerProvider().Tracer("test").Start(t.Context(), "exported-span")
+	_, span := quiet.TracerProvider().Tracer("test").Start(t.Context(), "unexported-span")
+	span.End()
+	require.NoError(t, quiet.Shutdown(t.Context()))
+	mu.Lock()
+	assert.Empty(t, traces, "no endpoint configured: no traces exporter")
+	mu.Unlock()
+
+	// An endpoint alone turns the OTLP traces exporter on.
+	tel, err := observability.New(t.Context(), "orders", "1.2.3",
+		env("OTEL_EXPORTER_OTLP_ENDPOINT", srv.URL, "OTEL_METRICS_EXPORTER", "otlp", "OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"))
+	require.NoError(t, err)
+	_, span = tel.TracerProvider().Tracer("test").Start(t.Context(), "exported-span")
 	span.End()
 	countOrder(t, tel)
 	require.NoError(t, tel.Shutdown(t.Context()))

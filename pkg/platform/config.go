@@ -13,8 +13,12 @@ import (
 // Config is a service's configuration. It comes from environment variables
 // only, with defaults that point at a developer's localhost.
 type Config struct {
-	Service     string
-	Version     string // SERVICE_VERSION
+	Service string
+	Version string // SERVICE_VERSION
+	// Host is the interface HTTP listens on (HTTP_HOST): 127.0.0.1 by
+	// default, so a service run natively is not reachable from the network;
+	// containers set 0.0.0.0.
+	Host        string
 	Port        int    // PORT
 	DatabaseURL string // DATABASE_URL
 	BrokerURL   string // BROKER_URL
@@ -65,6 +69,7 @@ func LoadConfig(service string, defaultPort int, getenv func(string) string) (Co
 	cfg := Config{
 		Service:         service,
 		Version:         l.str("SERVICE_VERSION", "dev"),
+		Host:            l.str("HTTP_HOST", "127.0.0.1"),
 		Port:            l.int("PORT", defaultPort),
 		DatabaseURL:     l.str("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/"+service+"?sslmode=disable"),
 		BrokerURL:       l.str("BROKER_URL", "amqp://guest:guest@127.0.0.1:5672/"),

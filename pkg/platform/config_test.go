@@ -23,7 +23,7 @@ func TestLoadConfig_defaults(t *testing.T) {
 	// the name, the port and the database differ between the services.
 	defaults := func(service string, port int) platform.Config {
 		return platform.Config{
-			Service: service, Version: "dev", Port: port,
+			Service: service, Version: "dev", Host: "127.0.0.1", Port: port,
 			DatabaseURL:     "postgres://postgres@127.0.0.1:5432/" + service + "?sslmode=disable",
 			BrokerURL:       "amqp://guest:guest@127.0.0.1:5672/",
 			LogLevel:        slog.LevelInfo,
@@ -63,6 +63,7 @@ func TestLoadConfig_overrides(t *testing.T) {
 	got, err := platform.LoadConfig("orders", 8080, env(map[string]string{
 		"SERVICE_VERSION":                "1.2.3",
 		"PORT":                           "0",
+		"HTTP_HOST":                      "::",
 		"DATABASE_URL":                   "postgres://u:p@db:5432/o",
 		"BROKER_URL":                     "amqp://u:p@mq:5672/v",
 		"LOG_LEVEL":                      "debug",
@@ -83,7 +84,7 @@ func TestLoadConfig_overrides(t *testing.T) {
 	}))
 	require.NoError(t, err)
 	assert.Equal(t, platform.Config{
-		Service: "orders", Version: "1.2.3", Port: 0,
+		Service: "orders", Version: "1.2.3", Host: "::", Port: 0,
 		DatabaseURL:     "postgres://u:p@db:5432/o",
 		BrokerURL:       "amqp://u:p@mq:5672/v",
 		LogLevel:        slog.LevelDebug,
@@ -109,6 +110,7 @@ func TestLoadConfig_single_override(t *testing.T) {
 		field func(platform.Config) any
 		want  any
 	}{
+		{name: "all interfaces", key: "HTTP_HOST", value: "0.0.0.0", field: func(c platform.Config) any { return c.Host }, want: "0.0.0.0"},
 		{name: "max port", key: "PORT", value: "65535", field: func(c platform.Config) any { return c.Port }, want: 65535},
 		{name: "bool 1", key: "DATABASE_CREATE", value: "1", field: func(c platform.Config) any { return c.CreateDatabase }, want: true},
 		{name: "bool FALSE", key: "DATABASE_CREATE", value: "FALSE", field: func(c platform.Config) any { return c.CreateDatabase }, want: false},

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"time"
 
 	"github.com/uptrace/bun"
@@ -16,15 +17,15 @@ import (
 
 // OpenDatabase opens the service's database, creating it if cfg says so, and
 // applies migrations.
-func OpenDatabase(ctx context.Context, cfg Config, tel *observability.Telemetry, migrations fs.FS) (*bun.DB, error) {
+func OpenDatabase(ctx context.Context, cfg Config, log *slog.Logger, tel *observability.Telemetry, migrations fs.FS) (*bun.DB, error) {
 	db, err := database.Open(ctx, database.Config{
 		URL: cfg.DatabaseURL, Name: cfg.Service, MaxOpenConns: cfg.Tuning.DBMaxConns, CreateIfMissing: cfg.CreateDatabase,
-		TracerProvider: tel.TracerProvider(), MeterProvider: tel.MeterProvider(),
+		TracerProvider: tel.TracerProvider(), MeterProvider: tel.MeterProvider(), Log: log,
 	})
 	if err != nil {
 		return nil, err
 	}
-	if err := database.Migrate(ctx, db, migrations); err != nil {
+	if err := database.Migrate(ctx, db, migrations, log); err != nil {
 		return nil, fmt.Errorf("%w (and close: %w)", err, db.Close())
 	}
 	if err := tel.RegisterOutboxBacklog(outboxBacklog(db)); err != nil {

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"strconv"
 	"time"
 
 	"github.com/go-chi/chi/v5"
@@ -59,7 +60,7 @@ func Serve(ctx context.Context, cfg Config, log *slog.Logger, ln net.Listener, h
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return rt.Run(gctx) })
 	g.Go(func() error {
-		log.InfoContext(ctx, "serving http", "addr", ln.Addr().String(), "version", cfg.Version)
+		log.InfoContext(ctx, "ready", readyAttrs(ln.Addr(), cfg.Version)...)
 		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
 			return fmt.Errorf("serve http: %w", err)
 		}
@@ -78,22 +79,36 @@ func Serve(ctx context.Context, cfg Config, log *slog.Logger, ln net.Listener, h
 	return g.Wait()
 }
 
-// Listen listens on the service's port, on every interface.
-func Listen(ctx context.Context, port int) (net.Listener, error) {
-	ln, err := (&net.ListenConfig{}).Listen(ctx, "tcp", fmt.Sprintf(":%d", port))
+// readyAttrs are the ready line's attributes: where the service answers.
+func readyAttrs(addr net.Addr, version string) []any {
+	url := addr.String()
+	if tcp, ok := addr.(*net.TCPAddr); ok {
+		url = baseURL(tcp.IP.String(), tcp.Port)
+	}
+	return []any{
+		"url", url, "readyz", url + "/readyz", "openapi", url + "/openapi.yaml", "metrics", url + "/metrics",
+		"version", version,
+	}
+}
+
+// Listen listens on host:port (cfg.Host, cfg.Port).
+func Listen(ctx context.Context, host string, port int) (net.Listener, error) {
+	addr := net.JoinHostPort(host, strconv.Itoa(port))
+	ln, err := (&net.ListenConfig{}).Listen(ctx, "tcp", addr)
 	if err != nil {
-		return nil, fmt.Errorf("listen on port %d: %w", port, err)
+		return nil, fmt.Errorf("listen on %s: %w", addr, err)
 	}
 	return ln, nil
 }
 
-// Healthcheck asks the service on port for /healthz: the container
-// HEALTHCHECK runs it as the binary's "healthcheck" subcommand, so the image
-// needs no shell or curl.
-func Healthcheck(ctx context.Context, port int) error {
+// Healthcheck asks the service on host:port for /healthz (an unspecified
+// host, 0.0.0.0 or ::, is asked on 127.0.0.1): the container HEALTHCHECK
+// runs it as the binary's "healthcheck" subcommand, so the image needs no
+// shell or curl.
+func Healthcheck(ctx context.Context, host string, port int) error {
 	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("http://127.0.0.1:%d/healthz", port), nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, baseURL(host, port)+"/healthz", nil)
 	if err != nil {
 		return fmt.Errorf("build health request: %w", err)
 	}
@@ -106,6 +121,14 @@ func Healthcheck(ctx context.Context, port int) error {
 		return fmt.Errorf("health: %s", resp.Status)
 	}
 	return nil
+}
+
+// baseURL is the URL a local client reaches a listener on host:port at.
+func baseURL(host string, port int) string {
+	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+		host = "127.0.0.1"
+	}
+	return "http://" + net.JoinHostPort(host, strconv.Itoa(port))
 }
 
 // ServePprof serves net/http/pprof on addr (PPROF_ADDR, e.g.

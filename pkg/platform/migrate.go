@@ -57,7 +57,7 @@ func MigrateCommand(ctx context.Context, cfg Config, getenv func(string) string,
 		return fmt.Errorf("migrate: %w", err)
 	}
 	defer db.Close()
-	if err := database.Migrate(ctx, db, migrations); err != nil {
+	if err := database.Migrate(ctx, db, migrations, log); err != nil {
 		return err
 	}
 	log.InfoContext(ctx, "database ready", "database", roles.Database, "owner", roles.Owner, "role", roles.App)

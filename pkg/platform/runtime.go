@@ -21,6 +21,9 @@ const (
 	StateUp         = "up"
 	StateDown       = "down"
 	StateConnecting = "connecting"
+	// StateUnauthorized: RabbitMQ answers but refuses the credentials (or
+	// the user's access to the vhost); the runtime keeps retrying.
+	StateUnauthorized = "unauthorized"
 )
 
 // Runtime runs everything of a service that needs RabbitMQ: the router with
@@ -38,6 +41,7 @@ type Runtime struct {
 	Log      watermill.LoggerAdapter
 
 	broker    atomic.Pointer[messaging.Broker]
+	refused   atomic.Bool // the last connection attempt was refused access
 	routerUp  atomic.Bool
 	forwardUp atomic.Bool
 	readyOnce sync.Once
@@ -48,9 +52,16 @@ type Runtime struct {
 // Run runs until ctx ends. It returns an error only for a configuration
 // mistake (a handler that cannot be registered); broker trouble is retried.
 func (r *Runtime) Run(ctx context.Context) error {
+	bcfg := r.Broker
+	bcfg.OnDial = func(err error) {
+		r.refused.Store(messaging.IsAccessRefused(err))
+		if r.Broker.OnDial != nil {
+			r.Broker.OnDial(err)
+		}
+	}
 	delay := 100 * time.Millisecond
 	for {
-		b, err := messaging.ConnectBroker(ctx, r.Broker, r.Log)
+		b, err := messaging.ConnectBroker(ctx, bcfg, r.Log)
 		if err != nil { // messaging.ConnectBroker gives up only when ctx ends
 			return ignoreStop(ctx, err)
 		}
@@ -168,6 +179,9 @@ func (r *Runtime) PoisonDepth(context.Context) (int64, error) {
 // Status reports the broker, router and forwarder for /readyz.
 func (r *Runtime) Status() map[string]string {
 	s := map[string]string{"broker": StateConnecting, "router": StateDown, "forwarder": StateDown}
+	if r.refused.Load() {
+		s["broker"] = StateUnauthorized
+	}
 	if b := r.broker.Load(); b != nil {
 		s["broker"] = StateDown
 		if b.Connected() {

@@ -38,7 +38,7 @@ var Topology = consumers.Topology
 func Run(ctx context.Context, cfg platform.Config, log *slog.Logger, tel *observability.Telemetry, ln net.Listener) error {
 	defer ln.Close() // Serve closes it too; this covers the early returns
 
-	db, err := platform.OpenDatabase(ctx, cfg, tel, store.Migrations())
+	db, err := platform.OpenDatabase(ctx, cfg, log, tel, store.Migrations())
 	if err != nil {
 		return err
 	}

@@ -195,6 +195,7 @@ func Deploy(ctx *pulumi.Context, cfg *Config) (*Deployment, error) {
 		}
 		env := map[string]pulumi.StringInput{
 			"PORT":                     pulumi.String(strconv.Itoa(a.Port)),
+			"HTTP_HOST":                pulumi.String("0.0.0.0"), // the services listen on 127.0.0.1 unless told
 			"LOG_LEVEL":                pulumi.String(cfg.LogLevel),
 			"OTEL_SERVICE_NAME":        pulumi.String(a.Name),
 			"OTEL_RESOURCE_ATTRIBUTES": pulumi.String("deployment.environment.name=" + ctx.Stack()),

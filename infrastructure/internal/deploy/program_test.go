@@ -365,6 +365,7 @@ func TestServicesHaveHealthChecksCircuitBreakerAndLogs(t *testing.T) {
 		env := pairs(c["environment"], "value")
 		assert.Equal(t, map[string]string{
 			"PORT":                        strconv.Itoa(app.Port),
+			"HTTP_HOST":                   "0.0.0.0",
 			"LOG_LEVEL":                   "info",
 			"OTEL_SERVICE_NAME":           app.Name,
 			"OTEL_RESOURCE_ATTRIBUTES":    "deployment.environment.name=test",

@@ -28,7 +28,7 @@ func newStore(tb testing.TB) (*store.Store, *bun.DB) {
 	db, err := database.Open(tb.Context(), database.Config{URL: url, Name: "orders"})
 	require.NoError(tb, err)
 	tb.Cleanup(func() { _ = db.Close() })
-	require.NoError(tb, database.Migrate(tb.Context(), db, store.Migrations()))
+	require.NoError(tb, database.Migrate(tb.Context(), db, store.Migrations(), nil))
 	return store.New(db, messaging.NewOutbox(watermill.NopLogger{}), nil), db
 }
 
