@@ -13,7 +13,7 @@
 //
 // Before the first run and after the last, it measures the PostgreSQL
 // ceiling (bench/ceiling.sh, pgbench for 15 s) and prints it above and
-// below the table: the reference machine's speed drifts within a session,
+// below the table: the machine's speed drifts from one hour to the next,
 // and every figure is read against the ceiling measured beside it.
 package main
 

@@ -54,7 +54,7 @@ type HostCPU struct {
 	// order. Below saturation most of an order's CPU goes to waking threads
 	// (one per message, per hop, in every program), and this counts them:
 	// it falls steeply with the rate as work starts to queue and wake-ups
-	// are shared (docs/performance.md, the seventh session).
+	// are shared.
 	SwitchesPerOrder float64 `json:"switches_per_order"`
 	// ByProcess is each program's share in cores (processes of the same
 	// name added up: PostgreSQL's backends are one "postgres"), the busiest
