@@ -23,6 +23,7 @@ import (
 
 	orders "github.com/orderflow/orderflow/apps/orders/service"
 	"github.com/orderflow/orderflow/pkg/messaging"
+	"github.com/orderflow/orderflow/pkg/outbox"
 	"github.com/orderflow/orderflow/pkg/testkit"
 	"github.com/orderflow/orderflow/pkg/testkit/rabbitcluster"
 )
@@ -146,7 +147,7 @@ func TestCluster_node_loss_under_load(t *testing.T) {
 	}
 	testkit.Eventually(t, 30*time.Second, 100*time.Millisecond, func() error {
 		for name, db := range map[string]testkit.RowQuerier{ordersName: s.ordersDB, invoicesName: s.invoicesDB} {
-			if n := testkit.CountRows(t, db, messaging.OutboxTable); n != 0 {
+			if n := testkit.CountRows(t, db, outbox.Table); n != 0 {
 				return fmt.Errorf("%s's outbox holds %d rows", name, n)
 			}
 		}

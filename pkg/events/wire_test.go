@@ -23,6 +23,7 @@ import (
 	"github.com/orderflow/orderflow/pkg/events"
 	"github.com/orderflow/orderflow/pkg/messaging"
 	"github.com/orderflow/orderflow/pkg/observability"
+	"github.com/orderflow/orderflow/pkg/outbox"
 	"github.com/orderflow/orderflow/pkg/platform"
 	"github.com/orderflow/orderflow/pkg/testkit"
 )
@@ -44,7 +45,7 @@ func newWire(t *testing.T) wire {
 	require.NoError(t, err)
 	db := bun.NewDB(sqldb, pgdialect.New())
 	t.Cleanup(func() { _ = db.Close() })
-	_, err = db.ExecContext(t.Context(), messaging.OutboxTableDDL)
+	_, err = db.ExecContext(t.Context(), outbox.TableDDL)
 	require.NoError(t, err)
 	// The services' telemetry, exporting nothing: W3C trace context and
 	// baggage propagation, a recording tracer.
@@ -60,8 +61,8 @@ func (w wire) forward(t *testing.T) {
 	t.Helper()
 	b, err := messaging.ConnectBroker(t.Context(), messaging.BrokerConfig{URL: w.broker, Topology: systemTopology()}, watermill.NopLogger{})
 	require.NoError(t, err)
-	fwd, err := messaging.NewForwarder(w.db.DB, observability.ForwarderPublisher(b.Publisher(), w.otel...),
-		messaging.ForwarderConfig{Workers: 1, PollInterval: 10 * time.Millisecond}, watermill.NopLogger{})
+	fwd, err := outbox.NewForwarder(w.db.DB, observability.ForwarderPublisher(b.Publisher(), w.otel...),
+		outbox.ForwarderConfig{Workers: 1, PollInterval: 10 * time.Millisecond}, watermill.NopLogger{})
 	require.NoError(t, err)
 	done := make(chan error, 1)
 	go func() { done <- fwd.Run(context.Background()) }()
@@ -84,7 +85,7 @@ func (w wire) run(t *testing.T, service string, handlers ...cqrs.EventHandler) {
 			Service: service, MaxRetries: 1, RetryInitial: 5 * time.Millisecond, RetryMax: 10 * time.Millisecond,
 			HandlerTimeout: 5 * time.Second, CloseTimeout: 5 * time.Second, Otel: w.otel,
 		},
-		Forwarder: messaging.ForwarderConfig{Workers: 1, PollInterval: 10 * time.Millisecond},
+		Forwarder: outbox.ForwarderConfig{Workers: 1, PollInterval: 10 * time.Millisecond},
 		Outbox:    w.db.DB,
 		Register:  func(p *messaging.EventProcessor) error { return p.AddHandlers(handlers...) },
 		Log:       watermill.NopLogger{},
@@ -109,7 +110,7 @@ func (w wire) run(t *testing.T, service string, handlers ...cqrs.EventHandler) {
 // ctx's (its trace and correlation id go with them).
 func (w wire) publish(t *testing.T, ctx context.Context, evs ...any) {
 	t.Helper()
-	outbox := messaging.NewOutbox(watermill.NopLogger{}, w.otel...)
+	outbox := outbox.New(watermill.NopLogger{}, w.otel...)
 	require.NoError(t, w.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
 		return outbox.Append(ctx, tx, evs...)
 	}))

@@ -11,6 +11,7 @@ import (
 
 	"github.com/orderflow/orderflow/pkg/events"
 	"github.com/orderflow/orderflow/pkg/messaging"
+	"github.com/orderflow/orderflow/pkg/outbox"
 	"github.com/orderflow/orderflow/pkg/testkit"
 )
 
@@ -54,13 +55,13 @@ func BenchmarkMarshaler_Unmarshal(b *testing.B) {
 func BenchmarkOutbox_Append(b *testing.B) {
 	testkit.Integration(b)
 	db := bunDB(b, testkit.NewDatabase(b))
-	outbox := messaging.NewOutbox(watermill.NopLogger{})
+	box := outbox.New(watermill.NopLogger{})
 	ctx := context.Background()
 	ev := benchEvent()
 	b.ReportAllocs()
 	for b.Loop() {
 		if err := db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
-			return outbox.Append(ctx, tx, ev)
+			return box.Append(ctx, tx, ev)
 		}); err != nil {
 			b.Fatal(err)
 		}

@@ -22,6 +22,7 @@ import (
 	"github.com/orderflow/orderflow/pkg/events"
 	"github.com/orderflow/orderflow/pkg/messaging"
 	"github.com/orderflow/orderflow/pkg/observability"
+	"github.com/orderflow/orderflow/pkg/outbox"
 	"github.com/orderflow/orderflow/pkg/platform"
 	"github.com/orderflow/orderflow/pkg/testkit"
 )
@@ -29,15 +30,15 @@ import (
 // env is one test's outbox database and vhost.
 type env struct {
 	db     *bun.DB
-	waker  *messaging.Waker
+	waker  *outbox.Waker
 	broker string
 }
 
 func newEnv(t *testing.T) env {
 	t.Helper()
-	waker := messaging.NewWaker()
+	waker := outbox.NewWaker()
 	db := bunDB(t, testkit.NewDatabase(t)).WithQueryHook(waker)
-	_, err := db.ExecContext(t.Context(), messaging.OutboxTableDDL)
+	_, err := db.ExecContext(t.Context(), outbox.TableDDL)
 	require.NoError(t, err)
 	return env{db: db, waker: waker, broker: testkit.NewVhost(t)}
 }
@@ -63,7 +64,7 @@ func (e env) run(t *testing.T, service string, maxRetries int, handlers ...cqrs.
 			RetryInitial: 5 * time.Millisecond, RetryMax: 20 * time.Millisecond,
 			HandlerTimeout: 5 * time.Second, CloseTimeout: 5 * time.Second,
 		},
-		Forwarder: messaging.ForwarderConfig{PollInterval: time.Hour, Waker: e.waker}, // a commit wakes it
+		Forwarder: outbox.ForwarderConfig{PollInterval: time.Hour, Waker: e.waker}, // a commit wakes it
 		Outbox:    e.db.DB,
 		Register:  func(p *messaging.EventProcessor) error { return p.AddHandlers(handlers...) },
 		Log:       watermill.NopLogger{},
@@ -88,9 +89,9 @@ func (e env) run(t *testing.T, service string, maxRetries int, handlers ...cqrs.
 // publish appends events to the outbox in one committed transaction.
 func (e env) publish(t *testing.T, ctx context.Context, evs ...any) {
 	t.Helper()
-	outbox := messaging.NewOutbox(watermill.NopLogger{})
+	box := outbox.New(watermill.NopLogger{})
 	require.NoError(t, e.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
-		return outbox.Append(ctx, tx, evs...)
+		return box.Append(ctx, tx, evs...)
 	}))
 }
 
@@ -157,11 +158,56 @@ func TestOutbox_event_reaches_handler_with_its_identity(t *testing.T) {
 		t.Fatal("event not delivered")
 	}
 	testkit.Eventually(t, 10*time.Second, 10*time.Millisecond, func() error {
-		if rows := testkit.CountRows(t, e.db, messaging.OutboxTable); rows != 0 {
+		if rows := testkit.CountRows(t, e.db, outbox.Table); rows != 0 {
 			return fmt.Errorf("%d outbox rows left; forwarded rows are deleted", rows)
 		}
 		return nil
 	})
+}
+
+// InsertWithEvents writes, in one statement, the rows its INSERT inserted
+// and only their events; the statement wakes the forwarder (which polls
+// once an hour here), and the events arrive in their callers' order.
+func TestOutbox_InsertWithEvents_appends_the_events_of_inserted_rows(t *testing.T) {
+	testkit.Integration(t)
+	t.Parallel()
+	e := newEnv(t)
+	_, err := e.db.ExecContext(t.Context(), `CREATE TABLE things (id uuid PRIMARY KEY, name text UNIQUE NOT NULL)`)
+	require.NoError(t, err)
+	type thing struct {
+		bun.BaseModel `bun:"table:things"`
+		ID            string `bun:"id,type:uuid"`
+		Name          string `bun:"name"`
+	}
+	_, err = e.db.NewInsert().Model(&thing{ID: watermill.NewUUID(), Name: "taken"}).Exec(t.Context())
+	require.NoError(t, err)
+	got := make(chan string, 10)
+	e.run(t, "test", 3, cqrs.NewEventHandler("test.Receive", func(_ context.Context, ev *events.OrderPlaced) error {
+		got <- ev.OrderID
+		return nil
+	}))
+
+	rows := []thing{{ID: watermill.NewUUID(), Name: "a"}, {ID: watermill.NewUUID(), Name: "taken"}, {ID: watermill.NewUUID(), Name: "b"}}
+	owners, pending := make([]string, len(rows)), make([]outbox.Pending, len(rows))
+	for i, r := range rows {
+		owners[i] = r.ID
+		pending[i] = outbox.Pending{Ctx: t.Context(), Events: []any{placedEvent(r.Name + "-1"), placedEvent(r.Name + "-2")}}
+	}
+	insert := e.db.NewInsert().Model(&rows).On("CONFLICT (name) DO NOTHING").Returning("id")
+	inserted, err := outbox.New(watermill.NopLogger{}).InsertWithEvents(t.Context(), e.db, insert, owners, pending)
+	require.NoError(t, err)
+	assert.ElementsMatch(t, []string{rows[0].ID, rows[2].ID}, inserted)
+
+	var order []string
+	for len(order) < 4 {
+		select {
+		case id := <-got:
+			order = append(order, id)
+		case <-time.After(20 * time.Second):
+			t.Fatalf("got %v; the statement did not wake the forwarder", order)
+		}
+	}
+	assert.Equal(t, []string{"a-1", "a-2", "b-1", "b-2"}, order, "only the inserted rows' events, in order")
 }
 
 // A transaction that rolls back leaves none of the events it appended.
@@ -169,23 +215,23 @@ func TestOutbox_Append_rolls_back_with_its_transaction(t *testing.T) {
 	testkit.Integration(t)
 	t.Parallel()
 	e := newEnv(t)
-	outbox := messaging.NewOutbox(watermill.NopLogger{})
+	box := outbox.New(watermill.NopLogger{})
 	failed := errors.New("the caller's write failed")
 	err := e.db.RunInTx(t.Context(), nil, func(ctx context.Context, tx bun.Tx) error {
-		if err := outbox.Append(ctx, tx, placedEvent("o-1"), placedEvent("o-2")); err != nil {
+		if err := box.Append(ctx, tx, placedEvent("o-1"), placedEvent("o-2")); err != nil {
 			return err
 		}
 		assert.Equal(t, 2, countIn(t, tx), "both events, inside the transaction")
 		return failed
 	})
 	require.ErrorIs(t, err, failed)
-	assert.Zero(t, testkit.CountRows(t, e.db, messaging.OutboxTable))
+	assert.Zero(t, testkit.CountRows(t, e.db, outbox.Table))
 }
 
 func countIn(t *testing.T, tx bun.Tx) int {
 	t.Helper()
 	var n int
-	require.NoError(t, tx.QueryRowContext(t.Context(), "SELECT count(*) FROM "+messaging.OutboxTable).Scan(&n))
+	require.NoError(t, tx.QueryRowContext(t.Context(), "SELECT count(*) FROM "+outbox.Table).Scan(&n))
 	return n
 }
 

@@ -122,7 +122,7 @@ func TracingPublisher(pub message.Publisher, opts ...Option) message.Publisher {
 // publisher. It also records orderflow.outbox.forward_lag: the time from the
 // event's occurred_at metadata to RabbitMQ's confirm of the publish.
 //
-//	messaging.NewForwarder(db, observability.ForwarderPublisher(broker.Publisher()), …)
+//	outbox.NewForwarder(db, observability.ForwarderPublisher(broker.Publisher()), …)
 func ForwarderPublisher(pub message.Publisher, opts ...Option) message.Publisher {
 	c := newConfig(opts)
 	lag, err := c.meter().Float64Histogram(metricOutboxForwardLag,

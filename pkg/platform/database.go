@@ -11,8 +11,8 @@ import (
 
 	"github.com/orderflow/orderflow/pkg/database"
 	"github.com/orderflow/orderflow/pkg/groupcommit"
-	"github.com/orderflow/orderflow/pkg/messaging"
 	"github.com/orderflow/orderflow/pkg/observability"
+	"github.com/orderflow/orderflow/pkg/outbox"
 )
 
 // OpenDatabase opens the service's database, creating it if cfg says so, and
@@ -40,7 +40,7 @@ func outboxBacklog(db *bun.DB) observability.BacklogFunc {
 		var rows int64
 		var age float64
 		err := db.QueryRowContext(ctx, `SELECT count(*), coalesce(extract(epoch FROM now() - min(created_at)), 0) FROM `+
-			messaging.OutboxTable).Scan(&rows, &age)
+			outbox.Table).Scan(&rows, &age)
 		if err != nil {
 			return 0, 0, fmt.Errorf("measure outbox: %w", err)
 		}

@@ -7,13 +7,14 @@ import (
 
 	"github.com/orderflow/orderflow/pkg/messaging"
 	"github.com/orderflow/orderflow/pkg/observability"
+	"github.com/orderflow/orderflow/pkg/outbox"
 )
 
 // Messaging is what a service needs of RabbitMQ besides its handlers: its
 // topology, and the waker its database commits through.
 type Messaging struct {
 	Topology messaging.Topology
-	Waker    *messaging.Waker
+	Waker    *outbox.Waker
 	Register func(*messaging.EventProcessor) error
 }
 
@@ -34,7 +35,7 @@ func NewRuntime(cfg Config, log *slog.Logger, tel *observability.Telemetry, rela
 			HandlerTimeout: cfg.HandlerTimeout, CloseTimeout: cfg.ShutdownTimeout,
 			Otel: tel.Options(),
 		},
-		Forwarder: messaging.ForwarderConfig{
+		Forwarder: outbox.ForwarderConfig{
 			Workers: t.OutboxWorkers, BatchSize: t.OutboxBatchSize, PollInterval: t.OutboxPollInterval,
 			Waker: m.Waker, Pipeline: t.OutboxPipeline, CloseTimeout: cfg.ShutdownTimeout,
 		},

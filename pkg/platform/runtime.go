@@ -14,6 +14,7 @@ import (
 
 	"github.com/orderflow/orderflow/pkg/messaging"
 	"github.com/orderflow/orderflow/pkg/observability"
+	"github.com/orderflow/orderflow/pkg/outbox"
 )
 
 // Component states, as /readyz reports them.
@@ -33,7 +34,7 @@ const (
 type Runtime struct {
 	Broker    messaging.BrokerConfig
 	Router    messaging.RouterConfig // PoisonPublisher is set by Run
-	Forwarder messaging.ForwarderConfig
+	Forwarder outbox.ForwarderConfig
 	// Outbox is the database whose outbox the forwarder relays.
 	Outbox *sql.DB
 	// Register adds the service's event handlers.
@@ -122,7 +123,7 @@ func (r *Runtime) runOnce(ctx context.Context, b *messaging.Broker) error {
 	if err := r.Register(proc); err != nil {
 		return configError{fmt.Errorf("register handlers: %w", err)}
 	}
-	fwd, err := messaging.NewForwarder(r.Outbox, observability.ForwarderPublisher(b.Publisher(), r.Router.Otel...), r.Forwarder, r.Log)
+	fwd, err := outbox.NewForwarder(r.Outbox, observability.ForwarderPublisher(b.Publisher(), r.Router.Otel...), r.Forwarder, r.Log)
 	if err != nil {
 		return configError{err}
 	}

@@ -17,6 +17,7 @@ import (
 
 	"github.com/orderflow/orderflow/pkg/messaging"
 	"github.com/orderflow/orderflow/pkg/observability"
+	"github.com/orderflow/orderflow/pkg/outbox"
 	"github.com/orderflow/orderflow/pkg/platform"
 	"github.com/orderflow/orderflow/pkg/testkit"
 )
@@ -28,9 +29,9 @@ import (
 func TestRuntime_refused_credentials_are_unauthorized_not_connecting(t *testing.T) {
 	testkit.Integration(t)
 	t.Parallel()
-	outbox, err := sql.Open("pgx", testkit.NewDatabase(t))
+	relay, err := sql.Open("pgx", testkit.NewDatabase(t))
 	require.NoError(t, err)
-	t.Cleanup(func() { _ = outbox.Close() })
+	t.Cleanup(func() { _ = relay.Close() })
 	u, err := url.Parse(testkit.NewVhost(t))
 	require.NoError(t, err)
 	const wrong = "not-the-password-" + "x9"
@@ -40,8 +41,8 @@ func TestRuntime_refused_credentials_are_unauthorized_not_connecting(t *testing.
 	rt := &platform.Runtime{
 		Broker:    messaging.BrokerConfig{URL: u.String()},
 		Router:    messaging.RouterConfig{Service: "test", HandlerTimeout: time.Second, CloseTimeout: time.Second},
-		Forwarder: messaging.ForwarderConfig{PollInterval: time.Hour, Waker: messaging.NewWaker()},
-		Outbox:    outbox,
+		Forwarder: outbox.ForwarderConfig{PollInterval: time.Hour, Waker: outbox.NewWaker()},
+		Outbox:    relay,
 		Register:  func(*messaging.EventProcessor) error { return nil },
 		Log:       observability.WatermillLogger(slog.New(slog.NewJSONHandler(&logs, nil))),
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/orderflow/orderflow/pkg/httpkit"
 	"github.com/orderflow/orderflow/pkg/messaging"
 	"github.com/orderflow/orderflow/pkg/observability"
+	"github.com/orderflow/orderflow/pkg/outbox"
 	"github.com/orderflow/orderflow/pkg/platform"
 )
 
@@ -49,14 +50,14 @@ func Run(ctx context.Context, cfg platform.Config, log *slog.Logger, tel *observ
 	}
 	defer relay.Close()
 
-	waker := messaging.NewWaker() // each commit on db wakes the outbox forwarder
-	outbox := messaging.NewOutbox(observability.WatermillLogger(log), tel.Options()...)
+	waker := outbox.NewWaker() // each commit on db wakes the outbox forwarder
+	events := outbox.New(observability.WatermillLogger(log), tel.Options()...)
 	m, err := metrics.New(tel.MeterProvider())
 	if err != nil {
 		return err
 	}
 	db = db.WithQueryHook(waker)
-	orders := app.New(store.New(db, outbox, platform.GroupCommit(cfg, tel)), m)
+	orders := app.New(store.New(db, events, platform.GroupCommit(cfg, tel)), m)
 
 	rt, err := platform.NewRuntime(cfg, log, tel, relay, platform.Messaging{
 		Topology: consumers.Topology,

@@ -15,7 +15,7 @@ import (
 	_ "github.com/jackc/pgx/v5/stdlib" // database/sql driver "pgx"
 	"github.com/spf13/cobra"
 
-	"github.com/orderflow/orderflow/pkg/messaging"
+	"github.com/orderflow/orderflow/pkg/outbox"
 )
 
 // defaultDatabaseURL is a service's database when nothing says otherwise:
@@ -27,7 +27,7 @@ func defaultDatabaseURL(service string) string {
 // outboxQuery reads the backlog and the age of its oldest row by the
 // database's clock, so that the tool's own clock does not matter.
 const outboxQuery = `SELECT count(*), min(created_at), COALESCE(EXTRACT(EPOCH FROM now() - min(created_at)), 0)::float8 FROM ` +
-	messaging.OutboxTable
+	outbox.Table
 
 // outboxTimeout bounds the reading of one database.
 const outboxTimeout = 10 * time.Second
@@ -134,7 +134,7 @@ func readOutbox(ctx context.Context, service, dsn string) outboxStatus {
 	var pgErr *pgconn.PgError
 	switch {
 	case errors.As(err, &pgErr) && pgErr.Code == "42P01":
-		return fail(fmt.Errorf("no outbox table %s in %s: has the service run its migrations?", messaging.OutboxTable, redactDSN(dsn)))
+		return fail(fmt.Errorf("no outbox table %s in %s: has the service run its migrations?", outbox.Table, redactDSN(dsn)))
 	case err != nil:
 		return fail(fmt.Errorf("cannot read the outbox at %s: %w", redactDSN(dsn), err))
 	}

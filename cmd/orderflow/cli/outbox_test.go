@@ -10,7 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/orderflow/orderflow/cmd/orderflow/cli"
-	"github.com/orderflow/orderflow/pkg/messaging"
+	"github.com/orderflow/orderflow/pkg/outbox"
 	"github.com/orderflow/orderflow/pkg/testkit"
 )
 
@@ -22,10 +22,10 @@ func outboxDatabase(t *testing.T, ages ...int) string {
 	db, err := sql.Open("pgx", url)
 	require.NoError(t, err)
 	defer db.Close()
-	_, err = db.ExecContext(t.Context(), messaging.OutboxTableDDL)
+	_, err = db.ExecContext(t.Context(), outbox.TableDDL)
 	require.NoError(t, err)
 	for _, a := range ages {
-		_, err = db.ExecContext(t.Context(), `INSERT INTO `+messaging.OutboxTable+
+		_, err = db.ExecContext(t.Context(), `INSERT INTO `+outbox.Table+
 			` (uuid, payload, metadata, created_at) VALUES (gen_random_uuid()::text, '{}', '{}', now() - make_interval(secs => $1))`, a)
 		require.NoError(t, err)
 	}

@@ -12,7 +12,7 @@ import (
 	"github.com/orderflow/orderflow/apps/invoices/internal/domain"
 	"github.com/orderflow/orderflow/apps/invoices/internal/store"
 	"github.com/orderflow/orderflow/pkg/groupcommit"
-	"github.com/orderflow/orderflow/pkg/messaging"
+	"github.com/orderflow/orderflow/pkg/outbox"
 	"github.com/orderflow/orderflow/pkg/testkit"
 )
 
@@ -22,7 +22,7 @@ func TestStore_Issue_in_shared_transactions(t *testing.T) {
 	testkit.Integration(t)
 	t.Parallel()
 	_, db := newStore(t)
-	s := store.New(db, messaging.NewOutbox(watermill.NopLogger{}), &groupcommit.Config{})
+	s := store.New(db, outbox.New(watermill.NopLogger{}), &groupcommit.Config{})
 	const orders, deliveries = 20, 3
 	invoices := make([]domain.Invoice, 0, orders*deliveries)
 	for range orders {

@@ -16,7 +16,7 @@ import (
 	"github.com/orderflow/orderflow/apps/invoices/internal/app"
 	"github.com/orderflow/orderflow/apps/invoices/internal/domain"
 	"github.com/orderflow/orderflow/pkg/groupcommit"
-	"github.com/orderflow/orderflow/pkg/messaging"
+	"github.com/orderflow/orderflow/pkg/outbox"
 )
 
 //go:embed migrations/*.sql
@@ -34,7 +34,7 @@ func Migrations() fs.FS {
 // Store is the invoices store.
 type Store struct {
 	db     *bun.DB
-	outbox *messaging.Outbox
+	outbox *outbox.Outbox
 	batch  *batcher // group commit (batch.go); nil: one transaction per write
 }
 
@@ -42,7 +42,7 @@ var _ app.Store = (*Store)(nil)
 
 // New returns a store on db that appends events to outbox. With gc, writes
 // that arrive together share a transaction (batch.go).
-func New(db *bun.DB, outbox *messaging.Outbox, gc *groupcommit.Config) *Store {
+func New(db *bun.DB, outbox *outbox.Outbox, gc *groupcommit.Config) *Store {
 	s := &Store{db: db, outbox: outbox}
 	if gc != nil {
 		s.batch = newBatcher(s, *gc)

@@ -15,7 +15,7 @@ import (
 	"github.com/orderflow/orderflow/apps/invoices/internal/store"
 	"github.com/orderflow/orderflow/pkg/database"
 	"github.com/orderflow/orderflow/pkg/events"
-	"github.com/orderflow/orderflow/pkg/messaging"
+	"github.com/orderflow/orderflow/pkg/outbox"
 	"github.com/orderflow/orderflow/pkg/testkit"
 )
 
@@ -27,7 +27,7 @@ func newStore(tb testing.TB) (*store.Store, *bun.DB) {
 	require.NoError(tb, err)
 	tb.Cleanup(func() { _ = db.Close() })
 	require.NoError(tb, database.Migrate(tb.Context(), db, store.Migrations(), nil))
-	return store.New(db, messaging.NewOutbox(watermill.NopLogger{}), nil), db
+	return store.New(db, outbox.New(watermill.NopLogger{}), nil), db
 }
 
 // newInvoice returns an invoice of orderID. Times are truncated to

@@ -5,21 +5,21 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/uptrace/bun"
 	"github.com/uptrace/bun/dialect/pgdialect"
 
 	"github.com/orderflow/orderflow/apps/orders/internal/app"
 	"github.com/orderflow/orderflow/apps/orders/internal/domain"
 	"github.com/orderflow/orderflow/pkg/groupcommit"
-	"github.com/orderflow/orderflow/pkg/messaging"
+	"github.com/orderflow/orderflow/pkg/outbox"
 )
 
 // batcher is group commit for the orders store (GROUP_COMMIT): the Create
-// calls that arrive while a transaction is in flight share the next one,
-// which inserts all their orders in one statement and all their events in
-// another; the status updates that arrive together are one UPDATE. Under load a commit and a handful of statements then carry many
-// orders instead of four statements and a commit each; a lone call runs at
-// once. Each call keeps its own outcome (created, replayed, refused); a
+// calls that arrive while a write is in flight share the next one, a single
+// statement that inserts all their orders and their events
+// (outbox.Outbox.InsertWithEvents); the status updates that arrive
+// together are one UPDATE. Under load one statement and one commit then
+// carry many orders instead of four statements and a commit each; a lone
+// call runs at once. Each call keeps its own outcome (created, replayed, refused); a
 // batch that fails as a whole runs each call again alone (pkg/groupcommit).
 type batcher struct {
 	s       *Store
@@ -52,43 +52,40 @@ func (b *batcher) create(ctx context.Context, o domain.Order, idem *app.Idempote
 	return res.order, res.created, err
 }
 
-// createBatch inserts the batch's orders in one INSERT that skips taken
-// idempotency keys (and keys repeated in the batch), then answers each call:
-// its order inserted (its events go to the outbox with the others'), or the
-// key's first order (replay).
+// createBatch inserts the batch's orders, skipping taken idempotency keys
+// (and keys repeated in the batch), with the events of those inserted, then
+// answers each call: its order inserted, or the key's first order (replay).
 func (b *batcher) createBatch(ctx context.Context, calls []groupcommit.Item[createCall]) ([]groupcommit.Result[createResult], error) {
 	rows := make([]*orderRow, len(calls))
 	for i, c := range calls {
 		rows[i] = c.In.row
 	}
-	results := make([]groupcommit.Result[createResult], len(calls))
-	err := b.s.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
-		var inserted []string
-		err := tx.NewInsert().Model(&rows).On("CONFLICT (idempotency_key) DO NOTHING").Returning("id").Scan(ctx, &inserted)
-		if err != nil {
-			return fmt.Errorf("insert %d orders: %w", len(rows), err)
-		}
-		isNew := make(map[string]bool, len(inserted))
-		for _, id := range inserted {
-			isNew[id] = true
-		}
-		pending := make([]messaging.Pending, 0, len(calls))
-		for i, c := range calls {
-			if isNew[c.In.row.ID] {
-				results[i].Out = createResult{order: c.In.row.toDomain(), created: true}
-				pending = append(pending, messaging.Pending{Ctx: c.Ctx, Events: c.In.events})
-				continue
-			}
-			if c.In.idem == nil {
-				return fmt.Errorf("insert order %s: no row inserted", c.In.row.ID)
-			}
-			order, err := replay(ctx, tx, c.In.idem)
-			results[i] = groupcommit.Result[createResult]{Out: createResult{order: order}, Err: err}
-		}
-		return b.s.outbox.AppendAll(tx, pending...)
-	})
+	owners := make([]string, len(calls))
+	pending := make([]outbox.Pending, len(calls))
+	for i, c := range calls {
+		owners[i], pending[i] = c.In.row.ID, outbox.Pending{Ctx: c.Ctx, Events: c.In.events}
+	}
+	insert := b.s.db.NewInsert().Model(&rows).On("CONFLICT (idempotency_key) DO NOTHING").Returning("id")
+	inserted, err := b.s.outbox.InsertWithEvents(ctx, b.s.db, insert, owners, pending)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("insert %d orders: %w", len(rows), err)
+	}
+	isNew := make(map[string]bool, len(inserted))
+	for _, id := range inserted {
+		isNew[id] = true
+	}
+	results := make([]groupcommit.Result[createResult], len(calls))
+	for i, c := range calls {
+		if isNew[c.In.row.ID] {
+			results[i].Out = createResult{order: c.In.row.toDomain(), created: true}
+			continue
+		}
+		if c.In.idem == nil {
+			return nil, fmt.Errorf("insert order %s: no row inserted", c.In.row.ID)
+		}
+		// The key's first order committed before this statement began.
+		order, err := replay(ctx, b.s.db, c.In.idem)
+		results[i] = groupcommit.Result[createResult]{Out: createResult{order: order}, Err: err}
 	}
 	return results, nil
 }

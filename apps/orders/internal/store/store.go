@@ -16,7 +16,7 @@ import (
 	"github.com/orderflow/orderflow/apps/orders/internal/app"
 	"github.com/orderflow/orderflow/apps/orders/internal/domain"
 	"github.com/orderflow/orderflow/pkg/groupcommit"
-	"github.com/orderflow/orderflow/pkg/messaging"
+	"github.com/orderflow/orderflow/pkg/outbox"
 )
 
 //go:embed migrations/*.sql
@@ -34,7 +34,7 @@ func Migrations() fs.FS {
 // Store is the orders store.
 type Store struct {
 	db     *bun.DB
-	outbox *messaging.Outbox
+	outbox *outbox.Outbox
 	batch  *batcher // group commit (batch.go); nil: one transaction per write
 }
 
@@ -42,7 +42,7 @@ var _ app.Store = (*Store)(nil)
 
 // New returns a store on db that appends events to outbox. With gc, writes
 // that arrive together share a transaction (batch.go).
-func New(db *bun.DB, outbox *messaging.Outbox, gc *groupcommit.Config) *Store {
+func New(db *bun.DB, outbox *outbox.Outbox, gc *groupcommit.Config) *Store {
 	s := &Store{db: db, outbox: outbox}
 	if gc != nil {
 		s.batch = newBatcher(s, *gc)
@@ -126,9 +126,9 @@ func (s *Store) Create(ctx context.Context, o domain.Order, idem *app.Idempotenc
 
 // replay returns the order of the request that took idem's key, if it had
 // the same body.
-func replay(ctx context.Context, tx bun.Tx, idem *app.Idempotency) (domain.Order, error) {
+func replay(ctx context.Context, db bun.IDB, idem *app.Idempotency) (domain.Order, error) {
 	row := new(orderRow)
-	if err := tx.NewSelect().Model(row).Where("idempotency_key = ?", idem.Key).Scan(ctx); err != nil {
+	if err := db.NewSelect().Model(row).Where("idempotency_key = ?", idem.Key).Scan(ctx); err != nil {
 		return domain.Order{}, fmt.Errorf("select order by idempotency key: %w", err)
 	}
 	if row.RequestHash == nil || *row.RequestHash != idem.Hash {

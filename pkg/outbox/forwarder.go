@@ -1,4 +1,4 @@
-package messaging
+package outbox
 
 import (
 	"context"
@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill"
@@ -62,9 +63,10 @@ func NewForwarder(db *sql.DB, pub message.Publisher, cfg ForwarderConfig, log wa
 	cfg = cfg.withDefaults()
 	f := &Forwarder{stop: make(chan struct{})}
 	for range cfg.Workers {
+		drained := new(atomic.Bool)
 		var (
 			schema    wsql.SchemaAdapter  = skipLockedSchema{outboxSchema(cfg.BatchSize)}
-			offsets   wsql.OffsetsAdapter = forwardedOffsets{wsql.PostgreSQLQueueOffsetsAdapter{DeleteOnAck: true, GenerateMessagesTableName: outboxTableName}}
+			offsets   wsql.OffsetsAdapter = newForwardedOffsets(cfg.BatchSize, drained)
 			workerPub                     = pub
 		)
 		if cfg.Pipeline {
@@ -79,13 +81,13 @@ func NewForwarder(db *sql.DB, pub message.Publisher, cfg ForwarderConfig, log wa
 			PollInterval:   cfg.PollInterval,
 			ResendInterval: 100 * time.Millisecond,
 			RetryInterval:  time.Second,
-			BackoffManager: wakeBackoff{wake: cfg.Waker.channel(), stop: f.stop, poll: cfg.PollInterval, retry: time.Second},
+			BackoffManager: wakeBackoff{wake: cfg.Waker.channel(), stop: f.stop, drained: drained, poll: cfg.PollInterval, retry: time.Second},
 		}, log)
 		if err != nil {
 			return nil, errors.Join(fmt.Errorf("create outbox subscriber: %w", err), f.Close())
 		}
 		fwd, err := forwarder.NewForwarder(sub, workerPub, log, forwarder.Config{
-			ForwarderTopic: OutboxTopic,
+			ForwarderTopic: Topic,
 			CloseTimeout:   cfg.CloseTimeout,
 			// A row that is not an envelope was not written by Outbox:
 			// nacking keeps it (nothing is lost) and logs it each time.
@@ -162,12 +164,25 @@ func (s skipLockedSchema) SelectQuery(p wsql.SelectQueryParams) (wsql.Query, err
 // forwardedOffsets deletes only the rows up to the last one forwarded.
 // watermill-sql stops a batch early when the subscriber closes while a row
 // is being handed over, yet passes every row of the batch to the offsets
-// adapter, whose DELETE would drop rows that were never published.
+// adapter, whose DELETE would drop rows that were never published. It also
+// notes whether the batch was short (drained): the worker then waits for a
+// commit rather than reading an outbox it has just emptied.
 type forwardedOffsets struct {
 	wsql.PostgreSQLQueueOffsetsAdapter
+	batch   int
+	drained *atomic.Bool
+}
+
+func newForwardedOffsets(batch int, drained *atomic.Bool) forwardedOffsets {
+	return forwardedOffsets{
+		PostgreSQLQueueOffsetsAdapter: wsql.PostgreSQLQueueOffsetsAdapter{DeleteOnAck: true, GenerateMessagesTableName: outboxTableName},
+		batch:                         batch,
+		drained:                       drained,
+	}
 }
 
 func (o forwardedOffsets) AckMessageQuery(p wsql.AckMessageQueryParams) (wsql.Query, error) {
+	o.drained.Store(len(p.Rows) < o.batch)
 	for i, r := range p.Rows {
 		if r.Offset == p.LastRow.Offset {
 			p.Rows = p.Rows[:i+1]
@@ -182,14 +197,17 @@ func (o forwardedOffsets) AckMessageQuery(p wsql.AckMessageQueryParams) (wsql.Qu
 }
 
 // wakeBackoff is watermill-sql's BackoffManager for the outbox: after a
-// batch it reads again at once; on an empty outbox it waits for a wake-up
-// or the poll interval; a lost race with another forwarder is retried at
-// once, any other error after the retry interval.
+// full batch it reads again at once; after a short one, or on an empty
+// outbox, it waits for a wake-up or the poll interval (a commit during the
+// batch left its wake-up pending, so nothing waits for the poll); a lost
+// race with another forwarder is retried at once, any other error after the
+// retry interval.
 type wakeBackoff struct {
-	wake  <-chan struct{}
-	stop  <-chan struct{}
-	poll  time.Duration
-	retry time.Duration
+	wake    <-chan struct{}
+	stop    <-chan struct{}
+	drained *atomic.Bool // the worker's last batch was short
+	poll    time.Duration
+	retry   time.Duration
 }
 
 func (b wakeBackoff) HandleError(log watermill.LoggerAdapter, noMsg bool, err error) time.Duration {
@@ -203,7 +221,7 @@ func (b wakeBackoff) HandleError(log watermill.LoggerAdapter, noMsg bool, err er
 		}
 		return b.retry
 	}
-	if !noMsg {
+	if !noMsg && !b.drained.Load() {
 		return 0
 	}
 	t := time.NewTimer(b.poll)
@@ -232,9 +250,10 @@ var _ bun.QueryHook = (*Waker)(nil)
 // BeforeQuery does nothing.
 func (w *Waker) BeforeQuery(ctx context.Context, _ *bun.QueryEvent) context.Context { return ctx }
 
-// AfterQuery wakes one idle forwarder after a successful COMMIT.
+// AfterQuery wakes one idle forwarder after a successful COMMIT, or an
+// Outbox.InsertWithEvents statement.
 func (w *Waker) AfterQuery(_ context.Context, e *bun.QueryEvent) {
-	if e.Err != nil || e.Query != "COMMIT" {
+	if e.Err != nil || (e.Query != "COMMIT" && !strings.HasPrefix(e.Query, insertWithEventsHead)) {
 		return
 	}
 	select {

@@ -1,4 +1,4 @@
-package messaging_test
+package outbox_test
 
 import (
 	"database/sql"
@@ -9,7 +9,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/orderflow/orderflow/pkg/database"
-	"github.com/orderflow/orderflow/pkg/messaging"
+	"github.com/orderflow/orderflow/pkg/outbox"
 	"github.com/orderflow/orderflow/pkg/testkit"
 )
 
@@ -29,14 +29,14 @@ func TestForwarder_finds_outbox_rows_through_the_primary_key(t *testing.T) {
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = plain.Close() })
 	for _, q := range []string{
-		messaging.OutboxTableDDL,
-		`INSERT INTO ` + messaging.OutboxTable + ` (uuid, payload, metadata) SELECT gen_random_uuid()::text, '{}', '{}' FROM generate_series(1, 3)`,
-		`VACUUM ` + messaging.OutboxTable,
+		outbox.TableDDL,
+		`INSERT INTO ` + outbox.Table + ` (uuid, payload, metadata) SELECT gen_random_uuid()::text, '{}', '{}' FROM generate_series(1, 3)`,
+		`VACUUM ` + outbox.Table,
 	} {
 		_, err = plain.ExecContext(t.Context(), q)
 		require.NoError(t, err)
 	}
-	read, del, err := messaging.ForwarderStatements(16)
+	read, del, err := outbox.ForwarderStatements(16)
 	require.NoError(t, err)
 
 	readPlan, delPlan := forwarderPlans(t, relay, read, del)
