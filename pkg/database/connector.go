@@ -23,11 +23,17 @@ import (
 // sends the text and gets the rows in one round trip, as bun's own driver
 // does. pgx already runs an Exec without arguments that way; only Query does
 // not, so the connection below asks for it per query. Queries with arguments
-// (watermill-sql's, whose few texts repeat) keep the statement cache.
-func openDB(dsn string) (*sql.DB, error) {
+// keep the statement cache.
+//
+// The forwarders' pool (OpenRelay) is the opposite case: watermill-sql sends
+// a handful of texts there, over and over, so cached is what it opens.
+func openDB(dsn string, cached bool) (*sql.DB, error) {
 	cfg, err := pgx.ParseConfig(dsn)
 	if err != nil {
 		return nil, fmt.Errorf("parse database url: %w", err)
+	}
+	if cached {
+		return sql.OpenDB(stdlib.GetConnector(*cfg)), nil
 	}
 	return sql.OpenDB(simpleQueryConnector{stdlib.GetConnector(*cfg)}), nil
 }

@@ -82,7 +82,13 @@ func spanName(e *bun.QueryEvent) string {
 }
 
 func open(ctx context.Context, dsn string) (*sql.DB, error) {
-	sqldb, err := openDB(dsn)
+	return openWith(ctx, dsn, false)
+}
+
+// openWith is open; cached sends every query as a cached prepared statement
+// (see openDB).
+func openWith(ctx context.Context, dsn string, cached bool) (*sql.DB, error) {
+	sqldb, err := openDB(dsn, cached)
 	if err != nil {
 		return nil, fmt.Errorf("open database: %w", err)
 	}
@@ -236,7 +242,7 @@ func Migrate(ctx context.Context, db *bun.DB, migrations fs.FS, log *slog.Logger
 // enable_seqscan is off, so that the forwarders find their rows
 // through the outbox's primary key however the planner sizes the table. A
 // forwarder reads the oldest rows and deletes a batch by offset, both
-// prepared once per connection by pgx. An outbox holds few live rows, so a
+// prepared once per connection by pgx (the pool caches every statement). An outbox holds few live rows, so a
 // plan made when the table looks small is a sequential scan, and the
 // connection keeps it while deleted rows pile up until the next vacuum:
 // every read and DELETE then walks all of them. The setting takes
@@ -257,7 +263,7 @@ func OpenRelay(ctx context.Context, dsn string, maxConns int) (*sql.DB, error) {
 			dsn += " " + s[0] + "=" + s[1]
 		}
 	}
-	db, err := open(ctx, dsn)
+	db, err := openWith(ctx, dsn, true)
 	if err != nil {
 		return nil, fmt.Errorf("outbox relay: %w", err)
 	}

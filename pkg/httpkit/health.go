@@ -11,6 +11,9 @@ const (
 	StateUp       = "up"
 	StateDown     = "down"
 	StateDegraded = "degraded"
+	// StateShedding is a component that refuses some requests to protect
+	// the service (load shedding); Health.Details says why.
+	StateShedding = "shedding"
 )
 
 // Health serves /healthz and /readyz.
@@ -22,11 +25,15 @@ type Health struct {
 	// Their being down degrades the service but does not make it unready:
 	// the outbox keeps accepting orders while RabbitMQ is away.
 	Components func() map[string]string
+	// Details, when set, says why a component is in the state it is
+	// (load shedding: how many events wait, and the bound).
+	Details func() map[string]string
 }
 
 type readiness struct {
 	Status     string            `json:"status"`
 	Components map[string]string `json:"components"`
+	Details    map[string]string `json:"details,omitempty"`
 }
 
 // Live answers 200 while the process runs.
@@ -63,6 +70,9 @@ func (h Health) check(ctx context.Context) readiness {
 				res.Status = StateDegraded
 			}
 		}
+	}
+	if h.Details != nil {
+		res.Details = h.Details()
 	}
 	res.Components["database"] = StateUp
 	if err := h.Ping(ctx); err != nil {

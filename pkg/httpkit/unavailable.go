@@ -21,3 +21,25 @@ func Unavailable(w http.ResponseWriter, r *http.Request, log *slog.Logger, depen
 	w.Header().Set("Retry-After", strconv.Itoa(int(RetryAfter/time.Second)))
 	Error(w, r, http.StatusServiceUnavailable, "unavailable", "the "+dependency+" is unavailable; retry later")
 }
+
+// Shed returns a middleware that sheds load: while over reports the service
+// overloaded, it answers 503 with a problem document (detail is the reason
+// over gives) and Retry-After instead of calling next, and calls onShed (if
+// set). Nothing of a shed request was done, so the client can retry it
+// as it is, with the same Idempotency-Key.
+func Shed(over func() (reason string, shed bool), onShed func(r *http.Request)) func(http.Handler) http.Handler {
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			reason, shed := over()
+			if !shed {
+				next.ServeHTTP(w, r)
+				return
+			}
+			if onShed != nil {
+				onShed(r)
+			}
+			w.Header().Set("Retry-After", strconv.Itoa(int(RetryAfter/time.Second)))
+			Error(w, r, http.StatusServiceUnavailable, "overloaded", reason+"; retry later")
+		})
+	}
+}

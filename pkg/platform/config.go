@@ -33,6 +33,10 @@ type Config struct {
 	RetryMax       time.Duration // HANDLER_RETRY_MAX_INTERVAL
 	HandlerTimeout time.Duration // HANDLER_TIMEOUT
 
+	// OutboxMaxBacklog sheds writes while more events than this wait in the
+	// outbox (OUTBOX_MAX_BACKLOG; 0, the default: never).
+	OutboxMaxBacklog int64
+
 	Tuning Tuning
 }
 
@@ -80,6 +84,7 @@ func LoadConfig(service string, defaultPort int, getenv func(string) string) (Co
 		RetryInitial:    l.duration("HANDLER_RETRY_INITIAL_INTERVAL", 100*time.Millisecond),
 		RetryMax:        l.duration("HANDLER_RETRY_MAX_INTERVAL", 5*time.Second),
 		HandlerTimeout:  l.duration("HANDLER_TIMEOUT", 30*time.Second),
+		OutboxMaxBacklog: int64(l.int("OUTBOX_MAX_BACKLOG", 0)),
 		Tuning: Tuning{
 			DBMaxConns:         l.int("DATABASE_MAX_CONNS", 20),
 			Prefetch:           l.int("BROKER_PREFETCH", 64),
@@ -102,6 +107,9 @@ func LoadConfig(service string, defaultPort int, getenv func(string) string) (Co
 	}
 	if cfg.MaxRetries < 0 {
 		l.errs = append(l.errs, fmt.Errorf("HANDLER_MAX_RETRIES must not be negative, got %d", cfg.MaxRetries))
+	}
+	if cfg.OutboxMaxBacklog < 0 {
+		l.errs = append(l.errs, fmt.Errorf("OUTBOX_MAX_BACKLOG must not be negative (0: no bound), got %d", cfg.OutboxMaxBacklog))
 	}
 	t := cfg.Tuning
 	l.atLeast("DATABASE_MAX_CONNS", t.DBMaxConns, 2)

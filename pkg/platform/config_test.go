@@ -143,6 +143,7 @@ func TestLoadConfig_invalid(t *testing.T) {
 		{name: "zero duration", env: map[string]string{"HANDLER_TIMEOUT": "0s"}, want: []string{`HANDLER_TIMEOUT must be a positive duration`}},
 		{name: "negative duration", env: map[string]string{"OUTBOX_POLL_INTERVAL": "-5ms"}, want: []string{`OUTBOX_POLL_INTERVAL must be a positive duration`}},
 		{name: "negative retries", env: map[string]string{"HANDLER_MAX_RETRIES": "-1"}, want: []string{"HANDLER_MAX_RETRIES must not be negative, got -1"}},
+		{name: "negative outbox bound", env: map[string]string{"OUTBOX_MAX_BACKLOG": "-1"}, want: []string{"OUTBOX_MAX_BACKLOG must not be negative (0: no bound), got -1"}},
 		{
 			name: "all reported at once",
 			env: map[string]string{

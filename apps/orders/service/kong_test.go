@@ -20,6 +20,6 @@ func TestKong_routes_reach_the_orders_API(t *testing.T) {
 	t.Parallel()
 	log := slog.New(slog.DiscardHandler)
 	health := httpkit.Health{Ping: func(context.Context) error { return nil }}
-	h := platform.Handler(log, nil, "", health, httpapi.Routes(nil, log))
+	h := platform.Handler(log, nil, "", health, httpapi.Routes(nil, log, nil))
 	deploy.CheckKongRoutes(t, filepath.Join("..", "..", "..", "kong", "kong.yml"), service.Name, service.DefaultPort, h)
 }

@@ -8,6 +8,8 @@ import (
 	"io/fs"
 	"log/slog"
 	"net"
+	"net/http"
+	"time"
 
 	"github.com/orderflow/orderflow/apps/orders/internal/app"
 	"github.com/orderflow/orderflow/apps/orders/internal/consumers"
@@ -67,10 +69,51 @@ func Run(ctx context.Context, cfg platform.Config, log *slog.Logger, tel *observ
 	if err != nil {
 		return err
 	}
-	health := httpkit.Health{Ping: db.PingContext, Components: rt.Status}
+	backlog := outbox.NewBacklog(db, cfg.OutboxMaxBacklog, time.Second)
+	health := httpkit.Health{Ping: db.PingContext, Components: withBacklog(rt.Status, backlog), Details: backlogDetails(backlog)}
 	if err := tel.RegisterReadiness(health.States); err != nil {
 		return fmt.Errorf("register readiness gauge: %w", err)
 	}
-	h := platform.Handler(log, tel, Name, health, httpapi.Routes(orders, log))
+	shed := httpkit.Shed(shedReason(backlog), func(r *http.Request) { m.OrderShed(r.Context()) })
+	h := platform.Handler(log, tel, Name, health, httpapi.Routes(orders, log, shed))
+	go backlog.Run(ctx)
 	return platform.Serve(ctx, cfg, log, ln, h, rt)
+}
+
+// Load shedding (OUTBOX_MAX_BACKLOG): while more events wait in the outbox
+// than the bound, POST /orders answers 503 and /readyz reports the outbox
+// as shedding, with the reason. Orders accepted before go on as usual.
+
+func shedReason(b *outbox.Backlog) func() (string, bool) {
+	return func() (string, bool) {
+		rows, over := b.Over()
+		if !over {
+			return "", false
+		}
+		return fmt.Sprintf("more than %d events wait in the outbox (%d counted), over OUTBOX_MAX_BACKLOG", b.Max(), rows), true
+	}
+}
+
+func withBacklog(status func() map[string]string, b *outbox.Backlog) func() map[string]string {
+	if b.Max() <= 0 {
+		return status
+	}
+	return func() map[string]string {
+		s := status()
+		s["outbox"] = httpkit.StateUp
+		if _, over := b.Over(); over {
+			s["outbox"] = httpkit.StateShedding
+		}
+		return s
+	}
+}
+
+func backlogDetails(b *outbox.Backlog) func() map[string]string {
+	reason := shedReason(b)
+	return func() map[string]string {
+		if why, over := reason(); over {
+			return map[string]string{"outbox": why + ": POST /orders answers 503"}
+		}
+		return nil
+	}
 }

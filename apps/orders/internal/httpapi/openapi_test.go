@@ -152,7 +152,7 @@ func TestOpenAPI_exchanges_match_the_document(t *testing.T) {
 				health = *tt.health
 			}
 			log := slog.New(slog.NewTextHandler(io.Discard, nil))
-			h := platform.Handler(log, nil, "", health, httpapi.Routes(app, log))
+			h := platform.Handler(log, nil, "", health, httpapi.Routes(app, log, nil))
 
 			target := strings.NewReplacer("{known}", known.ID, "{KNOWN}", strings.ToUpper(known.ID)).Replace(tt.target)
 			newReq := func() *http.Request {

@@ -40,10 +40,14 @@ type api struct {
 }
 
 // Routes returns the orders routes, for mounting on the service's router.
-func Routes(a App, log *slog.Logger) func(chi.Router) {
+// shed guards POST /orders (load shedding: httpkit.Shed); nil guards nothing.
+func Routes(a App, log *slog.Logger, shed func(http.Handler) http.Handler) func(chi.Router) {
 	h := api{app: a, log: log}
+	if shed == nil {
+		shed = func(next http.Handler) http.Handler { return next }
+	}
 	return func(r chi.Router) {
-		r.Post("/orders", h.placeOrder)
+		r.With(shed).Post("/orders", h.placeOrder)
 		r.Get("/orders", h.listOrders)
 		r.Get("/orders/{id}", h.getOrder)
 		r.Get("/openapi.yaml", serveOpenAPI)

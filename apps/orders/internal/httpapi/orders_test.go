@@ -137,7 +137,7 @@ func newHandler(tb testing.TB, app httpapi.App) http.Handler {
 	tb.Helper()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	health := httpkit.Health{Ping: func(context.Context) error { return nil }}
-	return platform.Handler(log, nil, "", health, httpapi.Routes(app, log))
+	return platform.Handler(log, nil, "", health, httpapi.Routes(app, log, nil))
 }
 
 // do serves one request in memory. A non-empty contentType sets the header.
