@@ -10,7 +10,10 @@
 #   bench/stack.sh idle 30s      # no load: what the services cost at rest
 #
 # Service settings come from the environment (HANDLER_CONCURRENCY=1
-# GROUP_COMMIT=false bench/stack.sh …).
+# GROUP_COMMIT=false bench/stack.sh …). BENCH_BIN=dir runs the orders and
+# invoices binaries found there instead of building this checkout's (another
+# commit's, to compare two: see bench/compare.sh). BENCH_WARMUP=3s first
+# sends BENCH_WARMUP_RATE (400) orders/s for that long, not counted.
 #
 # Needs PostgreSQL on 127.0.0.1:5432 and RabbitMQ on 127.0.0.1:5672 with the
 # management plugin (:15672).
@@ -27,8 +30,12 @@ cleanup() {
 }
 trap cleanup EXIT
 
-go build -o "$OUT/orders" ./apps/orders
-go build -o "$OUT/invoices" ./apps/invoices
+if [ -n "${BENCH_BIN:-}" ]; then
+	cp "$BENCH_BIN/orders" "$BENCH_BIN/invoices" "$OUT/"
+else
+	go build -o "$OUT/orders" ./apps/orders
+	go build -o "$OUT/invoices" ./apps/invoices
+fi
 go build -o "$OUT/loadgen" ./cmd/loadgen
 
 for db in bench_orders bench_invoices; do
@@ -68,6 +75,10 @@ rc=0
 if [ "${1:-}" = idle ]; then
 	sleep "${2:-30s}"
 else
+	if [ -n "${BENCH_WARMUP:-}" ]; then # not counted: connection pools and caches fill first
+		"$OUT/loadgen" --broker-url "$BROKER_URL" --otlp-sink 127.0.0.1:4318 --progress 0 \
+			--rate "${BENCH_WARMUP_RATE:-400}" --duration "$BENCH_WARMUP" >/dev/null || rc=$?
+	fi
 	"$OUT/loadgen" --broker-url "$BROKER_URL" --otlp-sink 127.0.0.1:4318 "$@" || rc=$?
 fi
 echo "cpu seconds during the run: orders $(echo "$(cpu "${pids[0]}") - ${before[0]}" | bc), invoices $(echo "$(cpu "${pids[1]}") - ${before[1]}" | bc)" >&2

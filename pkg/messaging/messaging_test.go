@@ -188,15 +188,14 @@ func TestOutbox_InsertWithEvents_appends_the_events_of_inserted_rows(t *testing.
 	}))
 
 	rows := []thing{{ID: watermill.NewUUID(), Name: "a"}, {ID: watermill.NewUUID(), Name: "taken"}, {ID: watermill.NewUUID(), Name: "b"}}
-	owners, pending := make([]string, len(rows)), make([]outbox.Pending, len(rows))
+	writes := make([]outbox.Write, len(rows))
 	for i, r := range rows {
-		owners[i] = r.ID
-		pending[i] = outbox.Pending{Ctx: t.Context(), Events: []any{placedEvent(r.Name + "-1"), placedEvent(r.Name + "-2")}}
+		writes[i] = outbox.Write{ID: r.ID, Ctx: t.Context(), Events: []any{placedEvent(r.Name + "-1"), placedEvent(r.Name + "-2")}}
 	}
 	insert := e.db.NewInsert().Model(&rows).On("CONFLICT (name) DO NOTHING").Returning("id")
-	inserted, err := outbox.New(watermill.NopLogger{}).InsertWithEvents(t.Context(), e.db, insert, owners, pending)
+	inserted, err := outbox.New(watermill.NopLogger{}).InsertWithEvents(t.Context(), e.db, insert, writes)
 	require.NoError(t, err)
-	assert.ElementsMatch(t, []string{rows[0].ID, rows[2].ID}, inserted)
+	assert.Equal(t, map[string]bool{rows[0].ID: true, rows[2].ID: true}, inserted)
 
 	var order []string
 	for len(order) < 4 {

@@ -6,8 +6,10 @@ package outbox
 
 import (
 	"context"
+	"embed"
 	"encoding/json"
 	"fmt"
+	"io/fs"
 
 	"github.com/ThreeDotsLabs/watermill"
 	wsql "github.com/ThreeDotsLabs/watermill-sql/v4/pkg/sql"
@@ -26,22 +28,29 @@ import (
 // enveloped and appended to one outbox table, Table.
 const Topic = "outbox"
 
-// Table is the outbox table's (quoted) name. Each service creates it in
-// its own migrations (see TableDDL) rather than letting watermill-sql
-// create it, so that the schema is versioned with the service and the offset
-// column is 64-bit.
+// Table is the outbox table's (quoted) name. Services create it with their
+// own migrations (Migrations) rather than letting watermill-sql create it,
+// so that the schema is versioned with them and the offset column is 64-bit.
 const Table = `"watermill_outbox"`
 
+//go:embed migrations/*.sql
+var migrations embed.FS
+
 // TableDDL creates the outbox table in the layout watermill-sql's
-// PostgreSQLQueueSchema reads and writes.
-const TableDDL = `CREATE TABLE IF NOT EXISTS ` + Table + ` (
-	"offset" BIGSERIAL PRIMARY KEY,
-	"uuid" VARCHAR(36) NOT NULL,
-	"payload" JSON DEFAULT NULL,
-	"metadata" JSON DEFAULT NULL,
-	"acked" BOOLEAN NOT NULL DEFAULT FALSE,
-	"created_at" TIMESTAMP WITH TIME ZONE NOT NULL DEFAULT CURRENT_TIMESTAMP
-)`
+// PostgreSQLQueueSchema reads and writes: the migration's statement.
+//
+//go:embed migrations/20251101000002_create_outbox.up.sql
+var TableDDL string
+
+// Migrations is the outbox table's migration, for a service to apply with
+// its own (database.Union).
+func Migrations() fs.FS {
+	sub, err := fs.Sub(migrations, "migrations")
+	if err != nil {
+		panic(err) // the embedded directory exists at compile time
+	}
+	return sub
+}
 
 func outboxTableName(string) string { return Table }
 
@@ -74,25 +83,12 @@ func New(log watermill.LoggerAdapter, otel ...observability.Option) *Outbox {
 	return &Outbox{log: log, otel: otel}
 }
 
-// Append writes events to the outbox in tx. Each event carries ctx's trace
-// and correlation id.
+// Append writes events to the outbox in tx, in one INSERT (watermill-sql
+// writes the messages of one Publish call as one multi-row INSERT; the CQRS
+// event bus publishes an event per call, so its messages are gathered
+// first). Each event carries ctx's trace and correlation id.
 func (o *Outbox) Append(ctx context.Context, tx bun.Tx, events ...any) error {
-	return o.AppendAll(tx, Pending{Ctx: ctx, Events: events})
-}
-
-// Pending is what one caller appends: its events, as its context's.
-type Pending struct {
-	Ctx    context.Context
-	Events []any
-}
-
-// AppendAll writes the events of several callers in tx, in one INSERT
-// (watermill-sql writes the messages of one Publish call as one multi-row
-// INSERT; the CQRS event bus publishes an event per call, so its messages
-// are gathered first). A transaction shared by many writes (see
-// pkg/groupcommit) appends all their events in one round trip.
-func (o *Outbox) AppendAll(tx bun.Tx, pending ...Pending) error {
-	msgs, _, err := o.envelopes(pending)
+	msgs, _, err := o.envelopes([]Write{{Ctx: ctx, Events: events}})
 	if err != nil || len(msgs) == 0 {
 		return err
 	}
@@ -106,15 +102,23 @@ func (o *Outbox) AppendAll(tx bun.Tx, pending ...Pending) error {
 	return nil
 }
 
-// InsertWithEvents runs insert, an INSERT … RETURNING "id" of rows, and
-// appends the events of pending[i] if it inserted the row whose id is
-// owners[i], all in one statement: one round trip and one commit, with no
-// transaction block around them. It returns the ids inserted. This is group
-// commit's write (see pkg/groupcommit), where a batch of writes would
-// otherwise wait for BEGIN, two INSERTs and COMMIT one after another; the
-// rows it writes to the outbox are the ones AppendAll writes.
-func (o *Outbox) InsertWithEvents(ctx context.Context, db bun.IDB, insert *bun.InsertQuery, owners []string, pending []Pending) ([]string, error) {
-	msgs, from, err := o.envelopes(pending)
+// Write is one write of a batch (see InsertWithEvents): the id of its row,
+// and the events it appends if that row is inserted, as its context's.
+type Write struct {
+	ID     string
+	Ctx    context.Context
+	Events []any
+}
+
+// InsertWithEvents runs insert, an INSERT … RETURNING "id" of the writes'
+// rows, and appends the events of each write whose row it inserted, all in
+// one statement: one round trip and one commit, with no transaction block
+// around them. It returns the ids inserted. This is group commit's write
+// (see pkg/groupcommit), where a batch would otherwise wait for BEGIN, two
+// INSERTs and COMMIT one after another; the outbox rows it writes are the
+// ones Append writes.
+func (o *Outbox) InsertWithEvents(ctx context.Context, db bun.IDB, insert *bun.InsertQuery, writes []Write) (inserted map[string]bool, err error) {
+	msgs, from, err := o.envelopes(writes)
 	if err != nil {
 		return nil, err
 	}
@@ -124,14 +128,18 @@ func (o *Outbox) InsertWithEvents(ctx context.Context, db bun.IDB, insert *bun.I
 		if err != nil {
 			return nil, fmt.Errorf("marshal the metadata of event %s: %w", m.UUID, err)
 		}
-		owner[i], uuids[i], payloads[i], metadata[i] = owners[from[i]], m.UUID, string(m.Payload), string(md)
+		owner[i], uuids[i], payloads[i], metadata[i] = writes[from[i]].ID, m.UUID, string(m.Payload), string(md)
 	}
-	var inserted []string
+	var ids []string
 	err = db.NewRaw(insertWithEvents, insert, bun.Safe(Table),
 		pgdialect.Array(owner), pgdialect.Array(uuids), pgdialect.Array(payloads), pgdialect.Array(metadata)).
-		Scan(ctx, &inserted)
+		Scan(ctx, &ids)
 	if err != nil {
-		return nil, fmt.Errorf("insert %d rows with %d events: %w", len(owners), len(msgs), err)
+		return nil, fmt.Errorf("insert %d rows with %d events: %w", len(writes), len(msgs), err)
+	}
+	inserted = make(map[string]bool, len(ids))
+	for _, id := range ids {
+		inserted[id] = true
 	}
 	return inserted, nil
 }
@@ -151,9 +159,10 @@ const insertWithEvents = insertWithEventsHead + `?), events AS (
 )
 SELECT id FROM ins`
 
-// envelopes turns pending's events into the forwarder's enveloped messages,
-// each in its caller's context; from[i] is the index in pending of msgs[i].
-func (o *Outbox) envelopes(pending []Pending) (msgs []*message.Message, from []int, err error) {
+// envelopes turns the writes' events into the forwarder's enveloped
+// messages, each in its write's context; from[i] is the index in writes of
+// msgs[i].
+func (o *Outbox) envelopes(writes []Write) (msgs []*message.Message, from []int, err error) {
 	buf := &bufferPublisher{}
 	bus, err := cqrs.NewEventBusWithConfig(
 		observability.OutboxPublisher(forwarder.NewPublisher(buf, forwarder.PublisherConfig{ForwarderTopic: Topic}), o.otel...),
@@ -168,9 +177,9 @@ func (o *Outbox) envelopes(pending []Pending) (msgs []*message.Message, from []i
 	if err != nil {
 		return nil, nil, fmt.Errorf("create outbox event bus: %w", err)
 	}
-	for i, p := range pending {
-		for _, e := range p.Events {
-			if err := bus.Publish(p.Ctx, e); err != nil {
+	for i, w := range writes {
+		for _, e := range w.Events {
+			if err := bus.Publish(w.Ctx, e); err != nil {
 				return nil, nil, fmt.Errorf("append %T to the outbox: %w", e, err)
 			}
 		}
@@ -182,8 +191,8 @@ func (o *Outbox) envelopes(pending []Pending) (msgs []*message.Message, from []i
 		return nil, nil, nil
 	}
 	// watermill-sql runs the INSERT in the first message's context, one
-	// caller's, which may end while the transaction goes on for the others.
-	ctx := context.WithoutCancel(pending[0].Ctx)
+	// caller's, which may end while the statement goes on for the others.
+	ctx := context.WithoutCancel(writes[0].Ctx)
 	for _, m := range buf.msgs {
 		m.SetContext(ctx)
 	}

@@ -80,7 +80,7 @@ func TestOrders_shed_load_over_the_outbox_bound(t *testing.T) {
 	testkit.Eventually(t, 30*time.Second, 50*time.Millisecond, func() error {
 		n, err := testkit.QueueMessages(broker, invoicesQueue)
 		if err != nil || n != accepted {
-			return fmt.Errorf("%d of the %d accepted orders' events in the invoices queue (%v)", n, accepted, err)
+			return fmt.Errorf("%d of the %d accepted orders' events in the invoices queue: %w", n, accepted, err)
 		}
 		return nil
 	})

@@ -26,39 +26,31 @@ func newBatcher(s *Store, cfg groupcommit.Config) *batcher {
 }
 
 type issueCall struct {
-	row    invoiceRow
+	inv    domain.Invoice
 	events []any
 }
 
 func (b *batcher) issue(ctx context.Context, inv domain.Invoice, events []any) (bool, error) {
-	return b.issues.Do(ctx, issueCall{row: toRow(inv), events: events})
+	return b.issues.Do(ctx, issueCall{inv: inv, events: events})
 }
 
 // issueBatch inserts the batch's invoices, skipping orders invoiced already
 // (by an earlier delivery, or earlier in the batch), and the events of the
 // inserted ones, in one statement (outbox.Outbox.InsertWithEvents).
 func (b *batcher) issueBatch(ctx context.Context, calls []groupcommit.Item[issueCall]) ([]groupcommit.Result[bool], error) {
-	rows := make([]invoiceRow, len(calls))
-	for i, c := range calls {
-		rows[i] = c.In.row
+	rows, writes := make([]invoiceRow, 0, len(calls)), make([]outbox.Write, 0, len(calls))
+	for _, c := range calls {
+		rows = append(rows, toRow(c.In.inv))
+		writes = append(writes, outbox.Write{ID: c.In.inv.ID, Ctx: c.Ctx, Events: c.In.events})
 	}
-	owners := make([]string, len(calls))
-	pending := make([]outbox.Pending, len(calls))
-	for i, c := range calls {
-		owners[i], pending[i] = c.In.row.ID, outbox.Pending{Ctx: c.Ctx, Events: c.In.events}
-	}
-	insert := b.s.db.NewInsert().Model(&rows).On("CONFLICT (order_id) DO NOTHING").Returning("id")
-	inserted, err := b.s.outbox.InsertWithEvents(ctx, b.s.db, insert, owners, pending)
+	issued, err := b.s.outbox.InsertWithEvents(ctx, b.s.db,
+		b.s.db.NewInsert().Model(&rows).On("CONFLICT (order_id) DO NOTHING").Returning("id"), writes)
 	if err != nil {
-		return nil, fmt.Errorf("insert %d invoices: %w", len(rows), err)
-	}
-	issued := make(map[string]bool, len(inserted))
-	for _, id := range inserted {
-		issued[id] = true
+		return nil, fmt.Errorf("issue %d invoices: %w", len(rows), err)
 	}
 	results := make([]groupcommit.Result[bool], len(calls))
 	for i, c := range calls {
-		results[i].Out = issued[c.In.row.ID]
+		results[i].Out = issued[c.In.inv.ID]
 	}
 	return results, nil
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/orderflow/orderflow/apps/invoices/internal/app"
 	"github.com/orderflow/orderflow/apps/invoices/internal/domain"
+	"github.com/orderflow/orderflow/pkg/database"
 	"github.com/orderflow/orderflow/pkg/groupcommit"
 	"github.com/orderflow/orderflow/pkg/outbox"
 )
@@ -22,13 +23,14 @@ import (
 //go:embed migrations/*.sql
 var migrations embed.FS
 
-// Migrations returns the store's SQL migrations.
+// Migrations returns the store's SQL migrations, the outbox table's among
+// them.
 func Migrations() fs.FS {
 	sub, err := fs.Sub(migrations, "migrations")
 	if err != nil {
 		panic(err) // the embedded directory exists at compile time
 	}
-	return sub
+	return database.Union(sub, outbox.Migrations())
 }
 
 // Store is the invoices store.

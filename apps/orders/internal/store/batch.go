@@ -57,22 +57,15 @@ func (b *batcher) create(ctx context.Context, o domain.Order, idem *app.Idempote
 // answers each call: its order inserted, or the key's first order (replay).
 func (b *batcher) createBatch(ctx context.Context, calls []groupcommit.Item[createCall]) ([]groupcommit.Result[createResult], error) {
 	rows := make([]*orderRow, len(calls))
+	writes := make([]outbox.Write, len(calls))
 	for i, c := range calls {
 		rows[i] = c.In.row
-	}
-	owners := make([]string, len(calls))
-	pending := make([]outbox.Pending, len(calls))
-	for i, c := range calls {
-		owners[i], pending[i] = c.In.row.ID, outbox.Pending{Ctx: c.Ctx, Events: c.In.events}
+		writes[i] = outbox.Write{ID: c.In.row.ID, Ctx: c.Ctx, Events: c.In.events}
 	}
 	insert := b.s.db.NewInsert().Model(&rows).On("CONFLICT (idempotency_key) DO NOTHING").Returning("id")
-	inserted, err := b.s.outbox.InsertWithEvents(ctx, b.s.db, insert, owners, pending)
+	isNew, err := b.s.outbox.InsertWithEvents(ctx, b.s.db, insert, writes)
 	if err != nil {
 		return nil, fmt.Errorf("insert %d orders: %w", len(rows), err)
-	}
-	isNew := make(map[string]bool, len(inserted))
-	for _, id := range inserted {
-		isNew[id] = true
 	}
 	results := make([]groupcommit.Result[createResult], len(calls))
 	for i, c := range calls {

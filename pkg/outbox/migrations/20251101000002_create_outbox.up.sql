@@ -1,6 +1,8 @@
 -- The transactional outbox, in the layout watermill-sql's
--- PostgreSQLQueueSchema uses (pkg/messaging.OutboxTableDDL). Rows live here
--- from the order's commit until the forwarder has RabbitMQ's confirm.
+-- PostgreSQLQueueSchema uses (outbox.TableDDL). Rows live here from the
+-- commit of the write that appended them until the forwarder has RabbitMQ's
+-- confirm. Every service that uses the outbox applies this migration with
+-- its own (outbox.Migrations).
 CREATE TABLE IF NOT EXISTS "watermill_outbox" (
     "offset"     BIGSERIAL PRIMARY KEY,
     "uuid"       VARCHAR(36) NOT NULL,
