@@ -57,8 +57,8 @@ func TestOutage_database_unreachable_answers_503(t *testing.T) {
 	ordersEnv, invoicesEnv := testkit.ServiceEnv(t, broker), testkit.ServiceEnv(t, broker)
 	ordersDirect, invoicesDirect := ordersEnv["DATABASE_URL"], invoicesEnv["DATABASE_URL"]
 	var ordersProxy, invoicesProxy *testkit.Proxy
-	ordersEnv["DATABASE_URL"], ordersProxy = testkit.ProxiedDatabase(t, ordersDirect)
-	invoicesEnv["DATABASE_URL"], invoicesProxy = testkit.ProxiedDatabase(t, invoicesDirect)
+	ordersEnv["DATABASE_URL"], ordersProxy = testkit.ProxiedURL(t, ordersDirect)
+	invoicesEnv["DATABASE_URL"], invoicesProxy = testkit.ProxiedURL(t, invoicesDirect)
 	s := &stack{ordersEnv: ordersEnv, invoicesEnv: invoicesEnv}
 	s.orders = testkit.StartService(t, ordersName, ordersApp, ordersEnv)
 	s.invoices = testkit.StartService(t, invoicesName, invoicesApp, invoicesEnv)

@@ -13,7 +13,6 @@ package e2e_test
 import (
 	"fmt"
 	"net/http"
-	"net/url"
 	"testing"
 	"time"
 
@@ -30,17 +29,13 @@ func TestOutage_cut_off_from_broker_then_restored(t *testing.T) {
 		t.Run(cut+"_cut_off", func(t *testing.T) {
 			t.Parallel()
 			broker := testkit.NewVhost(t)
-			u, err := url.Parse(broker)
-			require.NoError(t, err)
-			proxy := testkit.NewProxy(t, u.Host)
-			viaProxy := *u
-			viaProxy.Host = proxy.Addr()
+			viaProxy, proxy := testkit.ProxiedURL(t, broker)
 
 			ordersBroker, invoicesBroker := broker, broker
 			if cut == "orders" {
-				ordersBroker = viaProxy.String()
+				ordersBroker = viaProxy
 			} else {
-				invoicesBroker = viaProxy.String()
+				invoicesBroker = viaProxy
 			}
 			s := startStack(t, ordersBroker, invoicesBroker)
 			cutURL := s.orders.URL
@@ -88,14 +83,10 @@ func TestOutage_orders_starts_and_accepts_orders_while_broker_is_down(t *testing
 	testkit.Integration(t)
 	t.Parallel()
 	broker := testkit.NewVhost(t)
-	u, err := url.Parse(broker)
-	require.NoError(t, err)
-	proxy := testkit.NewProxy(t, u.Host)
+	viaProxy, proxy := testkit.ProxiedURL(t, broker)
 	proxy.Cut()
-	viaProxy := *u
-	viaProxy.Host = proxy.Addr()
 
-	env := testkit.ServiceEnv(t, viaProxy.String())
+	env := testkit.ServiceEnv(t, viaProxy)
 	ordersSvc := testkit.StartServiceNoWait(t, ordersName, ordersApp, env)
 	testkit.Eventually(t, 30*time.Second, 20*time.Millisecond, func() error {
 		r, err := testkit.GetReadiness(ordersSvc.URL)

@@ -61,7 +61,7 @@ func TestIsUnavailable_classifies(t *testing.T) {
 func TestIsUnavailable_real_failures(t *testing.T) {
 	testkit.Integration(t)
 	t.Parallel()
-	url, proxy := testkit.ProxiedDatabase(t, testkit.NewDatabase(t))
+	url, proxy := testkit.ProxiedURL(t, testkit.NewDatabase(t))
 	db := open(t, url, 4)
 	ctx := t.Context()
 

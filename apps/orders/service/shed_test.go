@@ -3,7 +3,6 @@ package service_test
 import (
 	"fmt"
 	"net/http"
-	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -25,13 +24,9 @@ func TestOrders_shed_load_over_the_outbox_bound(t *testing.T) {
 	testkit.Integration(t)
 	t.Parallel()
 	broker := testkit.NewVhost(t)
-	u, err := url.Parse(broker)
-	require.NoError(t, err)
-	proxy := testkit.NewProxy(t, u.Host)
+	viaProxy, proxy := testkit.ProxiedURL(t, broker)
 	proxy.Cut()
-	viaProxy := *u
-	viaProxy.Host = proxy.Addr()
-	env := testkit.ServiceEnv(t, viaProxy.String())
+	env := testkit.ServiceEnv(t, viaProxy)
 	env["OUTBOX_MAX_BACKLOG"] = "3"
 	svc := testkit.StartServiceNoWait(t, service.Name, service.Run, env)
 	testkit.Eventually(t, 20*time.Second, 20*time.Millisecond, func() error {

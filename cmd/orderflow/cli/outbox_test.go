@@ -92,7 +92,7 @@ func TestOutbox_status_database_out_of_reach(t *testing.T) {
 	testkit.Integration(t)
 	t.Parallel()
 	orders := outboxDatabase(t, 2)
-	invoices, proxy := testkit.ProxiedDatabase(t, outboxDatabase(t))
+	invoices, proxy := testkit.ProxiedURL(t, outboxDatabase(t))
 	proxy.Cut()
 	env := map[string]string{"ORDERS_DATABASE_URL": orders, "INVOICES_DATABASE_URL": invoices}
 
@@ -122,7 +122,7 @@ func TestOutbox_status_without_outbox_table(t *testing.T) {
 func TestOutbox_status_hides_passwords(t *testing.T) {
 	testkit.Integration(t)
 	t.Parallel()
-	_, proxy := testkit.ProxiedDatabase(t, testkit.PostgresURL())
+	_, proxy := testkit.ProxiedURL(t, testkit.PostgresURL())
 	proxy.Cut()
 	url := "postgres://postgres:hunter2@" + proxy.Addr() + "/orders?sslmode=disable"
 
