@@ -53,7 +53,8 @@ func (b *batcher) create(ctx context.Context, o domain.Order, idem *app.Idempote
 }
 
 // createBatch inserts the batch's orders in one INSERT that skips taken
-// idempotency keys (and keys repeated in the batch), then answers each call:
+// idempotency keys of their customers (and keys a customer repeats in the
+// batch), then answers each call:
 // its order inserted (its events go to the outbox with the others'), or the
 // key's first order (replay).
 func (b *batcher) createBatch(ctx context.Context, calls []groupcommit.Item[createCall]) ([]groupcommit.Result[createResult], error) {
@@ -64,7 +65,7 @@ func (b *batcher) createBatch(ctx context.Context, calls []groupcommit.Item[crea
 	results := make([]groupcommit.Result[createResult], len(calls))
 	err := b.s.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
 		var inserted []string
-		err := tx.NewInsert().Model(&rows).On("CONFLICT (idempotency_key) DO NOTHING").Returning("id").Scan(ctx, &inserted)
+		err := tx.NewInsert().Model(&rows).On(conflictOnKey).Returning("id").Scan(ctx, &inserted)
 		if err != nil {
 			return fmt.Errorf("insert %d orders: %w", len(rows), err)
 		}
@@ -82,7 +83,7 @@ func (b *batcher) createBatch(ctx context.Context, calls []groupcommit.Item[crea
 			if c.In.idem == nil {
 				return fmt.Errorf("insert order %s: no row inserted", c.In.row.ID)
 			}
-			order, err := replay(ctx, tx, c.In.idem)
+			order, err := replay(ctx, tx, c.In.row.CustomerID, c.In.idem)
 			results[i] = groupcommit.Result[createResult]{Out: createResult{order: order}, Err: err}
 		}
 		return b.s.outbox.AppendAll(tx, pending...)
