@@ -58,7 +58,7 @@ func TestFlow_every_order_gets_exactly_one_invoice(t *testing.T) {
 // the other's orders or invoices, that one Idempotency-Key makes an order
 // for each, and that the events carried each order's customer to its
 // invoice.
-func TestFlow_customers_see_only_their_own_orders_and_invoices(t *testing.T) {
+func TestFlow_customers_see_only_their_own_orders_and_invoices(t *testing.T) { //nolint:tparallel // see the subtests
 	testkit.Integration(t)
 	t.Parallel()
 	broker := testkit.NewVhost(t)
@@ -84,55 +84,9 @@ func TestFlow_customers_see_only_their_own_orders_and_invoices(t *testing.T) {
 	}
 	s.waitAllInvoiced(t, len(customers)*perCustomer, 60*time.Second)
 
+	// The customers' checks run in turn: the counts after them need them done.
 	for i, me := range customers {
-		other := customers[1-i]
-		t.Run(me, func(t *testing.T) {
-			// My list holds my orders, all of them, and no other.
-			var listed []string
-			for _, o := range listOrders(t, s.orders.URL, me, "") {
-				assert.Equal(t, me, o.CustomerID)
-				listed = append(listed, o.ID)
-			}
-			assert.ElementsMatch(t, placed[me], listed)
-			code, _ := getJSON(t, s.orders.URL+"/orders?customer_id="+other, me, nil)
-			assert.Equal(t, http.StatusForbidden, code, "another customer's list")
-
-			for _, id := range placed[me] {
-				var o order
-				code, _ := getJSON(t, s.orders.URL+"/orders/"+id, me, &o)
-				require.Equal(t, http.StatusOK, code)
-				require.Equal(t, "invoiced", o.Status)
-				var invs struct {
-					Items []invoiceBody `json:"items"`
-				}
-				code, _ = getJSON(t, s.invoices.URL+"/invoices?order_id="+id, me, &invs)
-				require.Equal(t, http.StatusOK, code)
-				require.Len(t, invs.Items, 1)
-				inv := invs.Items[0]
-				assert.Equal(t, me, inv.CustomerID, "OrderPlaced carried the customer to the invoice")
-				assert.Equal(t, o.InvoiceID, inv.ID)
-				code, _ = getJSON(t, s.invoices.URL+"/invoices/"+inv.ID, me, nil)
-				assert.Equal(t, http.StatusOK, code)
-
-				// The other customer is told what an unknown id is told.
-				for _, url := range []string{
-					s.orders.URL + "/orders/" + id,
-					s.invoices.URL + "/invoices?order_id=" + id,
-					s.invoices.URL + "/invoices/" + inv.ID,
-				} {
-					code, body := getJSON(t, url, other, nil)
-					assert.Equal(t, http.StatusNotFound, code, "%s asks for %s", other, url)
-					assert.NotContains(t, body, me)
-					code, _ = getJSON(t, url, "", nil)
-					assert.Equal(t, http.StatusUnauthorized, code, "nobody asks for %s", url)
-				}
-			}
-
-			// An order in another customer's name is refused and not placed.
-			code, _, err := postOrderWith(ctx, s.orders.URL, me, fmt.Sprintf(`{"customer_id":%q,"amount":1,"currency":"EUR"}`, other), nil)
-			require.NoError(t, err)
-			assert.Equal(t, http.StatusForbidden, code)
-		})
+		t.Run(me, func(t *testing.T) { checkOwnOrdersOnly(t, s, me, customers[1-i], placed) })
 	}
 	c, err := s.counts(ctx)
 	require.NoError(t, err)
@@ -141,4 +95,55 @@ func TestFlow_customers_see_only_their_own_orders_and_invoices(t *testing.T) {
 	require.NoError(t, s.invoicesDB.QueryRowContext(ctx,
 		`SELECT count(*) FROM invoices WHERE customer_id NOT IN ('c-alice', 'c-bob')`).Scan(&wrong))
 	assert.Zero(t, wrong)
+}
+
+// checkOwnOrdersOnly checks, as customer me, that me sees exactly the
+// orders placed[me] and their invoices, and other's ones as unknown.
+func checkOwnOrdersOnly(t *testing.T, s *stack, me, other string, placed map[string][]string) {
+	t.Helper()
+	// My list holds my orders, all of them, and no other.
+	var listed []string
+	for _, o := range listOrders(t, s.orders.URL, me, "") {
+		assert.Equal(t, me, o.CustomerID)
+		listed = append(listed, o.ID)
+	}
+	assert.ElementsMatch(t, placed[me], listed)
+	code, _ := getJSON(t, s.orders.URL+"/orders?customer_id="+other, me, nil)
+	assert.Equal(t, http.StatusForbidden, code, "another customer's list")
+
+	for _, id := range placed[me] {
+		var o order
+		code, _ := getJSON(t, s.orders.URL+"/orders/"+id, me, &o)
+		require.Equal(t, http.StatusOK, code)
+		require.Equal(t, "invoiced", o.Status)
+		var invs struct {
+			Items []invoiceBody `json:"items"`
+		}
+		code, _ = getJSON(t, s.invoices.URL+"/invoices?order_id="+id, me, &invs)
+		require.Equal(t, http.StatusOK, code)
+		require.Len(t, invs.Items, 1)
+		inv := invs.Items[0]
+		assert.Equal(t, me, inv.CustomerID, "OrderPlaced carried the customer to the invoice")
+		assert.Equal(t, o.InvoiceID, inv.ID)
+		code, _ = getJSON(t, s.invoices.URL+"/invoices/"+inv.ID, me, nil)
+		assert.Equal(t, http.StatusOK, code)
+
+		// The other customer is told what an unknown id is told.
+		for _, url := range []string{
+			s.orders.URL + "/orders/" + id,
+			s.invoices.URL + "/invoices?order_id=" + id,
+			s.invoices.URL + "/invoices/" + inv.ID,
+		} {
+			code, body := getJSON(t, url, other, nil)
+			assert.Equal(t, http.StatusNotFound, code, "%s asks for %s", other, url)
+			assert.NotContains(t, body, me)
+			code, _ = getJSON(t, url, "", nil)
+			assert.Equal(t, http.StatusUnauthorized, code, "nobody asks for %s", url)
+		}
+	}
+
+	// An order in another customer's name is refused and not placed.
+	code, _, err := postOrderWith(t.Context(), s.orders.URL, me, fmt.Sprintf(`{"customer_id":%q,"amount":1,"currency":"EUR"}`, other), nil)
+	require.NoError(t, err)
+	assert.Equal(t, http.StatusForbidden, code)
 }

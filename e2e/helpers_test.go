@@ -216,7 +216,7 @@ func listOrders(t *testing.T, baseURL, customer, query string) []order {
 		}
 		var page struct {
 			Items      []order `json:"items"`
-			NextCursor string              `json:"next_cursor"`
+			NextCursor string  `json:"next_cursor"`
 		}
 		code, body := getJSON(t, url, customer, &page)
 		require.Equal(t, http.StatusOK, code, body)

@@ -30,7 +30,7 @@ import (
 var readmeBlocks = map[string]string{
 	"go tool task dev": "run: the test builds bin/ and runs bin/dev, as the task does without Docker, " +
 		"on free ports instead of 3333/3334",
-	". ./.env                  # ORDERFLOW_APIKEY_C_1: customer c-1's development key": "not run: the Docker path (Kong on :8000, .env)",
+	". ./.env                  # ORDERFLOW_APIKEY_C_1: customer c-1's development key":          "not run: the Docker path (Kong on :8000, .env)",
 	"export ORDERS_DATABASE_URL='postgres://me:secret@db.internal:5432/orders?sslmode=require'": "run: in sh, exports only",
 	`key="readme-$(date +%s)-$$"`: "run: twice, against the services bin/dev runs, " +
 		"localhost:3333 and localhost:3334 replaced by their ports",

@@ -25,13 +25,13 @@ type Config struct {
 	// Kong: Kong names the customer. Without it each order names its
 	// customer in X-Consumer-Custom-ID (and its body), as Kong would to the
 	// services, one of Customers in turn.
-	APIKey    string
-	Customers int
-	Rate                              float64
-	Concurrency                       int
-	Duration, Drain, Progress         time.Duration
-	JSON                              bool
-	OTLPSink                          string
+	APIKey                    string
+	Customers                 int
+	Rate                      float64
+	Concurrency               int
+	Duration, Drain, Progress time.Duration
+	JSON                      bool
+	OTLPSink                  string
 	// Requests, when set, receives one CSV line per request (see
 	// requestLog), for looking at latency over the run's time.
 	Requests io.Writer

@@ -50,7 +50,7 @@ const (
 
 // apiKeyEnv holds the API key Kong wants, so that it stays off the command
 // line (and the process list).
-const apiKeyEnv = "ORDERFLOW_API_KEY"
+const apiKeyEnv = "ORDERFLOW_API_KEY" //nolint:gosec // the variable's name, not a credential
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)

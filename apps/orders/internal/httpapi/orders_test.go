@@ -149,10 +149,13 @@ const caller = "c-1"
 
 // anonymous is a header without httpkit.ConsumerHeader: a request that did
 // not come through Kong's authentication.
-func anonymous() http.Header { return http.Header{httpkit.ConsumerHeader: nil} }
+func anonymous() http.Header { return http.Header{consumerKey: nil} }
 
 // as is a header naming customer as the caller.
-func as(customer string) http.Header { return http.Header{httpkit.ConsumerHeader: {customer}} }
+func as(customer string) http.Header { return http.Header{consumerKey: {customer}} }
+
+// consumerKey is httpkit.ConsumerHeader as http.Header keys it.
+var consumerKey = http.CanonicalHeaderKey(httpkit.ConsumerHeader)
 
 // do serves one request in memory. A non-empty contentType sets the header.
 // The request comes from caller unless header sets httpkit.ConsumerHeader
@@ -163,7 +166,7 @@ func do(tb testing.TB, h http.Handler, method, target, contentType, body string,
 	if contentType != "" {
 		req.Header.Set("Content-Type", contentType)
 	}
-	if _, ok := header[httpkit.ConsumerHeader]; !ok {
+	if _, ok := header[consumerKey]; !ok {
 		req.Header.Set(httpkit.ConsumerHeader, caller)
 	}
 	for k, vs := range header {
@@ -738,7 +741,7 @@ func TestOrders_need_an_authenticated_caller(t *testing.T) {
 		{name: "blank", header: as("   ")},
 		{name: "too long", header: as(strings.Repeat("c", 65))},
 		{name: "control character", header: as("c-1\x00")},
-		{name: "two callers", header: http.Header{httpkit.ConsumerHeader: {"c-1", "c-2"}}},
+		{name: "two callers", header: http.Header{consumerKey: {"c-1", "c-2"}}},
 	}
 	for _, rt := range routes {
 		for _, hd := range headers {
