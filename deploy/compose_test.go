@@ -174,8 +174,9 @@ func TestCompose_configures_the_apps(t *testing.T) {
 			for _, dep := range []string{"postgres", "rabbitmq"} {
 				assert.Contains(t, svc.DependsOn, dep)
 			}
-			require.Len(t, svc.Ports, 1)
-			assert.Equal(t, uint32(port), svc.Ports[0].Target)
+			assert.Empty(t, svc.Ports, "only Kong reaches %s: it publishes no port", name)
+			assert.Empty(t, svc.Expose, "nor exposes one beyond the compose network")
+			assert.Equal(t, "0.0.0.0", env("HTTP_HOST"), "Kong reaches it on the compose network")
 		})
 	}
 	assert.Contains(t, p.Services["kong"].DependsOn, orders.Name)

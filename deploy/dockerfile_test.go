@@ -213,11 +213,27 @@ func TestDockerfile_of_kong(t *testing.T) {
 	assert.Equal(t, "kong:3.9.2", final.from)
 
 	copies, _ := final.find("COPY")
-	require.Len(t, copies, 1)
+	require.Len(t, copies, 2)
 	require.Equal(t, "kong/kong.yml", copies[0].args[0], "the image carries kong/kong.yml")
-	dest := copies[0].args[1]
+	template, _ := final.env("ORDERFLOW_KONG_TEMPLATE")
+	assert.Equal(t, copies[0].args[1], template, "the entrypoint renders the file the image carries")
 	declarative, _ := final.env("KONG_DECLARATIVE_CONFIG")
-	assert.Equal(t, dest, declarative, "Kong loads the file the image carries")
+	assert.NotEqual(t, template, declarative, "Kong loads the rendered file, with the keys, not the template")
+	assert.True(t, strings.HasPrefix(declarative, "/tmp/"), "the kong user can write %s", declarative)
+
+	// The entrypoint renders, then runs Kong's own with Kong's command.
+	require.Equal(t, "kong/render-config.sh", copies[1].args[0])
+	assert.Contains(t, copies[1].flags, "--chmod=0755")
+	entrypoint, _ := final.find("ENTRYPOINT")
+	require.Len(t, entrypoint, 1)
+	assert.True(t, entrypoint[0].json, "exec form: the script is PID 1 and execs Kong")
+	assert.Equal(t, []string{copies[1].args[1]}, entrypoint[0].args)
+	cmd, _ := final.find("CMD")
+	require.Len(t, cmd, 1, "a new ENTRYPOINT resets the base image's CMD")
+	assert.Equal(t, []string{"kong", "docker-start"}, cmd[0].args)
+	script, err := os.ReadFile(path("kong", "render-config.sh"))
+	require.NoError(t, err)
+	assert.Contains(t, string(script), "exec /docker-entrypoint.sh \"$@\"", "Kong's entrypoint of kong:3.9.2")
 	db, _ := final.env("KONG_DATABASE")
 	assert.Equal(t, "off", db, "DB-less")
 	status, _ := final.env("KONG_STATUS_LISTEN")
@@ -245,7 +261,7 @@ func TestDockerignore_keeps_what_the_images_need(t *testing.T) {
 		return ex
 	}
 
-	needed := []string{"go.mod", "go.sum", "kong/kong.yml"}
+	needed := []string{"go.mod", "go.sum", "kong/kong.yml", "kong/render-config.sh"}
 	for _, dir := range []string{"apps", "pkg"} {
 		require.NoError(t, filepath.WalkDir(path(dir), func(p string, d fs.DirEntry, err error) error {
 			if err != nil || d.IsDir() || strings.HasSuffix(p, "_test.go") || strings.Contains(p, string(filepath.Separator)+"testdata"+string(filepath.Separator)) {

@@ -30,6 +30,26 @@ type KongConfig struct {
 	// Plugins declared at the top level apply globally, or to the service or
 	// route they name.
 	Plugins []KongPlugin `yaml:"plugins"`
+	// Consumers are the callers key-auth authenticates.
+	Consumers []KongConsumer `yaml:"consumers"`
+}
+
+// KongConsumer is a caller of the API: one customer.
+type KongConsumer struct {
+	Username string `yaml:"username"`
+	// CustomID is the customer id Kong passes upstream in
+	// X-Consumer-Custom-ID.
+	CustomID           string                  `yaml:"custom_id"`
+	Tags               []string                `yaml:"tags"`
+	KeyauthCredentials []KongKeyauthCredential `yaml:"keyauth_credentials"`
+	Plugins            []KongPlugin            `yaml:"plugins"`
+}
+
+// KongKeyauthCredential is one API key of a consumer.
+type KongKeyauthCredential struct {
+	Key  string   `yaml:"key"`
+	TTL  *int     `yaml:"ttl"`
+	Tags []string `yaml:"tags"`
 }
 
 // KongService is an upstream service.
@@ -75,6 +95,7 @@ type KongPlugin struct {
 	Protocols []string  `yaml:"protocols"`
 	Service   string    `yaml:"service"`
 	Route     string    `yaml:"route"`
+	Consumer  string    `yaml:"consumer"`
 	Tags      []string  `yaml:"tags"`
 	Config    yaml.Node `yaml:"config"`
 }
@@ -154,6 +175,20 @@ type CORSConfig struct {
 	PrivateNetwork    *bool    `yaml:"private_network"`
 }
 
+// KeyAuthConfig configures the key-auth plugin.
+type KeyAuthConfig struct {
+	KeyNames        []string `yaml:"key_names"`
+	KeyInHeader     *bool    `yaml:"key_in_header"`
+	KeyInQuery      *bool    `yaml:"key_in_query"` // Kong's default: true
+	KeyInBody       *bool    `yaml:"key_in_body"`
+	HideCredentials *bool    `yaml:"hide_credentials"`
+	// Anonymous names a consumer that unauthenticated requests run as:
+	// set, key-auth lets every request through.
+	Anonymous      string `yaml:"anonymous"`
+	RunOnPreflight *bool  `yaml:"run_on_preflight"`
+	Realm          string `yaml:"realm"`
+}
+
 // PrometheusConfig configures the prometheus plugin.
 type PrometheusConfig struct {
 	PerConsumer           *bool `yaml:"per_consumer"`
@@ -171,7 +206,11 @@ var PluginConfigs = map[string]func() any{
 	"request-size-limiting": func() any { return new(RequestSizeLimitingConfig) },
 	"cors":                  func() any { return new(CORSConfig) },
 	"prometheus":            func() any { return new(PrometheusConfig) },
+	"key-auth":              func() any { return new(KeyAuthConfig) },
 }
+
+// AuthPlugins are the Kong plugins that authenticate a consumer.
+var AuthPlugins = []string{"key-auth", "basic-auth", "hmac-auth", "jwt", "oauth2", "ldap-auth"}
 
 // LoadKongConfig reads and strictly decodes a declarative configuration:
 // unknown fields and a second YAML document are errors.
@@ -207,9 +246,13 @@ func (c *KongConfig) AllRoutes() []ServiceRoute {
 	return out
 }
 
-// AllPlugins returns every plugin instance: global, per service, per route.
+// AllPlugins returns every plugin instance: global, per service, per route,
+// per consumer.
 func (c *KongConfig) AllPlugins() []KongPlugin {
 	out := append([]KongPlugin(nil), c.Plugins...)
+	for _, k := range c.Consumers {
+		out = append(out, k.Plugins...)
+	}
 	for _, s := range c.Services {
 		out = append(out, s.Plugins...)
 		for _, r := range s.Routes {
@@ -218,6 +261,33 @@ func (c *KongConfig) AllPlugins() []KongPlugin {
 	}
 	for _, r := range c.Routes {
 		out = append(out, r.Plugins...)
+	}
+	return out
+}
+
+// RoutePlugins returns the plugins that run on route r: the global ones,
+// its service's, and its own (top-level plugins name their service or route).
+// A plugin set to enabled: false, or one that runs for one consumer only, is
+// not among them.
+func (c *KongConfig) RoutePlugins(r ServiceRoute) []KongPlugin {
+	var all []KongPlugin
+	for _, p := range c.Plugins {
+		if p.Consumer != "" {
+			continue
+		}
+		if (p.Service == "" || p.Service == r.Service) && (p.Route == "" || p.Route == r.Name) {
+			all = append(all, p)
+		}
+	}
+	if s, ok := c.Service(r.Service); ok {
+		all = append(all, s.Plugins...)
+	}
+	all = append(all, r.Plugins...)
+	var out []KongPlugin
+	for _, p := range all {
+		if p.Enabled == nil || *p.Enabled {
+			out = append(out, p)
+		}
 	}
 	return out
 }

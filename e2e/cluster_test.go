@@ -282,7 +282,7 @@ func waitResumed(t *testing.T, s *stack, st *orderStream, since time.Time, timeo
 				return errors.New("no order accepted yet")
 			}
 		}
-		o, err := getOrder(t.Context(), s.orders.URL, first)
+		o, err := getOrder(t.Context(), s.orders.URL, "c-cluster", first)
 		if err != nil {
 			return err
 		}

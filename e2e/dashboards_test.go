@@ -181,7 +181,7 @@ func exercisedMetrics(t *testing.T) map[string]*dto.MetricFamily {
 	require.NoError(t, err)
 	require.Equal(t, http.StatusCreated, code)
 	testkit.Eventually(t, 30*time.Second, 50*time.Millisecond, func() error {
-		o, err := getOrder(ctx, s.orders.URL, retried.ID)
+		o, err := getOrder(ctx, s.orders.URL, "c-retried", retried.ID)
 		if err == nil && o.Status != "invoiced" {
 			err = fmt.Errorf("order %s is %s", o.ID, o.Status)
 		}

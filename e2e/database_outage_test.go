@@ -17,11 +17,15 @@ import (
 	"github.com/orderflow/orderflow/pkg/testkit"
 )
 
-// get fetches path and returns the status, the headers and the body.
-func get(ctx context.Context, url string) (int, http.Header, []byte, error) {
+// get fetches path as customer (X-Consumer-Custom-ID, as Kong sets it;
+// "": nobody) and returns the status, the headers and the body.
+func get(ctx context.Context, customer, url string) (int, http.Header, []byte, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return 0, nil, nil, err
+	}
+	if customer != "" {
+		req.Header.Set(httpkit.ConsumerHeader, customer)
 	}
 	resp, err := client.Do(req)
 	if err != nil {
@@ -69,13 +73,13 @@ func TestOutage_database_unreachable_answers_503(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, http.StatusCreated, code)
 	s.waitAllInvoiced(t, 1, 30*time.Second)
-	placed, err = getOrder(ctx, s.orders.URL, placed.ID)
+	placed, err = getOrder(ctx, s.orders.URL, "c-before", placed.ID)
 	require.NoError(t, err)
 
 	ordersProxy.Cut()
 	invoicesProxy.Cut()
 	for i := range 20 {
-		status, header, body, err := postJSON(ctx, s.orders.URL+"/orders", fmt.Sprintf(`{"customer_id":"c-during","amount":%d,"currency":"EUR"}`, 1+i))
+		status, header, body, err := postJSON(ctx, "c-during", s.orders.URL+"/orders", fmt.Sprintf(`{"customer_id":"c-during","amount":%d,"currency":"EUR"}`, 1+i))
 		require.NoError(t, err)
 		requireUnavailable(t, status, header, body)
 	}
@@ -85,12 +89,12 @@ func TestOutage_database_unreachable_answers_503(t *testing.T) {
 		s.invoices.URL + "/invoices?order_id=" + placed.ID,
 		s.invoices.URL + "/invoices/" + placed.InvoiceID,
 	} {
-		status, header, body, err := get(ctx, url)
+		status, header, body, err := get(ctx, "c-before", url)
 		require.NoError(t, err)
 		requireUnavailable(t, status, header, body)
 	}
 	for _, svc := range []*testkit.Service{s.orders, s.invoices} {
-		status, _, body, err := get(ctx, svc.URL+"/readyz")
+		status, _, body, err := get(ctx, "", svc.URL+"/readyz")
 		require.NoError(t, err)
 		assert.Equal(t, http.StatusServiceUnavailable, status, "readyz while the database is cut off: %s", body)
 		var r testkit.Readiness
@@ -113,13 +117,15 @@ func TestOutage_database_unreachable_answers_503(t *testing.T) {
 	s.waitAllInvoiced(t, 2, 30*time.Second)
 }
 
-// postJSON posts body and returns the status, the headers and the body.
-func postJSON(ctx context.Context, url, body string) (int, http.Header, []byte, error) {
+// postJSON posts body as customer and returns the status, the headers and
+// the body.
+func postJSON(ctx context.Context, customer, url, body string) (int, http.Header, []byte, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, strings.NewReader(body))
 	if err != nil {
 		return 0, nil, nil, err
 	}
 	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set(httpkit.ConsumerHeader, customer)
 	resp, err := client.Do(req)
 	if err != nil {
 		return 0, nil, nil, err

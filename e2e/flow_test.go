@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/orderflow/orderflow/pkg/testkit"
@@ -49,4 +50,100 @@ func TestFlow_every_order_gets_exactly_one_invoice(t *testing.T) {
 	all := time.Since(start)
 	t.Logf("%d orders accepted in %s (%.0f/s), all invoiced after %s (%.0f orders/s end to end)",
 		orders, accepted.Round(time.Millisecond), orders/accepted.Seconds(), all.Round(time.Millisecond), orders/all.Seconds())
+}
+
+// TestFlow_customers_see_only_their_own_orders_and_invoices runs the flow as
+// two customers, each named as Kong names the authenticated consumer
+// (X-Consumer-Custom-ID), and checks that neither sees, lists or places
+// the other's orders or invoices, that one Idempotency-Key makes an order
+// for each, and that the events carried each order's customer to its
+// invoice.
+func TestFlow_customers_see_only_their_own_orders_and_invoices(t *testing.T) { //nolint:tparallel // see the subtests
+	testkit.Integration(t)
+	t.Parallel()
+	broker := testkit.NewVhost(t)
+	s := startStack(t, broker, broker)
+	ctx := t.Context()
+	customers := []string{"c-alice", "c-bob"}
+	const perCustomer = 5
+
+	placed := map[string][]string{} // customer -> order ids
+	for _, c := range customers {
+		for i := range perCustomer {
+			body := fmt.Sprintf(`{"amount":%d,"currency":"EUR"}`, 100+i)
+			headers := map[string]string{}
+			if i == 0 {
+				headers[httpapiIdempotencyKey] = "the-same-key" // both customers use it
+			}
+			code, o, err := postOrderWith(ctx, s.orders.URL, c, body, headers)
+			require.NoError(t, err)
+			require.Equal(t, http.StatusCreated, code, "%s's order %d", c, i)
+			assert.Equal(t, c, o.CustomerID, "the order is the caller's")
+			placed[c] = append(placed[c], o.ID)
+		}
+	}
+	s.waitAllInvoiced(t, len(customers)*perCustomer, 60*time.Second)
+
+	// The customers' checks run in turn: the counts after them need them done.
+	for i, me := range customers {
+		t.Run(me, func(t *testing.T) { checkOwnOrdersOnly(t, s, me, customers[1-i], placed) })
+	}
+	c, err := s.counts(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, len(customers)*perCustomer, c.orders, "no refused order was placed")
+	var wrong int
+	require.NoError(t, s.invoicesDB.QueryRowContext(ctx,
+		`SELECT count(*) FROM invoices WHERE customer_id NOT IN ('c-alice', 'c-bob')`).Scan(&wrong))
+	assert.Zero(t, wrong)
+}
+
+// checkOwnOrdersOnly checks, as customer me, that me sees exactly the
+// orders placed[me] and their invoices, and other's ones as unknown.
+func checkOwnOrdersOnly(t *testing.T, s *stack, me, other string, placed map[string][]string) {
+	t.Helper()
+	// My list holds my orders, all of them, and no other.
+	var listed []string
+	for _, o := range listOrders(t, s.orders.URL, me, "") {
+		assert.Equal(t, me, o.CustomerID)
+		listed = append(listed, o.ID)
+	}
+	assert.ElementsMatch(t, placed[me], listed)
+	code, _ := getJSON(t, s.orders.URL+"/orders?customer_id="+other, me, nil)
+	assert.Equal(t, http.StatusForbidden, code, "another customer's list")
+
+	for _, id := range placed[me] {
+		var o order
+		code, _ := getJSON(t, s.orders.URL+"/orders/"+id, me, &o)
+		require.Equal(t, http.StatusOK, code)
+		require.Equal(t, "invoiced", o.Status)
+		var invs struct {
+			Items []invoiceBody `json:"items"`
+		}
+		code, _ = getJSON(t, s.invoices.URL+"/invoices?order_id="+id, me, &invs)
+		require.Equal(t, http.StatusOK, code)
+		require.Len(t, invs.Items, 1)
+		inv := invs.Items[0]
+		assert.Equal(t, me, inv.CustomerID, "OrderPlaced carried the customer to the invoice")
+		assert.Equal(t, o.InvoiceID, inv.ID)
+		code, _ = getJSON(t, s.invoices.URL+"/invoices/"+inv.ID, me, nil)
+		assert.Equal(t, http.StatusOK, code)
+
+		// The other customer is told what an unknown id is told.
+		for _, url := range []string{
+			s.orders.URL + "/orders/" + id,
+			s.invoices.URL + "/invoices?order_id=" + id,
+			s.invoices.URL + "/invoices/" + inv.ID,
+		} {
+			code, body := getJSON(t, url, other, nil)
+			assert.Equal(t, http.StatusNotFound, code, "%s asks for %s", other, url)
+			assert.NotContains(t, body, me)
+			code, _ = getJSON(t, url, "", nil)
+			assert.Equal(t, http.StatusUnauthorized, code, "nobody asks for %s", url)
+		}
+	}
+
+	// An order in another customer's name is refused and not placed.
+	code, _, err := postOrderWith(t.Context(), s.orders.URL, me, fmt.Sprintf(`{"customer_id":%q,"amount":1,"currency":"EUR"}`, other), nil)
+	require.NoError(t, err)
+	assert.Equal(t, http.StatusForbidden, code)
 }

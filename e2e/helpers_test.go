@@ -11,8 +11,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/require"
+
 	invoices "github.com/orderflow/orderflow/apps/invoices/service"
 	orders "github.com/orderflow/orderflow/apps/orders/service"
+	"github.com/orderflow/orderflow/pkg/httpkit"
 	"github.com/orderflow/orderflow/pkg/observability"
 	"github.com/orderflow/orderflow/pkg/testkit"
 )
@@ -35,13 +38,15 @@ const (
 	markInvoicedHandler = "orders.MarkOrderInvoicedOnInvoiceIssued"
 )
 
-// getOrder fetches one order.
-func getOrder(ctx context.Context, baseURL, id string) (order, error) {
+// getOrder fetches one of customer's orders, as Kong would pass the
+// request on: the customer named in X-Consumer-Custom-ID.
+func getOrder(ctx context.Context, baseURL, customer, id string) (order, error) {
 	var o order
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, baseURL+"/orders/"+id, nil)
 	if err != nil {
 		return o, err
 	}
+	req.Header.Set(httpkit.ConsumerHeader, customer)
 	resp, err := client.Do(req)
 	if err != nil {
 		return o, err
@@ -54,24 +59,28 @@ func getOrder(ctx context.Context, baseURL, id string) (order, error) {
 }
 
 type order struct {
-	ID        string `json:"id"`
-	Status    string `json:"status"`
-	InvoiceID string `json:"invoice_id"`
+	ID         string `json:"id"`
+	CustomerID string `json:"customer_id"`
+	Status     string `json:"status"`
+	InvoiceID  string `json:"invoice_id"`
 }
 
-// postOrder places an order and returns the status code and the order.
+// postOrder places an order as customer and returns the status code and
+// the order.
 func postOrder(ctx context.Context, baseURL, customer string, amount int64) (int, order, error) {
 	body := fmt.Sprintf(`{"customer_id":%q,"amount":%d,"currency":"EUR"}`, customer, amount)
-	return postOrderWith(ctx, baseURL, body, nil)
+	return postOrderWith(ctx, baseURL, customer, body, nil)
 }
 
-// postOrderWith posts body with extra headers.
-func postOrderWith(ctx context.Context, baseURL, body string, headers map[string]string) (int, order, error) {
+// postOrderWith posts body as customer (X-Consumer-Custom-ID, as Kong sets
+// it) with extra headers.
+func postOrderWith(ctx context.Context, baseURL, customer, body string, headers map[string]string) (int, order, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, baseURL+"/orders", bytes.NewBufferString(body))
 	if err != nil {
 		return 0, order{}, err
 	}
 	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set(httpkit.ConsumerHeader, customer)
 	for k, v := range headers {
 		req.Header.Set(k, v)
 	}
@@ -160,4 +169,63 @@ func (s *stack) waitAllInvoiced(t *testing.T, want int, timeout time.Duration) {
 		}
 		return nil
 	})
+}
+
+// httpapiIdempotencyKey is the header that makes POST /orders safe to retry.
+const httpapiIdempotencyKey = "Idempotency-Key"
+
+type invoiceBody struct {
+	ID         string `json:"id"`
+	OrderID    string `json:"order_id"`
+	CustomerID string `json:"customer_id"`
+}
+
+// getJSON GETs url as customer ("": nobody) and decodes a 200 body into v
+// (nil: not decoded). It returns the status and the body.
+func getJSON(t *testing.T, url, customer string, v any) (int, string) {
+	t.Helper()
+	req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, url, nil)
+	require.NoError(t, err)
+	if customer != "" {
+		req.Header.Set(httpkit.ConsumerHeader, customer)
+	}
+	resp, err := client.Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	if resp.StatusCode == http.StatusOK && v != nil {
+		require.NoError(t, json.Unmarshal(raw, v), string(raw))
+	}
+	return resp.StatusCode, string(raw)
+}
+
+// listOrders returns every order GET /orders lists for customer, page by
+// page (query: more parameters, such as "customer_id=...").
+func listOrders(t *testing.T, baseURL, customer, query string) []order {
+	t.Helper()
+	var all []order
+	cursor := ""
+	for range 100 {
+		url := baseURL + "/orders?limit=2"
+		if query != "" {
+			url += "&" + query
+		}
+		if cursor != "" {
+			url += "&cursor=" + cursor
+		}
+		var page struct {
+			Items      []order `json:"items"`
+			NextCursor string  `json:"next_cursor"`
+		}
+		code, body := getJSON(t, url, customer, &page)
+		require.Equal(t, http.StatusOK, code, body)
+		all = append(all, page.Items...)
+		if page.NextCursor == "" {
+			return all
+		}
+		cursor = page.NextCursor
+	}
+	t.Fatal("pagination does not end")
+	return nil
 }

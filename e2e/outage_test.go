@@ -109,7 +109,7 @@ func TestOutage_orders_starts_and_accepts_orders_while_broker_is_down(t *testing
 	proxy.Restore()
 	testkit.WaitReady(t, ordersSvc.URL, 30*time.Second)
 	testkit.Eventually(t, 30*time.Second, 50*time.Millisecond, func() error {
-		o, err := getOrder(t.Context(), ordersSvc.URL, placed.ID)
+		o, err := getOrder(t.Context(), ordersSvc.URL, "c-1", placed.ID)
 		if err != nil {
 			return err
 		}

@@ -30,7 +30,7 @@ import (
 var readmeBlocks = map[string]string{
 	"go tool task dev": "run: the test builds bin/ and runs bin/dev, as the task does without Docker, " +
 		"on free ports instead of 3333/3334",
-	"curl -s -X POST localhost:8000/orders -H 'Content-Type: application/json' \\":              "not run: the Docker path (Kong on :8000)",
+	". ./.env                  # ORDERFLOW_APIKEY_C_1: customer c-1's development key":          "not run: the Docker path (Kong on :8000, .env)",
 	"export ORDERS_DATABASE_URL='postgres://me:secret@db.internal:5432/orders?sslmode=require'": "run: in sh, exports only",
 	`key="readme-$(date +%s)-$$"`: "run: twice, against the services bin/dev runs, " +
 		"localhost:3333 and localhost:3334 replaced by their ports",
@@ -131,6 +131,8 @@ func TestReadme_shell_commands(t *testing.T) {
 			assert.Contains(t, string(out), `{"id":"`+id+`"`)
 			assert.Contains(t, string(out), `"status":"invoiced"`)
 			assert.Equal(t, 1, strings.Count(string(out), `"order_id":"`+id+`"`), "exactly one invoice:\n%s", out)
+			assert.Equal(t, 1, strings.Count(string(out), `"code":"order_not_found"`), "another customer's order is not found:\n%s", out)
+			assert.Contains(t, string(out), `"customer_id":"c-1"`, "the order is the caller's:\n%s", out)
 			ids = append(ids, id)
 		}
 		assert.NotEqual(t, ids[0], ids[1], "a fresh Idempotency-Key each run places a new order")

@@ -70,7 +70,7 @@ func TestRecovery_transient_failures_are_retried_to_one_invoice(t *testing.T) {
 	require.Equal(t, http.StatusCreated, code)
 	s.waitAllInvoiced(t, 1, 30*time.Second)
 	assert.Equal(t, int64(4), insertAttempts(t, s), "3 failures, then the retry that succeeded")
-	got, err := getOrder(t.Context(), s.orders.URL, o.ID)
+	got, err := getOrder(t.Context(), s.orders.URL, "c-1", o.ID)
 	require.NoError(t, err)
 	assert.Equal(t, "invoiced", got.Status)
 	msgs := poisonMessages(t, broker)
@@ -94,7 +94,7 @@ func TestRecovery_permanent_failure_is_poisoned_then_replayed(t *testing.T) {
 	s := startStack(t, broker, broker)
 	failInvoiceInserts(t, s, 1<<40) // until the trigger is dropped
 
-	code, o, err := postOrderWith(t.Context(), s.orders.URL, `{"customer_id":"c-9","amount":777,"currency":"EUR"}`,
+	code, o, err := postOrderWith(t.Context(), s.orders.URL, "c-9", `{"customer_id":"c-9","amount":777,"currency":"EUR"}`,
 		map[string]string{"X-Correlation-ID": "corr-poison-1"})
 	require.NoError(t, err)
 	require.Equal(t, http.StatusCreated, code)
@@ -127,7 +127,7 @@ func TestRecovery_permanent_failure_is_poisoned_then_replayed(t *testing.T) {
 	require.NoError(t, json.Unmarshal(m.Payload, &payload))
 	assert.Equal(t, o.ID, payload.OrderID)
 
-	got, err := getOrder(t.Context(), s.orders.URL, o.ID)
+	got, err := getOrder(t.Context(), s.orders.URL, "c-9", o.ID)
 	require.NoError(t, err)
 	assert.Equal(t, "pending", got.Status)
 

@@ -27,7 +27,7 @@ func TestTelemetry_one_trace_per_order_across_both_services(t *testing.T) {
 	broker := testkit.NewVhost(t)
 	s := startStack(t, broker, broker, observability.WithSpanProcessor(rec))
 
-	code, o, err := postOrderWith(t.Context(), s.orders.URL, `{"customer_id":"c-trace","amount":4242,"currency":"EUR"}`,
+	code, o, err := postOrderWith(t.Context(), s.orders.URL, "c-trace", `{"customer_id":"c-trace","amount":4242,"currency":"EUR"}`,
 		map[string]string{"X-Correlation-ID": "corr-trace-1"})
 	require.NoError(t, err)
 	require.Equal(t, http.StatusCreated, code)

@@ -21,11 +21,17 @@ import (
 // Config is a load run.
 type Config struct {
 	OrdersURL, InvoicesURL, BrokerURL string
-	Rate                              float64
-	Concurrency                       int
-	Duration, Drain, Progress         time.Duration
-	JSON                              bool
-	OTLPSink                          string
+	// APIKey, when set, is sent in the apikey header, for a run through
+	// Kong: Kong names the customer. Without it each order names its
+	// customer in X-Consumer-Custom-ID (and its body), as Kong would to the
+	// services, one of Customers in turn.
+	APIKey                    string
+	Customers                 int
+	Rate                      float64
+	Concurrency               int
+	Duration, Drain, Progress time.Duration
+	JSON                      bool
+	OTLPSink                  string
 	// Requests, when set, receives one CSV line per request (see
 	// requestLog), for looking at latency over the run's time.
 	Requests io.Writer
@@ -168,11 +174,19 @@ func Run(ctx context.Context, cfg Config, progress io.Writer) (*Result, error) {
 		Timeout:   10 * time.Second,
 		Transport: &http.Transport{MaxIdleConnsPerHost: cfg.Concurrency * 2, MaxConnsPerHost: cfg.Concurrency * 2},
 	}
-	if err := checkUp(ctx, client, cfg.OrdersURL); err != nil {
-		return nil, err
-	}
-	if err := checkUp(ctx, client, cfg.InvoicesURL); err != nil {
-		return nil, err
+	if cfg.APIKey != "" {
+		// Through Kong: /readyz is not routed, but a page of the key's
+		// orders tells that Kong, the key and the service answer.
+		if err := checkKey(ctx, client, cfg.OrdersURL, cfg.APIKey); err != nil {
+			return nil, err
+		}
+	} else {
+		if err := checkUp(ctx, client, cfg.OrdersURL); err != nil {
+			return nil, err
+		}
+		if err := checkUp(ctx, client, cfg.InvoicesURL); err != nil {
+			return nil, err
+		}
 	}
 	if cfg.OTLPSink != "" {
 		stop, err := serveOTLPSink(cfg.OTLPSink)
@@ -195,7 +209,7 @@ func Run(ctx context.Context, cfg Config, progress io.Writer) (*Result, error) {
 	var sent, accepted, errs atomic.Int64
 	send := func(scheduled time.Time, n int64) {
 		sent.Add(1)
-		id, err := placeOrder(ctx, client, cfg.OrdersURL, n)
+		id, err := placeOrder(ctx, client, cfg, n)
 		lat := time.Since(scheduled)
 		histMu.Lock()
 		_ = httpHist.RecordValue(max(lat.Microseconds(), 1))
@@ -367,14 +381,34 @@ func closedLoop(ctx context.Context, cfg Config, send func(time.Time, int64)) {
 
 var currencies = []string{"EUR", "USD", "GBP", "JPY", "CHF"}
 
-func placeOrder(ctx context.Context, c *http.Client, base string, n int64) (string, error) {
-	body := fmt.Sprintf(`{"customer_id":"load-%d","amount":%d,"currency":%q}`, n%1000, 100+n%100000, currencies[n%int64(len(currencies))])
-	// base is the operator's --orders-url: reaching it is the point.
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+"/orders", strings.NewReader(body)) //nolint:gosec // see above
+// The headers that say who calls: Kong's key-auth reads the key and names
+// the authenticated customer to the services in the consumer header.
+const (
+	apiKeyHeader   = "apikey"
+	consumerHeader = "X-Consumer-Custom-ID"
+)
+
+// placeOrder places order n: as customer load-<n mod Customers>, or, with an
+// API key, as the key's customer.
+func placeOrder(ctx context.Context, c *http.Client, cfg Config, n int64) (string, error) {
+	amount, currency := 100+n%100000, currencies[n%int64(len(currencies))]
+	body := fmt.Sprintf(`{"amount":%d,"currency":%q}`, amount, currency)
+	customer := ""
+	if cfg.APIKey == "" {
+		customer = fmt.Sprintf("load-%d", n%int64(max(cfg.Customers, 1)))
+		body = fmt.Sprintf(`{"customer_id":%q,"amount":%d,"currency":%q}`, customer, amount, currency)
+	}
+	// OrdersURL is the operator's --orders-url: reaching it is the point.
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, cfg.OrdersURL+"/orders", strings.NewReader(body)) //nolint:gosec // see above
 	if err != nil {
 		return "", err
 	}
 	req.Header.Set("Content-Type", "application/json")
+	if cfg.APIKey != "" {
+		req.Header.Set(apiKeyHeader, cfg.APIKey)
+	} else {
+		req.Header.Set(consumerHeader, customer)
+	}
 	resp, err := c.Do(req) //nolint:gosec // the operator's --orders-url
 	if err != nil {
 		return "", err
@@ -394,6 +428,25 @@ func placeOrder(ctx context.Context, c *http.Client, base string, n int64) (stri
 		return "", fmt.Errorf("POST /orders: no id in %q", b)
 	}
 	return o.ID, nil
+}
+
+// checkKey asks base (Kong) for one order with key: 200 says that Kong
+// takes the key and the service answers.
+func checkKey(ctx context.Context, c *http.Client, base, key string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/orders?limit=1", nil)
+	if err != nil {
+		return err
+	}
+	req.Header.Set(apiKeyHeader, key)
+	resp, err := c.Do(req) //nolint:gosec // the operator's --orders-url
+	if err != nil {
+		return fmt.Errorf("%s is not reachable: %w", base, err)
+	}
+	_ = resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET %s/orders with the API key: %s", base, resp.Status)
+	}
+	return nil
 }
 
 func checkUp(ctx context.Context, c *http.Client, base string) error {

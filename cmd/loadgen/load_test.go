@@ -9,10 +9,12 @@ import (
 	"fmt"
 	"math"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -196,4 +198,62 @@ func TestOpenLoop_sends_nothing_once_the_run_has_ended(t *testing.T) {
 		openLoop(ctx, Config{Rate: 100, Concurrency: 4}, time.Now().Add(-time.Second), func(time.Time, int64) { sent.Add(1) })
 	}
 	assert.Zero(t, sent.Load())
+}
+
+// TestPlaceOrder_names_its_caller: without a key each order names its
+// customer in X-Consumer-Custom-ID and its body, one of --customers in
+// turn; with a key it sends the key only, and Kong names the customer.
+func TestPlaceOrder_names_its_caller(t *testing.T) {
+	t.Parallel()
+	type seen struct {
+		key, consumer string
+		body          map[string]any
+	}
+	var mu sync.Mutex
+	var got []seen
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var body map[string]any
+		_ = json.NewDecoder(r.Body).Decode(&body)
+		mu.Lock()
+		got = append(got, seen{key: r.Header.Get(apiKeyHeader), consumer: r.Header.Get(consumerHeader), body: body})
+		mu.Unlock()
+		w.WriteHeader(http.StatusCreated)
+		_, _ = w.Write([]byte(`{"id":"o-1"}`))
+	}))
+	t.Cleanup(srv.Close)
+
+	direct := Config{OrdersURL: srv.URL, Customers: 3}
+	for n := range int64(4) {
+		id, err := placeOrder(t.Context(), srv.Client(), direct, n)
+		require.NoError(t, err)
+		assert.Equal(t, "o-1", id)
+	}
+	viaKong := Config{OrdersURL: srv.URL, APIKey: "load-key-0123456789abcdefghij", Customers: 3}
+	_, err := placeOrder(t.Context(), srv.Client(), viaKong, 5)
+	require.NoError(t, err)
+
+	require.Len(t, got, 5)
+	for i, want := range []string{"load-0", "load-1", "load-2", "load-0"} {
+		assert.Equal(t, want, got[i].consumer)
+		assert.Equal(t, want, got[i].body["customer_id"], "the body names the same customer")
+		assert.Empty(t, got[i].key)
+	}
+	assert.Equal(t, "load-key-0123456789abcdefghij", got[4].key)
+	assert.Empty(t, got[4].consumer, "through Kong, Kong names the customer")
+	assert.NotContains(t, got[4].body, "customer_id")
+}
+
+func TestCheckKey(t *testing.T) {
+	t.Parallel()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/orders" || r.Header.Get(apiKeyHeader) != "good-key-0123456789abcdefghij" {
+			w.WriteHeader(http.StatusUnauthorized)
+			return
+		}
+		_, _ = w.Write([]byte(`{"items":[]}`))
+	}))
+	t.Cleanup(srv.Close)
+	require.NoError(t, checkKey(t.Context(), srv.Client(), srv.URL, "good-key-0123456789abcdefghij"))
+	err := checkKey(t.Context(), srv.Client(), srv.URL, "bad-key")
+	require.ErrorContains(t, err, "401")
 }

@@ -67,6 +67,8 @@ func parseFlags(args []string, stderr io.Writer) (Config, string, error) {
 	fs.StringVar(&c.OrdersURL, "orders-url", "http://127.0.0.1:3333", "orders service base URL")
 	fs.StringVar(&c.InvoicesURL, "invoices-url", "http://127.0.0.1:3334", "invoices service base URL (checked before the run)")
 	fs.StringVar(&c.BrokerURL, "broker-url", envOr("BROKER_URL", "amqp://guest:guest@127.0.0.1:5672/"), "RabbitMQ, to watch InvoiceIssued")
+	fs.StringVar(&c.APIKey, "api-key", envOr("ORDERFLOW_API_KEY", ""), "through Kong (--orders-url http://127.0.0.1:8000): the API key, sent in the apikey header, whose customer places every order (default $ORDERFLOW_API_KEY; the flag shows in the process list); the services' /readyz and /metrics are then not read")
+	fs.IntVar(&c.Customers, "customers", 1000, "without --api-key: orders go to customers load-0 .. load-<n-1> in turn, each named in X-Consumer-Custom-ID as Kong would")
 	fs.Float64Var(&c.Rate, "rate", 0, "open loop: orders per second (0: closed loop at --concurrency)")
 	fs.IntVar(&c.Concurrency, "concurrency", 32, "closed loop: workers; open loop: most requests in flight")
 	fs.DurationVar(&c.Duration, "duration", 30*time.Second, "how long to send orders")
@@ -78,8 +80,8 @@ func parseFlags(args []string, stderr io.Writer) (Config, string, error) {
 	if err := fs.Parse(args); err != nil {
 		return c, "", err
 	}
-	if c.Concurrency < 1 || c.Duration <= 0 || c.Rate < 0 {
-		return c, "", errors.New("--concurrency must be at least 1, --duration positive, --rate not negative")
+	if c.Concurrency < 1 || c.Duration <= 0 || c.Rate < 0 || c.Customers < 1 {
+		return c, "", errors.New("--concurrency and --customers must be at least 1, --duration positive, --rate not negative")
 	}
 	return c, requestsCSV, nil
 }

@@ -4,7 +4,10 @@
 //
 // It goes through Kong (http://127.0.0.1:8000) when Kong answers there, and
 // to the services directly (orders on :3333, invoices on :3334) otherwise,
-// so it checks both `go tool task dev` modes:
+// so it checks both `go tool task dev` modes. Through Kong it sends an API
+// key (ORDERFLOW_API_KEY, or --api-key; `go tool task smoke` takes the
+// development key of customer c-1 from .env); directly it names its customer
+// in X-Consumer-Custom-ID, as Kong would (--customer, default c-1):
 //
 //	go tool task smoke
 //	go run ./cmd/smoke --orders-url http://127.0.0.1:3333 --invoices-url http://127.0.0.1:3334 --timeout 1m
@@ -38,9 +41,20 @@ const (
 // pollInterval is how often the invoice and the order are asked for.
 const pollInterval = 200 * time.Millisecond
 
+// The headers that say who calls: Kong's key-auth reads the key, and names
+// the authenticated customer to the services in the consumer header.
+const (
+	apiKeyHeader   = "apikey"
+	consumerHeader = "X-Consumer-Custom-ID"
+)
+
+// apiKeyEnv holds the API key Kong wants, so that it stays off the command
+// line (and the process list).
+const apiKeyEnv = "ORDERFLOW_API_KEY" //nolint:gosec // the variable's name, not a credential
+
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
 	stop()
 	if errors.Is(err, flag.ErrHelp) {
 		os.Exit(0)
@@ -53,13 +67,16 @@ func main() {
 
 type config struct {
 	kongURL, ordersURL, invoicesURL string
+	apiKey, customer                string
 	timeout                         time.Duration
 }
 
-func parseFlags(args []string, stderr io.Writer) (config, error) {
+func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (config, error) {
 	var c config
 	fs := flag.NewFlagSet("smoke", flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	fs.StringVar(&c.apiKey, "api-key", getenv(apiKeyEnv), "the API key Kong wants, in the apikey header (default $"+apiKeyEnv+"; the flag shows in the process list)")
+	fs.StringVar(&c.customer, "customer", "c-1", "without an API key: the customer named in "+consumerHeader+", as Kong names it, to the services directly")
 	fs.StringVar(&c.kongURL, "kong-url", defaultKongURL, "Kong's proxy; used when it answers and a service URL is not given")
 	fs.StringVar(&c.ordersURL, "orders-url", "", "base URL for /orders (default: Kong if it answers, else "+defaultOrdersURL+")")
 	fs.StringVar(&c.invoicesURL, "invoices-url", "", "base URL for /invoices (default: Kong if it answers, else "+defaultInvoicesURL+")")
@@ -73,15 +90,18 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	if c.timeout <= 0 {
 		return c, fmt.Errorf("--timeout must be positive, got %s", c.timeout)
 	}
+	if c.apiKey == "" && strings.TrimSpace(c.customer) == "" {
+		return c, errors.New("--customer must name a customer")
+	}
 	c.kongURL = strings.TrimRight(c.kongURL, "/")
 	c.ordersURL = strings.TrimRight(c.ordersURL, "/")
 	c.invoicesURL = strings.TrimRight(c.invoicesURL, "/")
 	return c, nil
 }
 
-// run is the command, given its arguments and outputs.
-func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	cfg, err := parseFlags(args, stderr)
+// run is the command, given its arguments, environment and outputs.
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	cfg, err := parseFlags(args, getenv, stderr)
 	if err != nil {
 		return err
 	}
@@ -90,7 +110,20 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	defer cancel()
 	s := smoker{client: &http.Client{Timeout: 5 * time.Second}, out: stdout}
 
-	s.ordersURL, s.invoicesURL = s.targets(ctx, cfg)
+	var via route
+	s.ordersURL, s.invoicesURL, via = s.targets(ctx, cfg)
+	// Through Kong, or to URLs given, the API key when there is one; to the
+	// services' own ports, the customer, as Kong would name it.
+	switch {
+	case via != direct && cfg.apiKey != "":
+		s.identify = func(h http.Header) { h.Set(apiKeyHeader, cfg.apiKey) }
+		fmt.Fprintf(stdout, "calling with an API key (%s header)\n", apiKeyHeader)
+	case via == throughKong:
+		return fmt.Errorf("an API key is needed: Kong answers at %s; set %s (go tool task smoke takes .env's ORDERFLOW_APIKEY_C_1) or --api-key", cfg.kongURL, apiKeyEnv)
+	default:
+		s.identify = func(h http.Header) { h.Set(consumerHeader, cfg.customer) }
+		fmt.Fprintf(stdout, "calling as customer %s (%s, as Kong would name it)\n", cfg.customer, consumerHeader)
+	}
 	fmt.Fprintf(stdout, "orders at %s, invoices at %s, deadline %s\n", s.ordersURL, s.invoicesURL, cfg.timeout)
 
 	o, err := s.placeOrder(ctx)
@@ -114,14 +147,25 @@ type smoker struct {
 	client                 *http.Client
 	out                    io.Writer
 	ordersURL, invoicesURL string
+	// identify adds who calls to a request: the API key, or the customer.
+	identify func(http.Header)
 }
+
+// route is where targets sends the requests.
+type route int
+
+const (
+	given       route = iota // to the URLs given
+	throughKong              // through Kong, for one of the URLs at least
+	direct                   // to the services' own ports
+)
 
 // targets picks the base URLs: the given ones, else Kong's when Kong
 // answers, else the services' own ports.
-func (s smoker) targets(ctx context.Context, cfg config) (ordersURL, invoicesURL string) {
+func (s smoker) targets(ctx context.Context, cfg config) (ordersURL, invoicesURL string, via route) {
 	ordersURL, invoicesURL = cfg.ordersURL, cfg.invoicesURL
 	if ordersURL != "" && invoicesURL != "" {
-		return ordersURL, invoicesURL
+		return ordersURL, invoicesURL, given
 	}
 	fallbackOrders, fallbackInvoices := defaultOrdersURL, defaultInvoicesURL
 	if err := s.probeKong(ctx, cfg.kongURL); err != nil {
@@ -130,18 +174,22 @@ func (s smoker) targets(ctx context.Context, cfg config) (ordersURL, invoicesURL
 		fmt.Fprintf(s.out, "Kong answers at %s: going through it\n", cfg.kongURL)
 		fallbackOrders, fallbackInvoices = cfg.kongURL, cfg.kongURL
 	}
+	via = direct
+	if fallbackOrders == cfg.kongURL {
+		via = throughKong
+	}
 	if ordersURL == "" {
 		ordersURL = fallbackOrders
 	}
 	if invoicesURL == "" {
 		invoicesURL = fallbackInvoices
 	}
-	return ordersURL, invoicesURL
+	return ordersURL, invoicesURL, via
 }
 
-// probeKong asks kongURL for a page of orders and tells Kong from another
-// server on that port by the headers Kong adds (Via or Server: kong/3.9,
-// X-Kong-*).
+// probeKong asks kongURL for a page of orders, without a key, and tells
+// Kong from another server on that port by the headers Kong adds (Via or
+// Server: kong/3.9, X-Kong-*), which its 401 carries too.
 func (s smoker) probeKong(ctx context.Context, kongURL string) error {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
@@ -171,9 +219,10 @@ func (s smoker) probeKong(ctx context.Context, kongURL string) error {
 }
 
 type order struct {
-	ID        string `json:"id"`
-	Status    string `json:"status"`
-	InvoiceID string `json:"invoice_id"`
+	ID         string `json:"id"`
+	CustomerID string `json:"customer_id"`
+	Status     string `json:"status"`
+	InvoiceID  string `json:"invoice_id"`
 }
 
 type invoice struct {
@@ -183,10 +232,11 @@ type invoice struct {
 	Currency string `json:"currency"`
 }
 
-// placeOrder places one order with an Idempotency-Key.
+// placeOrder places one order with an Idempotency-Key. The body names no
+// customer: the order is the caller's.
 func (s smoker) placeOrder(ctx context.Context) (order, error) {
 	var o order
-	body := `{"customer_id":"smoke","amount":1999,"currency":"EUR"}`
+	body := `{"amount":1999,"currency":"EUR"}`
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.ordersURL+"/orders", strings.NewReader(body))
 	if err != nil {
 		return o, fmt.Errorf("build order request: %w", err)
@@ -203,8 +253,8 @@ func (s smoker) placeOrder(ctx context.Context) (order, error) {
 	if err := json.Unmarshal(raw, &o); err != nil || o.ID == "" {
 		return o, fmt.Errorf("place order: unexpected body %s", raw)
 	}
-	fmt.Fprintf(s.out, "placed order %s: %d, %s, status %s, correlation id %s\n",
-		o.ID, status, header.Get("Location"), o.Status, header.Get("X-Correlation-ID"))
+	fmt.Fprintf(s.out, "placed order %s for customer %s: %d, %s, status %s, correlation id %s\n",
+		o.ID, o.CustomerID, status, header.Get("Location"), o.Status, header.Get("X-Correlation-ID"))
 	return o, nil
 }
 
@@ -285,8 +335,11 @@ func (s smoker) poll(ctx context.Context, url string, done func(body []byte) (bo
 	}
 }
 
-// do sends req and reads the whole response.
+// do sends req, as the caller, and reads the whole response.
 func (s smoker) do(req *http.Request) (int, http.Header, []byte, error) {
+	if s.identify != nil {
+		s.identify(req.Header)
+	}
 	resp, err := s.client.Do(req)
 	if err != nil {
 		return 0, nil, nil, err

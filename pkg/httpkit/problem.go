@@ -1,6 +1,6 @@
 // Package httpkit holds the HTTP plumbing both services share: RFC 9457
 // problem documents, JSON responses, request decoding rules, correlation ids,
-// and the health endpoints.
+// the authenticated caller (RequireConsumer), and the health endpoints.
 package httpkit
 
 import (

@@ -15,6 +15,7 @@ import (
 	"github.com/orderflow/orderflow/apps/invoices/internal/consumers"
 	"github.com/orderflow/orderflow/apps/invoices/service"
 	"github.com/orderflow/orderflow/pkg/events"
+	"github.com/orderflow/orderflow/pkg/httpkit"
 	"github.com/orderflow/orderflow/pkg/messaging"
 	"github.com/orderflow/orderflow/pkg/testkit"
 )
@@ -26,10 +27,19 @@ type invoice struct {
 	Currency string `json:"currency"`
 }
 
+// get GETs url as customer c-1 (Kong's X-Consumer-Custom-ID).
 func get(ctx context.Context, url string, v any) (int, error) {
+	return getAs(ctx, "c-1", url, v)
+}
+
+// getAs GETs url as customer ("": as nobody).
+func getAs(ctx context.Context, customer, url string, v any) (int, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return 0, err
+	}
+	if customer != "" {
+		req.Header.Set(httpkit.ConsumerHeader, customer)
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -101,4 +111,14 @@ func TestInvoices_redelivered_OrderPlaced_yields_one_invoice(t *testing.T) {
 	code, err = get(t.Context(), svc.URL+"/invoices", nil)
 	require.NoError(t, err)
 	assert.Equal(t, http.StatusBadRequest, code, "order_id is required")
+
+	// Another customer is told what an unknown id is told; nobody is a 401.
+	for _, url := range []string{svc.URL + "/invoices/" + one.ID, svc.URL + "/invoices?order_id=" + ev.OrderID} {
+		code, err = getAs(t.Context(), "c-2", url, nil)
+		require.NoError(t, err)
+		assert.Equal(t, http.StatusNotFound, code, url)
+		code, err = getAs(t.Context(), "", url, nil)
+		require.NoError(t, err)
+		assert.Equal(t, http.StatusUnauthorized, code, url)
+	}
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/orderflow/orderflow/apps/orders/internal/consumers"
 	"github.com/orderflow/orderflow/apps/orders/service"
 	"github.com/orderflow/orderflow/pkg/events"
+	"github.com/orderflow/orderflow/pkg/httpkit"
 	"github.com/orderflow/orderflow/pkg/messaging"
 	"github.com/orderflow/orderflow/pkg/poison"
 	"github.com/orderflow/orderflow/pkg/testkit"
@@ -29,6 +30,8 @@ type order struct {
 	InvoiceID string `json:"invoice_id"`
 }
 
+// do sends a request as customer c-1 (Kong's X-Consumer-Custom-ID), unless
+// headers name another caller (an empty one: none).
 func do(t *testing.T, method, url, body string, headers map[string]string) (*http.Response, []byte) {
 	t.Helper()
 	req, err := http.NewRequestWithContext(t.Context(), method, url, strings.NewReader(body))
@@ -36,8 +39,12 @@ func do(t *testing.T, method, url, body string, headers map[string]string) (*htt
 	if body != "" {
 		req.Header.Set("Content-Type", "application/json")
 	}
+	req.Header.Set(httpkit.ConsumerHeader, "c-1")
 	for k, v := range headers {
 		req.Header.Set(k, v)
+	}
+	if req.Header.Get(httpkit.ConsumerHeader) == "" {
+		req.Header.Del(httpkit.ConsumerHeader)
 	}
 	resp, err := http.DefaultClient.Do(req)
 	require.NoError(t, err)
@@ -170,10 +177,44 @@ func TestOrders_component(t *testing.T) { //nolint:tparallel // see above
 		})
 	})
 
+	t.Run("idempotency keys are scoped per customer", func(t *testing.T) {
+		key := uuid.NewString()
+		ids := map[string]string{}
+		for _, cust := range []string{"c-key-a", "c-key-b"} {
+			h := map[string]string{"Idempotency-Key": key, httpkit.ConsumerHeader: cust}
+			resp, b := do(t, http.MethodPost, svc.URL+"/orders", `{"amount":500,"currency":"EUR"}`, h)
+			require.Equal(t, http.StatusCreated, resp.StatusCode, "%s: the same key from another customer is another order: %s", cust, b)
+			ids[cust] = decode[order](t, b).ID
+		}
+		assert.NotEqual(t, ids["c-key-a"], ids["c-key-b"])
+		for cust, id := range ids {
+			h := map[string]string{"Idempotency-Key": key, httpkit.ConsumerHeader: cust}
+			resp, b := do(t, http.MethodPost, svc.URL+"/orders", `{"amount":500,"currency":"EUR"}`, h)
+			require.Equal(t, http.StatusOK, resp.StatusCode, string(b))
+			assert.Equal(t, id, decode[order](t, b).ID, "%s replays its own order", cust)
+		}
+	})
+
+	t.Run("a customer sees only their own orders", func(t *testing.T) {
+		resp, b := do(t, http.MethodGet, svc.URL+"/orders/"+placed.ID, "", map[string]string{httpkit.ConsumerHeader: "c-other"})
+		assert.Equal(t, http.StatusNotFound, resp.StatusCode, string(b))
+		assert.Equal(t, "order_not_found", decode[map[string]any](t, b)["code"])
+		resp, b = do(t, http.MethodGet, svc.URL+"/orders", "", map[string]string{httpkit.ConsumerHeader: "c-other"})
+		require.Equal(t, http.StatusOK, resp.StatusCode, string(b))
+		assert.NotContains(t, string(b), placed.ID)
+		resp, b = do(t, http.MethodGet, svc.URL+"/orders?customer_id=c-1", "", map[string]string{httpkit.ConsumerHeader: "c-other"})
+		assert.Equal(t, http.StatusForbidden, resp.StatusCode, string(b))
+		resp, b = do(t, http.MethodPost, svc.URL+"/orders", body, map[string]string{httpkit.ConsumerHeader: "c-other"})
+		assert.Equal(t, http.StatusForbidden, resp.StatusCode, "an order in c-1's name: %s", b)
+		resp, b = do(t, http.MethodGet, svc.URL+"/orders/"+placed.ID, "", map[string]string{httpkit.ConsumerHeader: ""})
+		assert.Equal(t, http.StatusUnauthorized, resp.StatusCode, string(b))
+	})
+
 	t.Run("keyset pagination", func(t *testing.T) {
 		cust := "c-page-" + uuid.NewString()[:8]
+		as := map[string]string{httpkit.ConsumerHeader: cust}
 		for i := range 5 {
-			resp, _ := do(t, http.MethodPost, svc.URL+"/orders", fmt.Sprintf(`{"customer_id":%q,"amount":%d,"currency":"EUR"}`, cust, i+1), nil)
+			resp, _ := do(t, http.MethodPost, svc.URL+"/orders", fmt.Sprintf(`{"customer_id":%q,"amount":%d,"currency":"EUR"}`, cust, i+1), as)
 			require.Equal(t, http.StatusCreated, resp.StatusCode)
 		}
 		type page struct {
@@ -183,7 +224,7 @@ func TestOrders_component(t *testing.T) { //nolint:tparallel // see above
 		var all []string
 		url := svc.URL + "/orders?limit=2&customer_id=" + cust
 		for range 4 {
-			_, b := do(t, http.MethodGet, url, "", nil)
+			_, b := do(t, http.MethodGet, url, "", as)
 			p := decode[page](t, b)
 			for _, o := range p.Items {
 				all = append(all, o.ID)

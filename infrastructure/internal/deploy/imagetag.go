@@ -20,7 +20,7 @@ func appSources(a App) []string {
 }
 
 // kongSources are the files the Kong image is built from.
-var kongSources = []string{kongDockerfile, "kong/kong.yml"}
+var kongSources = []string{kongDockerfile, "kong/kong.yml", "kong/render-config.sh"}
 
 // sourceTag is the image tag for a build of paths: a digest of their
 // contents, so that the same sources keep their tag (nothing to push, no

@@ -58,3 +58,54 @@ func TestKongUpstreamsMatchCloudMapNames(t *testing.T) {
 		}
 	}
 }
+
+func TestKongKeyVariables(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name    string
+		doc     string
+		want    []string
+		wantErr string
+	}{
+		{
+			name: "references, read as Kong's env vault reads them",
+			doc: `consumers:
+  - username: b
+    keyauth_credentials: [{key: "{vault://env/ORDERFLOW_APIKEY_B}"}]
+  - username: a
+    keyauth_credentials: [{key: "{vault://env/orderflow-apikey-a}"}]`,
+			want: []string{"ORDERFLOW_APIKEY_A", "ORDERFLOW_APIKEY_B"},
+		},
+		{
+			name:    "a literal key",
+			doc:     "consumers:\n  - username: a\n    keyauth_credentials: [{key: s3cr3t-literal-key-of-some-length}]",
+			wantErr: "consumer a: its key is not a {vault://env/NAME} reference",
+		},
+		{
+			name:    "another vault",
+			doc:     `consumers: [{username: a, keyauth_credentials: [{key: "{vault://aws/orderflow/a}"}]}]`,
+			wantErr: "consumer a",
+		},
+		{
+			name:    "one variable for two keys",
+			doc:     `consumers: [{username: a, keyauth_credentials: [{key: "{vault://env/K}"}, {key: "{vault://env/k}"}]}]`,
+			wantErr: "two credentials read one variable",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			got, err := kongKeyVariables([]byte(tt.doc))
+			if tt.wantErr != "" {
+				require.ErrorContains(t, err, tt.wantErr)
+				return
+			}
+			require.NoError(t, err)
+			assert.Equal(t, tt.want, got)
+		})
+	}
+
+	vars, err := KongKeyVariables()
+	require.NoError(t, err, "kong/kong.yml")
+	assert.NotEmpty(t, vars)
+}

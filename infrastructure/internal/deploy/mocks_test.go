@@ -22,6 +22,16 @@ const (
 	testCertArn    = "arn:aws:acm:eu-west-1:123456789012:certificate/0a1b2c3d-1111-2222-3333-444455556666"
 )
 
+// testKongKeyChars is what the mocked Secrets Manager generates for the
+// Kong API keys: distinct 40-character blocks.
+var testKongKeyChars = func() string {
+	var b strings.Builder
+	for i := range 50 {
+		fmt.Fprintf(&b, "KongKey%02dabcdefghijklmnopqrstuvwxyz01234", i)
+	}
+	return b.String()
+}()
+
 var (
 	testPrivateSubnets = []string{"subnet-private-a", "subnet-private-b"}
 	testPublicSubnets  = []string{"subnet-public-a", "subnet-public-b"}
@@ -156,7 +166,13 @@ func (m *mocks) Call(args pulumi.MockCallArgs) (resource.PropertyMap, error) {
 	case "aws:index/getRegion:getRegion":
 		return resource.NewPropertyMapFromMap(map[string]any{"name": testRegion, "id": testRegion}), nil
 	case "aws:secretsmanager/getRandomPassword:getRandomPassword":
-		return resource.NewPropertyMapFromMap(map[string]any{"id": "random", "randomPassword": testDBPassword}), nil
+		// The role passwords (32 characters) are testDBPassword; any other
+		// length is the Kong API keys, testKongKeyChars cut to it.
+		pw := testDBPassword
+		if n := int(args.Args["passwordLength"].NumberValue()); n != 32 {
+			pw = testKongKeyChars[:n]
+		}
+		return resource.NewPropertyMapFromMap(map[string]any{"id": "random", "randomPassword": pw}), nil
 	case "aws:ec2/getRouteTables:getRouteTables":
 		return resource.NewPropertyMapFromMap(map[string]any{"id": "tables", "ids": testRouteTables}), nil
 	case "aws:elb/getServiceAccount:getServiceAccount":

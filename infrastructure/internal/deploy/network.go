@@ -47,7 +47,9 @@ var interfaceEndpoints = []string{"ecr.api", "ecr.dkr", "logs", "secretsmanager"
 
 // Network is the VPC, its service discovery namespace and one security group per tier.
 // The groups allow only: internet → ALB; ALB → Kong; Kong → apps; apps → RDS and MQ;
-// tasks → the VPC endpoints (443). ECR, S3, CloudWatch Logs and Secrets Manager are
+// tasks → the VPC endpoints (443). Nothing but Kong reaches an app's port, so every
+// request an app serves passed Kong's authentication, and the X-Consumer-Custom-ID it
+// trusts is the one Kong set. ECR, S3, CloudWatch Logs and Secrets Manager are
 // reached through VPC endpoints, so image pulls and secrets do not depend on NAT; other
 // HTTPS (X-Ray and CloudWatch for the collector, public images) goes through the NAT
 // gateways.
@@ -194,7 +196,7 @@ func (n *Network) securityGroups(ctx *pulumi.Context, name string, args *Network
 	for _, p := range []int{KongProxyPort, KongStatusPort} {
 		r.between(fmt.Sprintf("alb-kong-%d", p), n.LoadBalancerSG, n.KongSG, p, "load balancer to Kong")
 	}
-	r.between("kong-endpoints", n.KongSG, n.EndpointsSG, httpsPort, "Kong to the VPC endpoints (ECR, logs)")
+	r.between("kong-endpoints", n.KongSG, n.EndpointsSG, httpsPort, "Kong to the VPC endpoints (ECR, logs, Secrets Manager)")
 	r.egressToAnywhere("kong-out-https", n.KongSG, httpsPort, "HTTPS through NAT")
 	for _, app := range apps {
 		sg := n.AppSGs[app]

@@ -4,8 +4,9 @@
 // Database (RDS PostgreSQL), Broker (Amazon MQ for RabbitMQ), Gateway (the public ALB,
 // in front of Kong only) and Service (image, roles, logs, Fargate service, autoscaling),
 // used for orders, invoices and Kong. Every credential lives in Secrets Manager and
-// reaches containers through their `secrets` field; none is in an environment variable
-// or a stack output.
+// reaches containers through their `secrets` field; none is in a task definition's
+// environment or a stack output. The Kong consumers' API keys are one such secret, which
+// ECS injects into the Kong task as the environment variables kong/kong.yml refers to.
 package deploy
 
 import (
@@ -56,6 +57,8 @@ type Deployment struct {
 	Broker   *Broker
 	Gateway  *Gateway
 	Cluster  *ecs.Cluster
+	// KongAPIKeys holds the consumers' API keys the Kong tasks read.
+	KongAPIKeys *URLSecret
 	// Services are keyed by name: orders, invoices, kong.
 	Services map[string]*Service
 }
@@ -271,6 +274,15 @@ func Deploy(ctx *pulumi.Context, cfg *Config) (*Deployment, error) {
 		d.Services[a.Name] = svc
 	}
 
+	// The consumers' API keys: kong.yml refers to environment variables,
+	// which the Kong task gets from one secret, one JSON member each.
+	keyVars, err := KongKeyVariables()
+	if err != nil {
+		return nil, err
+	}
+	if d.KongAPIKeys, err = newKongAPIKeys(ctx, "kong-api-keys", keyVars, tags); err != nil {
+		return nil, err
+	}
 	kong := common()
 	kong.Dockerfile = repoRoot + "/" + kongDockerfile
 	if kong.ImageTag, err = sourceTag(kongSources); err != nil {
@@ -293,9 +305,13 @@ func Deploy(ctx *pulumi.Context, cfg *Config) (*Deployment, error) {
 		// worker (and its memory) per host CPU.
 		"KONG_NGINX_WORKER_PROCESSES": pulumi.String(strconv.Itoa(cfg.KongWorkers)),
 	}
+	kong.Secrets = map[string]SecretRef{}
+	for _, v := range keyVars {
+		kong.Secrets[v] = SecretRef{Arn: d.KongAPIKeys.Arn(), Key: v}
+	}
 	kong.SecurityGroupID = d.Network.KongSG.ID()
 	kong.TargetGroup = d.Gateway.KongTargets
-	kong.DependsOn = append([]pulumi.Resource{d.Network.DNSSearch}, d.Gateway.Listeners...)
+	kong.DependsOn = append([]pulumi.Resource{d.Network.DNSSearch, d.KongAPIKeys.Version}, d.Gateway.Listeners...)
 	if d.Services[kongName], err = NewService(ctx, kongName, &kong); err != nil {
 		return nil, err
 	}
@@ -333,6 +349,7 @@ func (d *Deployment) Outputs() pulumi.Map {
 		"databaseMasterSecretArns": dbMasterSecrets,
 		"brokerEndpoint":           d.Broker.Endpoint,
 		"brokerUrlSecretArn":       d.Broker.URL.Arn(),
+		"kongApiKeysSecretArn":     d.KongAPIKeys.Arn(),
 	}
 }
 

@@ -2,7 +2,9 @@ package deploy
 
 import (
 	"encoding/json"
+	"maps"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -258,8 +260,33 @@ func TestTaskDefinitionSecrets(t *testing.T) {
 		assert.Equal(t, app.Name+"_app", migEnv["DATABASE_USER"])
 		assert.Contains(t, c["dependsOn"], map[string]any{"containerName": migrateContainer, "condition": "SUCCESS"})
 	}
-	// Kong gets no credentials at all.
-	assert.Empty(t, containers(t, svcs[kongName])[kongName]["secrets"])
+	// Kong gets the consumers' API keys, each from its member of one secret,
+	// under the variable kong.yml refers to; nothing else.
+	vars, err := KongKeyVariables()
+	require.NoError(t, err)
+	require.NotEmpty(t, vars)
+	keysArn := arnOf("kong-api-keys")
+	want := map[string]string{}
+	for _, v := range vars {
+		want[v] = keysArn + ":" + v + "::"
+	}
+	kong := containers(t, svcs[kongName])[kongName]
+	assert.Equal(t, want, pairs(kong["secrets"], "valueFrom"))
+	for k := range pairs(kong["environment"], "value") {
+		assert.NotContains(t, vars, k, "a key in the plain environment")
+	}
+	var keys map[string]string
+	require.NoError(t, json.Unmarshal([]byte(stored[keysArn]), &keys))
+	assert.ElementsMatch(t, vars, slices.Collect(maps.Keys(keys)), "one generated key per variable")
+	seen := map[string]bool{}
+	for v, k := range keys {
+		assert.Regexp(t, `^[A-Za-z0-9]{40}$`, k, "%s: what kong/render-config.sh accepts", v)
+		assert.False(t, seen[k], "%s: every consumer has a key of its own", v)
+		seen[k] = true
+		assert.NotContains(t, svcs[kongName].dump(), k, "the key is not in the task definition")
+	}
+	keysVersion := m.one(t, versionType, "kong-api-keys")
+	assert.Contains(t, keysVersion.IgnoreChanges, "secretString", "generated once: a deploy never changes a customer's key")
 	// No master password is read at deploy time any more.
 	for _, v := range m.byType(versionType) {
 		assert.NotContains(t, v.dump(), "postgres://", v.Name)
@@ -295,7 +322,15 @@ func TestExecutionRolesReadOnlyTheirOwnSecrets(t *testing.T) {
 		assert.NotContains(t, secrets, arnOf("db-"+other+"-role"))
 	}
 	kong := m.one(t, "aws:iam/rolePolicy:RolePolicy", "kong-execution")
-	assert.NotContains(t, kong.get(t, "policy"), "secretsmanager", "Kong reads no secrets")
+	var kongDoc policyDocument
+	require.NoError(t, json.Unmarshal([]byte(kong.get(t, "policy").(string)), &kongDoc))
+	var kongSecrets []string
+	for _, s := range kongDoc.Statement {
+		if slices.Contains(s.Action, "secretsmanager:GetSecretValue") {
+			kongSecrets = append(kongSecrets, s.Resource...)
+		}
+	}
+	assert.Equal(t, []string{arnOf("kong-api-keys")}, kongSecrets, "Kong reads its API keys and no other secret")
 	// Task roles carry only the collector's policy, and Kong's none.
 	var taskPolicies []string
 	for _, p := range m.byType("aws:iam/rolePolicy:RolePolicy") {
@@ -487,4 +522,55 @@ func TestOutputsHoldNoCredentials(t *testing.T) {
 	assert.Equal(t, testMQEndpoint, outputs["brokerEndpoint"])
 	assert.Equal(t, arnOf("mq-url"), outputs["brokerUrlSecretArn"])
 	assert.Equal(t, map[string]string{"orders": arnOf("db-orders-role"), "invoices": arnOf("db-invoices-role")}, outputs["databaseRoleSecretArns"])
+	assert.Equal(t, arnOf("kong-api-keys"), outputs["kongApiKeysSecretArn"])
+	assert.NotContains(t, dump, "KongKey", "no API key in the outputs")
+}
+
+// TestOnlyKongReachesTheApps: an app's port accepts Kong's security group
+// and nothing else (no address range, no other group, not the load
+// balancer), so every request an app serves came through Kong's
+// authentication and the X-Consumer-Custom-ID it trusts is Kong's.
+func TestOnlyKongReachesTheApps(t *testing.T) {
+	t.Parallel()
+	m := mustRun(t, map[string]string{"certificateArn": testCertArn, "otlpEndpoint": "http://collector.internal:4318"})
+
+	appSGs := map[string]App{}
+	for _, a := range Apps {
+		appSGs["network-"+a.Name+"-id"] = a
+	}
+	kongSG := "network-kong-id"
+	reached := map[string]bool{}
+	for _, rule := range m.byType("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule") {
+		a, ok := appSGs[rule.get(t, "securityGroupId").(string)]
+		if !ok {
+			continue
+		}
+		assert.Nil(t, rule.get(t, "cidrIpv4"), "rule %s opens %s to addresses", rule.Name, a.Name)
+		assert.Nil(t, rule.get(t, "cidrIpv6"), "rule %s opens %s to addresses", rule.Name, a.Name)
+		assert.Nil(t, rule.get(t, "prefixListId"), "rule %s", rule.Name)
+		assert.Equal(t, kongSG, rule.get(t, "referencedSecurityGroupId"), "rule %s lets another group reach %s", rule.Name, a.Name)
+		assert.EqualValues(t, a.Port, rule.get(t, "fromPort"), "rule %s", rule.Name)
+		assert.EqualValues(t, a.Port, rule.get(t, "toPort"), "rule %s: only the app's port", rule.Name)
+		assert.Equal(t, "tcp", rule.get(t, "ipProtocol"))
+		reached[a.Name] = true
+	}
+	for _, a := range Apps {
+		assert.True(t, reached[a.Name], "Kong reaches %s", a.Name)
+	}
+	// And Kong may send to exactly the apps' ports (besides the AWS APIs over 443).
+	var kongOut []float64
+	for _, rule := range m.byType("aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule") {
+		if rule.get(t, "securityGroupId") != kongSG || rule.get(t, "fromPort") == float64(httpsPort) {
+			continue
+		}
+		kongOut = append(kongOut, rule.get(t, "fromPort").(float64))
+		_, toApp := appSGs[rule.get(t, "referencedSecurityGroupId").(string)]
+		assert.True(t, toApp, "Kong egress rule %s leads to an app", rule.Name)
+	}
+	assert.ElementsMatch(t, []float64{3333, 3334}, kongOut)
+	// The security groups are inline-rule free: every rule is one of those above.
+	for _, sg := range m.byType("aws:ec2/securityGroup:SecurityGroup") {
+		assert.Nil(t, sg.get(t, "ingress"), "%s has inline ingress rules", sg.Name)
+		assert.Nil(t, sg.get(t, "egress"), "%s has inline egress rules", sg.Name)
+	}
 }

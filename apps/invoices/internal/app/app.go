@@ -34,12 +34,38 @@ type App struct {
 // New returns the use cases on s, recording figures in m.
 func New(s Store, m Metrics) *App { return &App{store: s, metrics: m, now: time.Now} }
 
-// GetInvoice returns one invoice.
-func (a *App) GetInvoice(ctx context.Context, id string) (domain.Invoice, error) {
-	return a.store.Get(ctx, id)
+// GetInvoice returns the customer's invoice with id. Another customer's
+// invoice is domain.ErrInvoiceNotFound, as an unknown id is, so that the
+// answer does not tell whether it exists.
+func (a *App) GetInvoice(ctx context.Context, customerID, id string) (domain.Invoice, error) {
+	inv, err := a.store.Get(ctx, id)
+	if err != nil {
+		return domain.Invoice{}, err
+	}
+	if customerID == "" || inv.CustomerID != customerID {
+		return domain.Invoice{}, domain.ErrInvoiceNotFound
+	}
+	return inv, nil
 }
 
-// InvoicesOfOrder returns the order's invoices (none or one).
-func (a *App) InvoicesOfOrder(ctx context.Context, orderID string) ([]domain.Invoice, error) {
-	return a.store.ByOrder(ctx, orderID)
+// InvoicesOfOrder returns the customer's invoices of the order (one), or
+// domain.ErrInvoiceNotFound when the customer has none for it: the order is
+// not invoiced yet, is unknown, or is another customer's. The three answer
+// alike, so that the answer does not tell another customer's order from an
+// unknown one.
+func (a *App) InvoicesOfOrder(ctx context.Context, customerID, orderID string) ([]domain.Invoice, error) {
+	all, err := a.store.ByOrder(ctx, orderID)
+	if err != nil {
+		return nil, err
+	}
+	var own []domain.Invoice
+	for _, inv := range all {
+		if customerID != "" && inv.CustomerID == customerID {
+			own = append(own, inv)
+		}
+	}
+	if len(own) == 0 {
+		return nil, domain.ErrInvoiceNotFound
+	}
+	return own, nil
 }

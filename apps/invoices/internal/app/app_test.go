@@ -29,7 +29,12 @@ func (s *memStore) Issue(_ context.Context, inv domain.Invoice, evs ...any) (boo
 	return true, nil
 }
 
-func (s *memStore) Get(context.Context, string) (domain.Invoice, error) {
+func (s *memStore) Get(_ context.Context, id string) (domain.Invoice, error) {
+	for _, inv := range s.byOrder {
+		if inv.ID == id {
+			return inv, nil
+		}
+	}
 	return domain.Invoice{}, domain.ErrInvoiceNotFound
 }
 
@@ -56,7 +61,7 @@ func TestApp_IssueInvoice(t *testing.T) {
 	issued, err := a.IssueInvoice(t.Context(), placed)
 	require.NoError(t, err)
 	assert.True(t, issued)
-	invs, err := a.InvoicesOfOrder(t.Context(), placed.OrderID)
+	invs, err := a.InvoicesOfOrder(t.Context(), "c-1", placed.OrderID)
 	require.NoError(t, err)
 	require.Len(t, invs, 1)
 	inv := invs[0]
@@ -75,4 +80,35 @@ func TestApp_IssueInvoice(t *testing.T) {
 	assert.False(t, issued, "a redelivered OrderPlaced issues nothing")
 	assert.Len(t, s.events, 1)
 	assert.Equal(t, 1, m.issued, "and counts nothing")
+}
+
+func TestApp_invoices_are_the_customers_own(t *testing.T) {
+	t.Parallel()
+	s, m := &memStore{byOrder: map[string]domain.Invoice{}}, &counted{}
+	a := app.New(s, m)
+	placed := &events.OrderPlaced{
+		Header:  events.Header{ID: uuid.NewString(), OccurredAt: time.Now()},
+		OrderID: uuid.NewString(), CustomerID: "c-1", Amount: 1999, Currency: "EUR", PlacedAt: time.Now(),
+	}
+	_, err := a.IssueInvoice(t.Context(), placed)
+	require.NoError(t, err)
+	inv := s.byOrder[placed.OrderID]
+
+	got, err := a.GetInvoice(t.Context(), "c-1", inv.ID)
+	require.NoError(t, err)
+	assert.Equal(t, inv, got)
+	invs, err := a.InvoicesOfOrder(t.Context(), "c-1", placed.OrderID)
+	require.NoError(t, err)
+	assert.Equal(t, []domain.Invoice{inv}, invs)
+
+	for _, customer := range []string{"c-2", ""} {
+		_, err = a.GetInvoice(t.Context(), customer, inv.ID)
+		require.ErrorIs(t, err, domain.ErrInvoiceNotFound, "%q: another customer's invoice", customer)
+		_, err = a.InvoicesOfOrder(t.Context(), customer, placed.OrderID)
+		require.ErrorIs(t, err, domain.ErrInvoiceNotFound, "%q: another customer's order", customer)
+	}
+	_, err = a.GetInvoice(t.Context(), "c-1", uuid.NewString())
+	require.ErrorIs(t, err, domain.ErrInvoiceNotFound, "an unknown id is answered alike")
+	_, err = a.InvoicesOfOrder(t.Context(), "c-1", uuid.NewString())
+	require.ErrorIs(t, err, domain.ErrInvoiceNotFound, "an order without an invoice is answered alike")
 }

@@ -13,7 +13,7 @@ import (
 func (h api) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	switch {
 	case errors.Is(err, domain.ErrInvoiceNotFound):
-		httpkit.Error(w, r, http.StatusNotFound, "invoice_not_found", "no invoice with this id")
+		httpkit.Error(w, r, http.StatusNotFound, "invoice_not_found", "no invoice of yours matches")
 	case database.IsUnavailable(err):
 		httpkit.Unavailable(w, r, h.log, "database", err)
 	default:

@@ -14,10 +14,15 @@ import (
 	"github.com/orderflow/orderflow/pkg/httpkit"
 )
 
-// App is the use cases the API calls.
+// App is the use cases the API calls. Each one is given the caller: the
+// customer Kong authenticated (httpkit.RequireConsumer).
 type App interface {
-	GetInvoice(ctx context.Context, id string) (domain.Invoice, error)
-	InvoicesOfOrder(ctx context.Context, orderID string) ([]domain.Invoice, error)
+	// GetInvoice returns customerID's invoice, or domain.ErrInvoiceNotFound
+	// for an unknown id and for another customer's invoice alike.
+	GetInvoice(ctx context.Context, customerID, id string) (domain.Invoice, error)
+	// InvoicesOfOrder returns customerID's invoices of the order, or
+	// domain.ErrInvoiceNotFound when there is none.
+	InvoicesOfOrder(ctx context.Context, customerID, orderID string) ([]domain.Invoice, error)
 }
 
 type api struct {
@@ -29,8 +34,13 @@ type api struct {
 func Routes(a App, log *slog.Logger) func(chi.Router) {
 	h := api{app: a, log: log}
 	return func(r chi.Router) {
-		r.Get("/invoices", h.listInvoices)
-		r.Get("/invoices/{id}", h.getInvoice)
+		// Only a request that names its caller (Kong's X-Consumer-Custom-ID);
+		// the documents are open, as /healthz, /readyz and /metrics are.
+		r.Group(func(r chi.Router) {
+			r.Use(httpkit.RequireConsumer)
+			r.Get("/invoices", h.listInvoices)
+			r.Get("/invoices/{id}", h.getInvoice)
+		})
 		r.Get("/openapi.yaml", serveOpenAPI)
 		r.Get("/asyncapi.yaml", serveAsyncAPI)
 	}
@@ -62,7 +72,7 @@ func (h api) getInvoice(w http.ResponseWriter, r *http.Request) {
 		httpkit.Error(w, r, http.StatusBadRequest, "invalid_id", "the invoice id must be a UUID")
 		return
 	}
-	inv, err := h.app.GetInvoice(r.Context(), id.String())
+	inv, err := h.app.GetInvoice(r.Context(), caller(r), id.String())
 	if err != nil {
 		h.writeError(w, r, err)
 		return
@@ -88,7 +98,7 @@ func (h api) listInvoices(w http.ResponseWriter, r *http.Request) {
 		})
 		return
 	}
-	invs, err := h.app.InvoicesOfOrder(r.Context(), orderID.String())
+	invs, err := h.app.InvoicesOfOrder(r.Context(), caller(r), orderID.String())
 	if err != nil {
 		h.writeError(w, r, err)
 		return
@@ -98,4 +108,10 @@ func (h api) listInvoices(w http.ResponseWriter, r *http.Request) {
 		resp.Items[i] = toResponse(inv)
 	}
 	httpkit.JSON(w, http.StatusOK, resp)
+}
+
+// caller is the authenticated customer RequireConsumer put in the context.
+func caller(r *http.Request) string {
+	id, _ := httpkit.Consumer(r.Context())
+	return id
 }

@@ -18,9 +18,21 @@ import (
 	"github.com/orderflow/orderflow/pkg/httpkit"
 )
 
+// serve GETs target as customer c-1, the fake's invoice's customer.
 func serve(tb testing.TB, app *fakeApp, target string) *httptest.ResponseRecorder {
 	tb.Helper()
+	return serveAs(tb, app, target, http.Header{httpkit.ConsumerHeader: {"c-1"}})
+}
+
+// serveAs GETs target with header: httpkit.ConsumerHeader names the caller.
+func serveAs(tb testing.TB, app *fakeApp, target string, header http.Header) *httptest.ResponseRecorder {
+	tb.Helper()
 	req := httptest.NewRequestWithContext(tb.Context(), http.MethodGet, target, nil)
+	for k, vs := range header {
+		for _, v := range vs {
+			req.Header.Add(k, v)
+		}
+	}
 	rec := httptest.NewRecorder()
 	newHandler(app, alive).ServeHTTP(rec, req)
 	return rec
@@ -122,5 +134,73 @@ func TestInvoices_maps_app_errors(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// TestInvoices_need_an_authenticated_caller: without Kong's
+// X-Consumer-Custom-ID, or with one that is not a customer id, every API
+// route answers 401 before it reads its input; the probes and documents
+// stay open.
+func TestInvoices_need_an_authenticated_caller(t *testing.T) {
+	t.Parallel()
+	routes := []string{"/invoices/{invoice}", "/invoices?order_id={order}", "/invoices", "/invoices/not-a-uuid", "/invoices?bogus"}
+	headers := map[string]http.Header{
+		"no header":   {},
+		"empty":       {httpkit.ConsumerHeader: {""}},
+		"blank":       {httpkit.ConsumerHeader: {" "}},
+		"too long":    {httpkit.ConsumerHeader: {strings.Repeat("c", 65)}},
+		"two callers": {httpkit.ConsumerHeader: {"c-1", "c-2"}},
+	}
+	for _, route := range routes {
+		for name, header := range headers {
+			t.Run(route+" "+name, func(t *testing.T) {
+				t.Parallel()
+				app := newFakeApp()
+				target := strings.NewReplacer("{invoice}", app.invoice.ID, "{order}", app.invoice.OrderID).Replace(route)
+				rec := serveAs(t, app, target, header.Clone())
+
+				problemOf(t, rec, http.StatusUnauthorized, "unauthenticated")
+				assert.Equal(t, `Key realm="orderflow"`, rec.Header().Get("WWW-Authenticate"))
+				assert.NotContains(t, rec.Body.String(), `"amount"`)
+				assert.Zero(t, app.calls, "the app must not be called")
+			})
+		}
+	}
+	for _, target := range []string{"/healthz", "/readyz", "/openapi.yaml", "/asyncapi.yaml"} {
+		t.Run("open "+target, func(t *testing.T) {
+			t.Parallel()
+			rec := serveAs(t, newFakeApp(), target, http.Header{})
+			assert.Equal(t, http.StatusOK, rec.Code)
+		})
+	}
+}
+
+// TestInvoices_of_another_customer_are_not_found: another customer's
+// invoice, and the invoices of another customer's order, get the answer an
+// unknown id gets; the app is asked for the caller's.
+func TestInvoices_of_another_customer_are_not_found(t *testing.T) {
+	t.Parallel()
+	for _, route := range []string{"/invoices/{id}", "/invoices?order_id={id}"} {
+		t.Run(route, func(t *testing.T) {
+			t.Parallel()
+			app := newFakeApp()
+			id := app.invoice.ID
+			if strings.Contains(route, "order_id") {
+				id = app.invoice.OrderID
+			}
+			mine := serveAs(t, app, strings.ReplaceAll(route, "{id}", id), http.Header{httpkit.ConsumerHeader: {"c-1"}})
+			require.Equal(t, http.StatusOK, mine.Code, "body: %s", mine.Body.String())
+			assert.Contains(t, mine.Body.String(), app.invoice.ID)
+
+			other := serveAs(t, app, strings.ReplaceAll(route, "{id}", id), http.Header{httpkit.ConsumerHeader: {"c-2"}})
+			unknown := serveAs(t, app, strings.ReplaceAll(route, "{id}", uuid.NewString()), http.Header{httpkit.ConsumerHeader: {"c-2"}})
+			pOther := problemOf(t, other, http.StatusNotFound, "invoice_not_found")
+			pUnknown := problemOf(t, unknown, http.StatusNotFound, "invoice_not_found")
+			pOther.Instance, pUnknown.Instance = "", ""
+			assert.Equal(t, pUnknown, pOther, "the same answer")
+			assert.NotContains(t, other.Body.String(), `"amount"`, "nothing of the invoice")
+			assert.NotContains(t, other.Body.String(), "c-1")
+			assert.Equal(t, []string{"c-1", "c-2", "c-2"}, app.customers)
+		})
 	}
 }

@@ -32,11 +32,13 @@ const kongURL = "http://localhost:8000"
 // undocumentedRoutes are served but deliberately not in the document.
 var undocumentedRoutes = []string{"/metrics"}
 
-// fakeApp is an in-memory httpapi.App holding one invoice.
+// fakeApp is an in-memory httpapi.App holding one invoice, of customer
+// c-1, with the real app's rule: another customer's invoice is not found.
 type fakeApp struct {
-	invoice domain.Invoice
-	err     error // returned instead of doing the work
-	calls   int   // how often the app was called
+	invoice   domain.Invoice
+	err       error    // returned instead of doing the work
+	calls     int      // how often the app was called
+	customers []string // the customer of each call
 }
 
 var _ httpapi.App = (*fakeApp)(nil)
@@ -48,24 +50,26 @@ func newFakeApp() *fakeApp {
 	}}
 }
 
-func (f *fakeApp) GetInvoice(_ context.Context, id string) (domain.Invoice, error) {
+func (f *fakeApp) GetInvoice(_ context.Context, customer, id string) (domain.Invoice, error) {
 	f.calls++
+	f.customers = append(f.customers, customer)
 	if f.err != nil {
 		return domain.Invoice{}, f.err
 	}
-	if id != f.invoice.ID {
+	if id != f.invoice.ID || customer != f.invoice.CustomerID {
 		return domain.Invoice{}, domain.ErrInvoiceNotFound
 	}
 	return f.invoice, nil
 }
 
-func (f *fakeApp) InvoicesOfOrder(_ context.Context, orderID string) ([]domain.Invoice, error) {
+func (f *fakeApp) InvoicesOfOrder(_ context.Context, customer, orderID string) ([]domain.Invoice, error) {
 	f.calls++
+	f.customers = append(f.customers, customer)
 	if f.err != nil {
 		return nil, f.err
 	}
-	if orderID != f.invoice.OrderID {
-		return nil, nil
+	if orderID != f.invoice.OrderID || customer != f.invoice.CustomerID {
+		return nil, domain.ErrInvoiceNotFound
 	}
 	return []domain.Invoice{f.invoice}, nil
 }
@@ -100,18 +104,24 @@ func TestOpenAPI_exchanges_match_the_document(t *testing.T) {
 		health   *httpkit.Health // nil: the database answers
 		target   string          // "{invoice}" and "{order}" stand for the stored invoice's ids
 		header   http.Header
+		caller   string // the X-Consumer-Custom-ID sent: "" is c-1, "-" none
 		reqValid bool
 		status   int
 	}{
 		{name: "get", target: "/invoices/{invoice}", header: corr, reqValid: true, status: 200},
 		{name: "get by upper-case id", target: "/invoices/{INVOICE}", reqValid: true, status: 200},
 		{name: "get unknown", target: "/invoices/" + uuid.NewString(), reqValid: true, status: 404},
+		{name: "get another customer's", caller: "c-2", target: "/invoices/{invoice}", reqValid: true, status: 404},
+		{name: "get unauthenticated", caller: "-", target: "/invoices/{invoice}", status: 401},
 		{name: "get bad id", target: "/invoices/not-a-uuid", reqValid: true, status: 400},
 		{name: "get while the database is down", err: errDBDown, target: "/invoices/{invoice}", reqValid: true, status: 503},
 		{name: "get fails inside", err: errors.New("boom"), target: "/invoices/{invoice}", reqValid: true, status: 500},
 
 		{name: "list of an order", target: "/invoices?order_id={order}", header: corr, reqValid: true, status: 200},
-		{name: "list of an order not invoiced yet", target: "/invoices?order_id=" + uuid.NewString(), reqValid: true, status: 200},
+		{name: "list of an order not invoiced yet", target: "/invoices?order_id=" + uuid.NewString(), reqValid: true, status: 404},
+		{name: "list of another customer's order", caller: "c-2", target: "/invoices?order_id={order}", reqValid: true, status: 404},
+		{name: "list unauthenticated", caller: "-", target: "/invoices?order_id={order}", status: 401},
+		{name: "list with an invalid caller", caller: " ", target: "/invoices?order_id={order}", reqValid: true, status: 401},
 		{name: "list while the database is down", err: errDBDown, target: "/invoices?order_id={order}", reqValid: true, status: 503},
 		{name: "list fails inside", err: errors.New("boom"), target: "/invoices?order_id={order}", reqValid: true, status: 500},
 		{name: "list without order_id", target: "/invoices", status: 400},
@@ -140,6 +150,13 @@ func TestOpenAPI_exchanges_match_the_document(t *testing.T) {
 			).Replace(tt.target)
 			newReq := func() *http.Request {
 				req := httptest.NewRequestWithContext(t.Context(), http.MethodGet, serverURL+target, nil)
+				switch tt.caller {
+				case "":
+					req.Header.Set(httpkit.ConsumerHeader, "c-1")
+				case "-":
+				default:
+					req.Header.Set(httpkit.ConsumerHeader, tt.caller)
+				}
 				for k, vs := range tt.header {
 					for _, v := range vs {
 						req.Header.Add(k, v)
@@ -188,6 +205,7 @@ func TestOpenAPI_documents_every_route(t *testing.T) {
 	h := newHandler(newFakeApp(), alive)
 	c := openapitest.Load(t, h, httpapi.OpenAPIContentType)
 	c.AssertServesTheDocument(t, h, undocumentedRoutes...)
+	c.AssertSecured(t, h)
 
 	// Kong does not route the operational endpoints (kong/kong.yml), so the
 	// document offers them on the service's own server only.

@@ -15,12 +15,14 @@ import (
 	"github.com/orderflow/orderflow/pkg/events"
 )
 
-// memStore is an in-memory app.Store with the real store's idempotency rule.
+// memStore is an in-memory app.Store with the real store's idempotency rule:
+// keys are scoped per customer.
 type memStore struct {
 	orders map[string]domain.Order
-	keys   map[string]app.Idempotency // key → first request
-	byKey  map[string]string          // key → order id
+	keys   map[string]app.Idempotency // customer|key → first request
+	byKey  map[string]string          // customer|key → order id
 	events []any
+	lists  []app.ListQuery
 }
 
 func newMemStore() *memStore {
@@ -29,13 +31,14 @@ func newMemStore() *memStore {
 
 func (s *memStore) Create(_ context.Context, o domain.Order, idem *app.Idempotency, evs ...any) (domain.Order, bool, error) {
 	if idem != nil {
-		if first, ok := s.keys[idem.Key]; ok {
+		k := o.CustomerID + "|" + idem.Key
+		if first, ok := s.keys[k]; ok {
 			if first.Hash != idem.Hash {
 				return domain.Order{}, false, domain.ErrIdempotencyKeyReused
 			}
-			return s.orders[s.byKey[idem.Key]], false, nil
+			return s.orders[s.byKey[k]], false, nil
 		}
-		s.keys[idem.Key], s.byKey[idem.Key] = *idem, o.ID
+		s.keys[k], s.byKey[k] = *idem, o.ID
 	}
 	s.orders[o.ID] = o
 	s.events = append(s.events, evs...)
@@ -50,7 +53,10 @@ func (s *memStore) Get(_ context.Context, id string) (domain.Order, error) {
 	return o, nil
 }
 
-func (s *memStore) List(context.Context, app.ListQuery) ([]domain.Order, error) { return nil, nil }
+func (s *memStore) List(_ context.Context, q app.ListQuery) ([]domain.Order, error) {
+	s.lists = append(s.lists, q)
+	return nil, nil
+}
 
 func (s *memStore) Update(_ context.Context, id string, change func(*domain.Order) (bool, error)) error {
 	o, ok := s.orders[id]
@@ -152,7 +158,7 @@ func TestApp_MarkInvoiced(t *testing.T) {
 	invoiceID := uuid.NewString()
 
 	require.NoError(t, a.MarkInvoiced(t.Context(), o.ID, invoiceID))
-	got, err := a.GetOrder(t.Context(), o.ID)
+	got, err := a.GetOrder(t.Context(), "c-1", o.ID)
 	require.NoError(t, err)
 	assert.Equal(t, domain.StatusInvoiced, got.Status)
 	assert.Equal(t, invoiceID, got.InvoiceID)
@@ -169,4 +175,53 @@ func TestApp_MarkInvoiced(t *testing.T) {
 	require.ErrorIs(t, err, domain.ErrOrderNotFound)
 	assert.True(t, app.IsPermanent(err))
 	assert.False(t, app.IsPermanent(errors.New("connection reset")))
+}
+
+func TestApp_PlaceOrder_idempotency_keys_are_scoped_per_customer(t *testing.T) {
+	t.Parallel()
+	s, m := newMemStore(), &recorded{}
+	a := app.New(s, m)
+	mine, _, err := a.PlaceOrder(t.Context(), newOrder(), "key-1")
+	require.NoError(t, err)
+
+	other := newOrder()
+	other.CustomerID = ptr("c-2")
+	theirs, created, err := a.PlaceOrder(t.Context(), other, "key-1")
+	require.NoError(t, err)
+	assert.True(t, created, "the same key from another customer is another order")
+	assert.NotEqual(t, mine.ID, theirs.ID)
+	assert.Equal(t, "c-2", theirs.CustomerID)
+	assert.Equal(t, 2, m.placed)
+	require.Len(t, s.events, 2, "each order has its event")
+	assert.Equal(t, "c-2", s.events[1].(*events.OrderPlaced).CustomerID, "the event carries the customer")
+}
+
+func TestApp_GetOrder_is_the_customers_own(t *testing.T) {
+	t.Parallel()
+	s, m := newMemStore(), &recorded{}
+	a := app.New(s, m)
+	o, _, err := a.PlaceOrder(t.Context(), newOrder(), "")
+	require.NoError(t, err)
+
+	got, err := a.GetOrder(t.Context(), "c-1", o.ID)
+	require.NoError(t, err)
+	assert.Equal(t, o, got)
+	for _, customer := range []string{"c-2", ""} {
+		_, err = a.GetOrder(t.Context(), customer, o.ID)
+		require.ErrorIs(t, err, domain.ErrOrderNotFound, "%q is told what an unknown id is told", customer)
+	}
+	_, err = a.GetOrder(t.Context(), "c-1", uuid.NewString())
+	require.ErrorIs(t, err, domain.ErrOrderNotFound)
+}
+
+func TestApp_ListOrders_needs_a_customer(t *testing.T) {
+	t.Parallel()
+	s, m := newMemStore(), &recorded{}
+	a := app.New(s, m)
+	_, err := a.ListOrders(t.Context(), app.ListQuery{Limit: 10})
+	require.ErrorIs(t, err, app.ErrNoCustomer, "never everyone's orders")
+	assert.Empty(t, s.lists, "the store is not asked")
+	_, err = a.ListOrders(t.Context(), app.ListQuery{CustomerID: "c-1", Limit: 10})
+	require.NoError(t, err)
+	assert.Equal(t, []app.ListQuery{{CustomerID: "c-1", Limit: 10}}, s.lists)
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/orderflow/orderflow/apps/orders/internal/app"
 	"github.com/orderflow/orderflow/apps/orders/internal/domain"
+	"github.com/orderflow/orderflow/pkg/httpkit"
 )
 
 // constApp answers every use case at once, so the benchmark measures the
@@ -23,7 +24,7 @@ func (a constApp) PlaceOrder(_ context.Context, n domain.NewOrder, _ string) (do
 	return a.o, true, nil
 }
 
-func (a constApp) GetOrder(context.Context, string) (domain.Order, error) { return a.o, nil }
+func (a constApp) GetOrder(context.Context, string, string) (domain.Order, error) { return a.o, nil }
 
 func (a constApp) ListOrders(context.Context, app.ListQuery) ([]domain.Order, error) {
 	return []domain.Order{a.o}, nil
@@ -40,6 +41,7 @@ func BenchmarkPOSTOrders(b *testing.B) {
 	for b.Loop() {
 		req := httptest.NewRequest(http.MethodPost, "/orders", strings.NewReader(body))
 		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set(httpkit.ConsumerHeader, "c-12345")
 		rec := httptest.NewRecorder()
 		h.ServeHTTP(rec, req)
 		if rec.Code != http.StatusCreated {

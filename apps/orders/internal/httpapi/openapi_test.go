@@ -68,6 +68,7 @@ func TestOpenAPI_exchanges_match_the_document(t *testing.T) {
 		getErr      error                      // the fake's GetOrder fails with it
 		health      *httpkit.Health            // nil: the database answers
 		invoiced    bool                       // the stored order is invoiced
+		caller      string                     // the X-Consumer-Custom-ID sent: "" is c-1, "-" none
 		method      string
 		target      string // "{known}" stands for a stored order's id
 		contentType string
@@ -103,12 +104,16 @@ func TestOpenAPI_exchanges_match_the_document(t *testing.T) {
 		{name: "blank customer_id", method: http.MethodPost, target: "/orders", contentType: jsonType, body: `{"customer_id":"  ","amount":1,"currency":"EUR"}`, reqValid: true, status: 422},
 		// The validator decodes the first JSON value only; the API rejects the rest.
 		{name: "trailing data", method: http.MethodPost, target: "/orders", contentType: jsonType, body: validBody + validBody, reqValid: true, status: 400},
+		{name: "place without customer_id", method: http.MethodPost, target: "/orders", contentType: jsonType, body: `{"amount":1999,"currency":"EUR"}`, reqValid: true, status: 201},
+		{name: "place unauthenticated", caller: "-", method: http.MethodPost, target: "/orders", contentType: jsonType, body: validBody, status: 401},
+		{name: "place with an invalid caller", caller: strings.Repeat("c", 65), method: http.MethodPost, target: "/orders", contentType: jsonType, body: validBody, reqValid: true, status: 401},
+		{name: "place for another customer", caller: "c-2", method: http.MethodPost, target: "/orders", contentType: jsonType, body: validBody, reqValid: true, status: 403},
 
 		// GET /orders
 		{name: "list", method: http.MethodGet, target: "/orders", header: corr, reqValid: true, status: 200},
 		{name: "list a full page", method: http.MethodGet, target: "/orders?limit=2", reqValid: true, status: 200},
 		{name: "list by customer after a cursor", method: http.MethodGet, target: "/orders?customer_id=c-1&limit=100&cursor=" + validCursor, reqValid: true, status: 200},
-		{name: "list nothing", method: http.MethodGet, target: "/orders?customer_id=nobody", reqValid: true, status: 200},
+		{name: "list nothing", caller: "nobody", method: http.MethodGet, target: "/orders?customer_id=nobody", reqValid: true, status: 200},
 		{name: "list while the database is down", app: func(f *fakeApp) httpapi.App { f.listErr = errDBDown; return f }, method: http.MethodGet, target: "/orders", reqValid: true, status: 503},
 		{name: "list fails inside", app: func(f *fakeApp) httpapi.App { return failingListApp{f} }, method: http.MethodGet, target: "/orders", reqValid: true, status: 500},
 		{name: "limit zero", method: http.MethodGet, target: "/orders?limit=0", status: 400},
@@ -116,6 +121,8 @@ func TestOpenAPI_exchanges_match_the_document(t *testing.T) {
 		{name: "limit not a number", method: http.MethodGet, target: "/orders?limit=abc", status: 400},
 		{name: "cursor not base64url", method: http.MethodGet, target: "/orders?cursor=!!!", status: 400},
 		{name: "cursor not one the API made", method: http.MethodGet, target: "/orders?cursor=" + uuid.NewString(), reqValid: true, status: 400},
+		{name: "list unauthenticated", caller: "-", method: http.MethodGet, target: "/orders", status: 401},
+		{name: "list another customer's", method: http.MethodGet, target: "/orders?customer_id=c-2", reqValid: true, status: 403},
 
 		// GET /orders/{id}
 		{name: "get", method: http.MethodGet, target: "/orders/{known}", header: corr, reqValid: true, status: 200},
@@ -123,6 +130,8 @@ func TestOpenAPI_exchanges_match_the_document(t *testing.T) {
 		{name: "list invoiced orders", invoiced: true, method: http.MethodGet, target: "/orders?customer_id=c-1", reqValid: true, status: 200},
 		{name: "get by upper-case id", method: http.MethodGet, target: "/orders/{KNOWN}", reqValid: true, status: 200},
 		{name: "get unknown", method: http.MethodGet, target: "/orders/" + uuid.NewString(), reqValid: true, status: 404},
+		{name: "get another customer's", caller: "c-2", method: http.MethodGet, target: "/orders/{known}", reqValid: true, status: 404},
+		{name: "get unauthenticated", caller: "-", method: http.MethodGet, target: "/orders/{known}", status: 401},
 		{name: "get bad id", method: http.MethodGet, target: "/orders/not-a-uuid", reqValid: true, status: 400},
 		{name: "get while the database is down", getErr: errDBDown, method: http.MethodGet, target: "/orders/{known}", reqValid: true, status: 503},
 		{name: "get fails inside", getErr: errors.New("boom"), method: http.MethodGet, target: "/orders/{known}", reqValid: true, status: 500},
@@ -159,6 +168,13 @@ func TestOpenAPI_exchanges_match_the_document(t *testing.T) {
 				req := httptest.NewRequestWithContext(t.Context(), tt.method, serverURL+target, strings.NewReader(tt.body))
 				if tt.contentType != "" {
 					req.Header.Set("Content-Type", tt.contentType)
+				}
+				switch tt.caller {
+				case "":
+					req.Header.Set(httpkit.ConsumerHeader, "c-1")
+				case "-":
+				default:
+					req.Header.Set(httpkit.ConsumerHeader, tt.caller)
 				}
 				for k, vs := range tt.header {
 					for _, v := range vs {
@@ -208,6 +224,7 @@ func TestOpenAPI_documents_every_route(t *testing.T) {
 	h := newHandler(t, &fakeApp{})
 	c := openapitest.Load(t, h, httpapi.OpenAPIContentType)
 	c.AssertServesTheDocument(t, h, undocumentedRoutes...)
+	c.AssertSecured(t, h)
 
 	// Kong does not route the operational endpoints (kong/kong.yml), so the
 	// document offers them on the service's own server only.

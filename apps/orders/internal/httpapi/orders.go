@@ -5,8 +5,10 @@ package httpapi
 import (
 	"context"
 	"encoding/base64"
+	"errors"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strconv"
 	"time"
 
@@ -27,10 +29,14 @@ const (
 	MaxLimit     = 100
 )
 
-// App is the use cases the API calls.
+// App is the use cases the API calls. Each one is given the caller: the
+// customer Kong authenticated (httpkit.RequireConsumer).
 type App interface {
 	PlaceOrder(ctx context.Context, n domain.NewOrder, idempotencyKey string) (domain.Order, bool, error)
-	GetOrder(ctx context.Context, id string) (domain.Order, error)
+	// GetOrder returns customerID's order, or domain.ErrOrderNotFound for
+	// an unknown id and for another customer's order alike.
+	GetOrder(ctx context.Context, customerID, id string) (domain.Order, error)
+	// ListOrders lists q.CustomerID's orders only.
 	ListOrders(ctx context.Context, q app.ListQuery) ([]domain.Order, error)
 }
 
@@ -40,22 +46,47 @@ type api struct {
 }
 
 // Routes returns the orders routes, for mounting on the service's router.
-// shed guards POST /orders (load shedding: httpkit.Shed); nil guards nothing.
+// shed guards POST /orders (load shedding: httpkit.Shed); nil guards
+// nothing. The API routes serve only a request that names its caller
+// (httpkit.RequireConsumer: Kong's X-Consumer-Custom-ID); the documents are
+// open, as /healthz, /readyz and /metrics are.
 func Routes(a App, log *slog.Logger, shed func(http.Handler) http.Handler) func(chi.Router) {
 	h := api{app: a, log: log}
 	if shed == nil {
 		shed = func(next http.Handler) http.Handler { return next }
 	}
 	return func(r chi.Router) {
-		r.With(shed).Post("/orders", h.placeOrder)
-		r.Get("/orders", h.listOrders)
-		r.Get("/orders/{id}", h.getOrder)
+		r.Group(func(r chi.Router) {
+			r.Use(httpkit.RequireConsumer)
+			r.With(shed).Post("/orders", h.placeOrder)
+			r.Get("/orders", h.listOrders)
+			r.Get("/orders/{id}", h.getOrder)
+		})
 		r.Get("/openapi.yaml", serveOpenAPI)
 		r.Get("/asyncapi.yaml", serveAsyncAPI)
 	}
 }
 
+// caller is the authenticated customer RequireConsumer put in the context.
+func caller(r *http.Request) string {
+	id, _ := httpkit.Consumer(r.Context())
+	return id
+}
+
+// writeCustomerMismatch answers a request that names another customer than
+// its caller. It is a 403, not a 404: what the request names is the
+// client's own input, so the answer reveals nothing it did not send.
+func writeCustomerMismatch(w http.ResponseWriter, r *http.Request, field string) {
+	detail := field + " must be the authenticated customer's id (or be left out)"
+	httpkit.WriteProblem(w, r, httpkit.Problem{
+		Status: http.StatusForbidden, Code: "customer_mismatch", Detail: detail,
+		Errors: []httpkit.FieldError{{Field: field, Message: detail}},
+	})
+}
+
 type placeOrderRequest struct {
+	// CustomerID is optional: the order is the caller's. When given it must
+	// be the caller's id.
 	CustomerID *string `json:"customer_id"`
 	Amount     *int64  `json:"amount"`
 	Currency   *string `json:"currency"`
@@ -99,7 +130,13 @@ func (h api) placeOrder(w http.ResponseWriter, r *http.Request) {
 		httpkit.WriteDecodeError(w, r, err)
 		return
 	}
-	o, created, err := h.app.PlaceOrder(r.Context(), domain.NewOrder{CustomerID: req.CustomerID, Amount: req.Amount, Currency: req.Currency}, key)
+	customer := caller(r)
+	n := domain.NewOrder{CustomerID: &customer, Amount: req.Amount, Currency: req.Currency}
+	if req.CustomerID != nil && *req.CustomerID != customer {
+		h.refuseOtherCustomer(w, r, n, *req.CustomerID)
+		return
+	}
+	o, created, err := h.app.PlaceOrder(r.Context(), n, key)
 	if err != nil {
 		h.writeError(w, r, err)
 		return
@@ -111,6 +148,21 @@ func (h api) placeOrder(w http.ResponseWriter, r *http.Request) {
 		status = http.StatusOK
 	}
 	httpkit.JSON(w, status, toResponse(o))
+}
+
+// refuseOtherCustomer answers an order whose body names sent, not the
+// caller, as its customer: a 422 when sent is no customer id at all (with
+// the other fields' problems, as any invalid order), else a 403.
+func (h api) refuseOtherCustomer(w http.ResponseWriter, r *http.Request, n domain.NewOrder, sent string) {
+	n.CustomerID = &sent
+	var invalid *domain.ValidationError
+	if err := n.Validate(); errors.As(err, &invalid) && slices.ContainsFunc(invalid.Fields, func(f domain.FieldError) bool {
+		return f.Field == "customer_id"
+	}) {
+		h.writeError(w, r, err)
+		return
+	}
+	writeCustomerMismatch(w, r, "customer_id")
 }
 
 func validIdempotencyKey(k string) bool {
@@ -133,7 +185,7 @@ func (h api) getOrder(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	o, err := h.app.GetOrder(r.Context(), id)
+	o, err := h.app.GetOrder(r.Context(), caller(r), id)
 	if err != nil {
 		h.writeError(w, r, err)
 		return
@@ -146,7 +198,13 @@ func (h api) listOrders(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	q := app.ListQuery{CustomerID: params.Get("customer_id"), Limit: DefaultLimit}
+	// The list is the caller's: customer_id may only repeat it.
+	customer := caller(r)
+	if v := params.Get("customer_id"); v != "" && v != customer {
+		writeCustomerMismatch(w, r, "customer_id")
+		return
+	}
+	q := app.ListQuery{CustomerID: customer, Limit: DefaultLimit}
 	if v := params.Get("limit"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 1 || n > MaxLimit {

@@ -45,6 +45,7 @@ type fakeApp struct {
 	// Recorded calls.
 	keys    []string
 	queries []ordersapp.ListQuery
+	gets    []string // the customer of each GetOrder
 }
 
 var _ httpapi.App = (*fakeApp)(nil)
@@ -68,14 +69,16 @@ func (f *fakeApp) PlaceOrder(_ context.Context, n domain.NewOrder, key string) (
 	return o, !f.replay, nil
 }
 
-func (f *fakeApp) GetOrder(_ context.Context, id string) (domain.Order, error) {
+// GetOrder has the real app's rule: another customer's order is not found.
+func (f *fakeApp) GetOrder(_ context.Context, customer, id string) (domain.Order, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.gets = append(f.gets, customer)
 	if f.getErr != nil {
 		return domain.Order{}, f.getErr
 	}
 	for _, o := range f.orders {
-		if o.ID == id {
+		if o.ID == id && o.CustomerID == customer {
 			return o, nil
 		}
 	}
@@ -140,12 +143,31 @@ func newHandler(tb testing.TB, app httpapi.App) http.Handler {
 	return platform.Handler(log, nil, "", health, httpapi.Routes(app, log, nil))
 }
 
+// caller is the customer the tests' requests come from unless they say
+// otherwise, as Kong names it in httpkit.ConsumerHeader.
+const caller = "c-1"
+
+// anonymous is a header without httpkit.ConsumerHeader: a request that did
+// not come through Kong's authentication.
+func anonymous() http.Header { return http.Header{consumerKey: nil} }
+
+// as is a header naming customer as the caller.
+func as(customer string) http.Header { return http.Header{consumerKey: {customer}} }
+
+// consumerKey is httpkit.ConsumerHeader as http.Header keys it.
+var consumerKey = http.CanonicalHeaderKey(httpkit.ConsumerHeader)
+
 // do serves one request in memory. A non-empty contentType sets the header.
+// The request comes from caller unless header sets httpkit.ConsumerHeader
+// (to nil: from nobody).
 func do(tb testing.TB, h http.Handler, method, target, contentType, body string, header http.Header) *httptest.ResponseRecorder {
 	tb.Helper()
 	req := httptest.NewRequestWithContext(tb.Context(), method, target, strings.NewReader(body))
 	if contentType != "" {
 		req.Header.Set("Content-Type", contentType)
+	}
+	if _, ok := header[consumerKey]; !ok {
+		req.Header.Set(httpkit.ConsumerHeader, caller)
 	}
 	for k, vs := range header {
 		for _, v := range vs {
@@ -244,11 +266,13 @@ func TestOrders_PlaceOrder_rejects_bad_bodies(t *testing.T) {
 		{name: "oversize whitespace", contentType: jsonType, body: validBody + strings.Repeat(" ", httpkit.MaxBodyBytes), status: 413, code: "body_too_large"},
 		{name: "unknown currency", contentType: jsonType, body: `{"customer_id":"c-1","amount":1,"currency":"ABC"}`, status: 422, code: "invalid_order", fields: []string{"currency"}},
 		{name: "lowercase currency", contentType: jsonType, body: `{"customer_id":"c-1","amount":1,"currency":"eur"}`, status: 422, code: "invalid_order", fields: []string{"currency"}},
-		{name: "empty object", contentType: jsonType, body: `{}`, status: 422, code: "invalid_order", fields: []string{"customer_id", "amount", "currency"}},
-		{name: "null body", contentType: jsonType, body: `null`, status: 422, code: "invalid_order", fields: []string{"customer_id", "amount", "currency"}},
+		{name: "empty object", contentType: jsonType, body: `{}`, status: 422, code: "invalid_order", fields: []string{"amount", "currency"}},
+		{name: "null body", contentType: jsonType, body: `null`, status: 422, code: "invalid_order", fields: []string{"amount", "currency"}},
+		{name: "null amount", contentType: jsonType, body: `{"customer_id":"c-1","amount":null,"currency":"EUR"}`, status: 422, code: "invalid_order", fields: []string{"amount"}},
 		{name: "missing amount", contentType: jsonType, body: `{"customer_id":"c-1","currency":"EUR"}`, status: 422, code: "invalid_order", fields: []string{"amount"}},
-		{name: "null customer_id", contentType: jsonType, body: `{"customer_id":null,"amount":1,"currency":"EUR"}`, status: 422, code: "invalid_order", fields: []string{"customer_id"}},
 		{name: "blank customer_id", contentType: jsonType, body: `{"customer_id":"  ","amount":1,"currency":"EUR"}`, status: 422, code: "invalid_order", fields: []string{"customer_id"}},
+		{name: "customer_id too long", contentType: jsonType, body: `{"customer_id":"` + strings.Repeat("c", 65) + `","amount":1,"currency":"EUR"}`, status: 422, code: "invalid_order", fields: []string{"customer_id"}},
+		{name: "customer_id invalid and amount zero", contentType: jsonType, body: `{"customer_id":"","amount":0,"currency":"EUR"}`, status: 422, code: "invalid_order", fields: []string{"customer_id", "amount"}},
 		{name: "amount zero", contentType: jsonType, body: `{"customer_id":"c-1","amount":0,"currency":"EUR"}`, status: 422, code: "invalid_order", fields: []string{"amount"}},
 		{name: "amount negative", contentType: jsonType, body: `{"customer_id":"c-1","amount":-1,"currency":"EUR"}`, status: 422, code: "invalid_order", fields: []string{"amount"}},
 		{name: "amount over 10^12", contentType: jsonType, body: `{"customer_id":"c-1","amount":1000000000001,"currency":"EUR"}`, status: 422, code: "invalid_order", fields: []string{"amount"}},
@@ -539,12 +563,12 @@ func TestOrders_ListOrders(t *testing.T) {
 		wantItems int
 		cursor    bool
 	}{
-		{name: "defaults", query: "", seed: 3, wantQuery: ordersapp.ListQuery{Limit: httpapi.DefaultLimit}, wantItems: 3},
-		{name: "empty", query: "", seed: 0, wantQuery: ordersapp.ListQuery{Limit: httpapi.DefaultLimit}, wantItems: 0},
-		{name: "customer filter", query: "customer_id=c-2", seed: 3, wantQuery: ordersapp.ListQuery{CustomerID: "c-2", Limit: httpapi.DefaultLimit}, wantItems: 0},
-		{name: "max limit", query: "limit=100", seed: 2, wantQuery: ordersapp.ListQuery{Limit: httpapi.MaxLimit}, wantItems: 2},
-		{name: "full page has a cursor", query: "limit=2", seed: 2, wantQuery: ordersapp.ListQuery{Limit: 2}, wantItems: 2, cursor: true},
-		{name: "short page has none", query: "limit=3", seed: 2, wantQuery: ordersapp.ListQuery{Limit: 3}, wantItems: 2},
+		{name: "defaults", query: "", seed: 3, wantQuery: ordersapp.ListQuery{CustomerID: caller, Limit: httpapi.DefaultLimit}, wantItems: 3},
+		{name: "empty", query: "", seed: 0, wantQuery: ordersapp.ListQuery{CustomerID: caller, Limit: httpapi.DefaultLimit}, wantItems: 0},
+		{name: "own customer_id", query: "customer_id=" + caller, seed: 3, wantQuery: ordersapp.ListQuery{CustomerID: caller, Limit: httpapi.DefaultLimit}, wantItems: 3},
+		{name: "max limit", query: "limit=100", seed: 2, wantQuery: ordersapp.ListQuery{CustomerID: caller, Limit: httpapi.MaxLimit}, wantItems: 2},
+		{name: "full page has a cursor", query: "limit=2", seed: 2, wantQuery: ordersapp.ListQuery{CustomerID: caller, Limit: 2}, wantItems: 2, cursor: true},
+		{name: "short page has none", query: "limit=3", seed: 2, wantQuery: ordersapp.ListQuery{CustomerID: caller, Limit: 3}, wantItems: 2},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -689,4 +713,163 @@ func TestOrders_method_not_allowed_lists_allowed_methods(t *testing.T) {
 			assert.Equal(t, tt.allow, got, "RFC 9110 15.5.6: a 405 must carry Allow")
 		})
 	}
+}
+
+// TestOrders_need_an_authenticated_caller: a request without Kong's
+// X-Consumer-Custom-ID, or with one that is not a customer id, is a 401
+// before anything reads its input, on every API route; the probes and the
+// documents stay open.
+func TestOrders_need_an_authenticated_caller(t *testing.T) {
+	t.Parallel()
+	routes := []struct {
+		method, target, contentType, body string
+	}{
+		{method: http.MethodPost, target: "/orders", contentType: "application/json", body: validBody},
+		{method: http.MethodPost, target: "/orders", contentType: "text/plain", body: "not even json"},
+		{method: http.MethodGet, target: "/orders"},
+		{method: http.MethodGet, target: "/orders?customer_id=c-1"},
+		{method: http.MethodGet, target: "/orders?bogus=1"},
+		{method: http.MethodGet, target: "/orders/{known}"},
+		{method: http.MethodGet, target: "/orders/not-a-uuid"},
+	}
+	headers := []struct {
+		name   string
+		header http.Header
+	}{
+		{name: "no header", header: anonymous()},
+		{name: "empty", header: as("")},
+		{name: "blank", header: as("   ")},
+		{name: "too long", header: as(strings.Repeat("c", 65))},
+		{name: "control character", header: as("c-1\x00")},
+		{name: "two callers", header: http.Header{consumerKey: {"c-1", "c-2"}}},
+	}
+	for _, rt := range routes {
+		for _, hd := range headers {
+			t.Run(rt.method+" "+rt.target+" "+hd.name, func(t *testing.T) {
+				t.Parallel()
+				app := &fakeApp{}
+				known := app.seed(t, caller, 1)[0]
+				target := strings.ReplaceAll(rt.target, "{known}", known.ID)
+				rec := do(t, newHandler(t, app), rt.method, target, rt.contentType, rt.body, hd.header)
+
+				p := problemOf(t, rec, http.StatusUnauthorized, "unauthenticated")
+				assert.NotEmpty(t, p.Detail)
+				assert.Equal(t, `Key realm="orderflow"`, rec.Header().Get("WWW-Authenticate"))
+				assert.NotContains(t, rec.Body.String(), `"amount"`, "nothing of the order")
+				assert.Equal(t, 1, app.placedCount(), "no order may be placed")
+				assert.Empty(t, app.keys)
+				assert.Empty(t, app.recordedQueries())
+				assert.Empty(t, app.gets)
+			})
+		}
+	}
+	for _, target := range []string{"/healthz", "/readyz", "/openapi.yaml", "/asyncapi.yaml"} {
+		t.Run("open "+target, func(t *testing.T) {
+			t.Parallel()
+			rec := do(t, newHandler(t, &fakeApp{}), http.MethodGet, target, "", "", anonymous())
+			assert.Equal(t, http.StatusOK, rec.Code, "body: %s", rec.Body.String())
+		})
+	}
+}
+
+// TestOrders_PlaceOrder_is_for_the_caller: the order is the caller's, and
+// customer_id in the body may only repeat the caller's id.
+func TestOrders_PlaceOrder_is_for_the_caller(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name   string
+		body   string
+		status int
+	}{
+		{name: "without customer_id", body: `{"amount":1999,"currency":"EUR"}`, status: http.StatusCreated},
+		{name: "with the caller's customer_id", body: `{"customer_id":"c-2","amount":1999,"currency":"EUR"}`, status: http.StatusCreated},
+		{name: "with another customer_id", body: `{"customer_id":"c-1","amount":1999,"currency":"EUR"}`, status: http.StatusForbidden},
+		{name: "with another customer_id and a bad amount", body: `{"customer_id":"c-1","amount":0,"currency":"EUR"}`, status: http.StatusForbidden},
+		{name: "with a differently cased customer_id", body: `{"customer_id":"C-2","amount":1999,"currency":"EUR"}`, status: http.StatusForbidden},
+		{name: "with an empty customer_id", body: `{"customer_id":"","amount":1999,"currency":"EUR"}`, status: http.StatusUnprocessableEntity},
+		{name: "with a null customer_id", body: `{"customer_id":null,"amount":1999,"currency":"EUR"}`, status: http.StatusCreated},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			app := &fakeApp{}
+			header := as("c-2")
+			header.Set(httpapi.IdempotencyKeyHeader, "key-1")
+			rec := do(t, newHandler(t, app), http.MethodPost, "/orders", "application/json", tt.body, header)
+
+			if tt.status == http.StatusUnprocessableEntity {
+				p := problemOf(t, rec, tt.status, "invalid_order")
+				assert.Equal(t, []string{"customer_id"}, fieldsOf(p), "not a customer id at all")
+				assert.Zero(t, app.placedCount())
+				return
+			}
+			if tt.status == http.StatusForbidden {
+				p := problemOf(t, rec, http.StatusForbidden, "customer_mismatch")
+				assert.Equal(t, []string{"customer_id"}, fieldsOf(p))
+				assert.Empty(t, rec.Header().Get("Location"))
+				assert.Zero(t, app.placedCount(), "no order may be placed")
+				assert.Empty(t, app.keys, "the app is not called")
+				return
+			}
+			require.Equal(t, tt.status, rec.Code, "body: %s", rec.Body.String())
+			got := decodeJSON[orderBody](t, rec)
+			assert.Equal(t, "c-2", got.CustomerID, "the caller's order")
+			require.Len(t, app.orders, 1)
+			assert.Equal(t, "c-2", app.orders[0].CustomerID)
+		})
+	}
+}
+
+// TestOrders_GetOrder_of_another_customer_is_not_found: the answer to
+// another customer's order is the answer to an unknown id.
+func TestOrders_GetOrder_of_another_customer_is_not_found(t *testing.T) {
+	t.Parallel()
+	app := &fakeApp{}
+	theirs := app.seed(t, "c-2", 1)[0]
+	h := newHandler(t, app)
+
+	mine := do(t, h, http.MethodGet, "/orders/"+theirs.ID, "", "", as("c-2"))
+	require.Equal(t, http.StatusOK, mine.Code, "body: %s", mine.Body.String())
+
+	other := do(t, h, http.MethodGet, "/orders/"+theirs.ID, "", "", as("c-1"))
+	unknownID := uuid.NewString()
+	unknown := do(t, h, http.MethodGet, "/orders/"+unknownID, "", "", as("c-1"))
+	pOther := problemOf(t, other, http.StatusNotFound, "order_not_found")
+	pUnknown := problemOf(t, unknown, http.StatusNotFound, "order_not_found")
+	pOther.Instance, pUnknown.Instance = "", ""
+	assert.Equal(t, pUnknown, pOther, "the same answer")
+	assert.Equal(t, unknown.Header().Get("Content-Type"), other.Header().Get("Content-Type"))
+	assert.NotContains(t, other.Body.String(), "c-2")
+	assert.Equal(t, []string{"c-2", "c-1", "c-1"}, app.gets, "the app is asked for the caller's order")
+}
+
+// TestOrders_ListOrders_is_the_callers: the list holds the caller's orders
+// only, and customer_id may only name the caller.
+func TestOrders_ListOrders_is_the_callers(t *testing.T) {
+	t.Parallel()
+	app := &fakeApp{}
+	app.seed(t, "c-2", 2)
+	mine := app.seed(t, "c-1", 3)[:3]
+	h := newHandler(t, app)
+
+	for _, target := range []string{"/orders", "/orders?customer_id=c-1"} {
+		rec := do(t, h, http.MethodGet, target, "", "", as("c-1"))
+		require.Equal(t, http.StatusOK, rec.Code, "body: %s", rec.Body.String())
+		got := decodeJSON[listBody](t, rec)
+		require.Len(t, got.Items, 3, target)
+		for i, it := range got.Items {
+			assert.Equal(t, "c-1", it.CustomerID)
+			assert.Equal(t, mine[i].ID, it.ID)
+		}
+	}
+	for _, target := range []string{"/orders?customer_id=c-2", "/orders?customer_id=c-2&limit=1"} {
+		rec := do(t, h, http.MethodGet, target, "", "", as("c-1"))
+		p := problemOf(t, rec, http.StatusForbidden, "customer_mismatch")
+		assert.Equal(t, []string{"customer_id"}, fieldsOf(p))
+		assert.NotContains(t, rec.Body.String(), `"items"`)
+	}
+	for _, q := range app.recordedQueries() {
+		assert.Equal(t, "c-1", q.CustomerID, "the app lists the caller's orders only")
+	}
+	assert.Len(t, app.recordedQueries(), 2, "a refused list reaches no app")
 }

@@ -52,9 +52,10 @@ func (b *batcher) create(ctx context.Context, o domain.Order, idem *app.Idempote
 	return res.order, res.created, err
 }
 
-// createBatch inserts the batch's orders, skipping taken idempotency keys
-// (and keys repeated in the batch), with the events of those inserted, then
-// answers each call: its order inserted, or the key's first order (replay).
+// createBatch inserts the batch's orders, skipping idempotency keys their
+// customers have used (and keys a customer repeats in the batch), with the
+// events of those inserted, then answers each call: its order inserted, or
+// the key's first order (replay).
 func (b *batcher) createBatch(ctx context.Context, calls []groupcommit.Item[createCall]) ([]groupcommit.Result[createResult], error) {
 	rows := make([]*orderRow, len(calls))
 	writes := make([]outbox.Write, len(calls))
@@ -62,7 +63,7 @@ func (b *batcher) createBatch(ctx context.Context, calls []groupcommit.Item[crea
 		rows[i] = c.In.row
 		writes[i] = outbox.Write{ID: c.In.row.ID, Ctx: c.Ctx, Events: c.In.events}
 	}
-	insert := b.s.db.NewInsert().Model(&rows).On("CONFLICT (idempotency_key) DO NOTHING").Returning("id")
+	insert := b.s.db.NewInsert().Model(&rows).On(conflictOnKey).Returning("id")
 	isNew, err := b.s.outbox.InsertWithEvents(ctx, b.s.db, insert, writes)
 	if err != nil {
 		return nil, fmt.Errorf("insert %d orders: %w", len(rows), err)
@@ -77,7 +78,7 @@ func (b *batcher) createBatch(ctx context.Context, calls []groupcommit.Item[crea
 			return nil, fmt.Errorf("insert order %s: no row inserted", c.In.row.ID)
 		}
 		// The key's first order committed before this statement began.
-		order, err := replay(ctx, b.s.db, c.In.idem)
+		order, err := replay(ctx, b.s.db, c.In.row.CustomerID, c.In.idem)
 		results[i] = groupcommit.Result[createResult]{Out: createResult{order: order}, Err: err}
 	}
 	return results, nil

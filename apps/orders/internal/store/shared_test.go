@@ -50,7 +50,7 @@ func TestStore_Create_in_shared_transactions(t *testing.T) {
 		o := newOrder(t, "c-2", 1)
 		run(distinct+i, o, &app.Idempotency{Key: "retried", Hash: "h"}, placed(t, o))
 	}
-	reused := newOrder(t, "c-3", 1)
+	reused := newOrder(t, "c-2", 1) // the same customer: keys are scoped per customer
 	run(distinct+retries, reused, &app.Idempotency{Key: "retried", Hash: "other body"}, placed(t, reused))
 	failing := newOrder(t, "c-4", 1)
 	run(distinct+retries+1, failing, nil, struct{ C chan int }{C: make(chan int)}) // cannot be marshaled

@@ -93,9 +93,10 @@ func (r *orderRow) toDomain() domain.Order {
 }
 
 // Create inserts the order and appends events to the outbox in one
-// transaction. An idempotency key that is taken inserts nothing: the unique
-// constraint, not a check before the insert, makes concurrent retries of one
-// request create one order (the second insert waits for the first to commit).
+// transaction. An idempotency key the customer has used inserts nothing: the
+// unique constraint on (customer_id, idempotency_key), not a check before
+// the insert, makes concurrent retries of one request create one order (the
+// second insert waits for the first to commit).
 func (s *Store) Create(ctx context.Context, o domain.Order, idem *app.Idempotency, events ...any) (domain.Order, bool, error) {
 	if s.batch != nil {
 		return s.batch.create(ctx, o, idem, events)
@@ -103,7 +104,7 @@ func (s *Store) Create(ctx context.Context, o domain.Order, idem *app.Idempotenc
 	row := toRow(o, idem)
 	got, created := o, true
 	err := s.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
-		res, err := tx.NewInsert().Model(row).On("CONFLICT (idempotency_key) DO NOTHING").Exec(ctx)
+		res, err := tx.NewInsert().Model(row).On(conflictOnKey).Exec(ctx)
 		if err != nil {
 			return fmt.Errorf("insert order %s: %w", o.ID, err)
 		}
@@ -117,7 +118,7 @@ func (s *Store) Create(ctx context.Context, o domain.Order, idem *app.Idempotenc
 			return fmt.Errorf("insert order %s: no row inserted", o.ID)
 		}
 		created = false
-		got, err = replay(ctx, tx, idem)
+		got, err = replay(ctx, tx, o.CustomerID, idem)
 		return err
 	})
 	if err != nil {
@@ -126,11 +127,16 @@ func (s *Store) Create(ctx context.Context, o domain.Order, idem *app.Idempotenc
 	return got, created, nil
 }
 
-// replay returns the order of the request that took idem's key, if it had
-// the same body.
-func replay(ctx context.Context, db bun.IDB, idem *app.Idempotency) (domain.Order, error) {
+// conflictOnKey skips an order whose customer has used its idempotency key
+// (migration 20251201000001: keys are scoped per customer).
+const conflictOnKey = "CONFLICT (customer_id, idempotency_key) DO NOTHING"
+
+// replay returns the order of the customer's request that took idem's key,
+// if it had the same body.
+func replay(ctx context.Context, db bun.IDB, customerID string, idem *app.Idempotency) (domain.Order, error) {
 	row := new(orderRow)
-	if err := db.NewSelect().Model(row).Where("idempotency_key = ?", idem.Key).Scan(ctx); err != nil {
+	err := db.NewSelect().Model(row).Where("customer_id = ?", customerID).Where("idempotency_key = ?", idem.Key).Scan(ctx)
+	if err != nil {
 		return domain.Order{}, fmt.Errorf("select order by idempotency key: %w", err)
 	}
 	if row.RequestHash == nil || *row.RequestHash != idem.Hash {

@@ -2,8 +2,11 @@ package store_test
 
 import (
 	"errors"
+	"io/fs"
+	"strconv"
 	"sync"
 	"testing"
+	"testing/fstest"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill"
@@ -17,6 +20,7 @@ import (
 	"github.com/orderflow/orderflow/apps/orders/internal/store"
 	"github.com/orderflow/orderflow/pkg/database"
 	"github.com/orderflow/orderflow/pkg/events"
+	"github.com/orderflow/orderflow/pkg/groupcommit"
 	"github.com/orderflow/orderflow/pkg/outbox"
 	"github.com/orderflow/orderflow/pkg/testkit"
 )
@@ -460,4 +464,94 @@ func TestStore_Update_concurrent_updates_serialize(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, domain.StatusInvoiced, got.Status)
 	assert.Equal(t, invoiceID, got.InvoiceID)
+}
+
+// Idempotency keys belong to their customer: the same key from another
+// customer is another order, and each customer's retry replays its own.
+func TestStore_Create_keys_are_scoped_per_customer(t *testing.T) {
+	testkit.Integration(t)
+	t.Parallel()
+	for _, shared := range []bool{false, true} {
+		t.Run("group commit "+strconv.FormatBool(shared), func(t *testing.T) {
+			t.Parallel()
+			s, db := newStore(t)
+			if shared {
+				s = store.New(db, outbox.New(watermill.NopLogger{}), &groupcommit.Config{})
+			}
+			idem := &app.Idempotency{Key: "shared-key", Hash: "hash-1"}
+			first := map[string]domain.Order{}
+			for _, customer := range []string{"c-1", "c-2"} {
+				o := newOrder(t, customer, 1999)
+				got, created, err := s.Create(t.Context(), o, idem, placed(t, o))
+				require.NoError(t, err)
+				assert.True(t, created, "%s's first request with the key places an order", customer)
+				assert.Equal(t, o, got)
+				first[customer] = got
+			}
+			for _, customer := range []string{"c-1", "c-2"} {
+				again := newOrder(t, customer, 1999)
+				got, created, err := s.Create(t.Context(), again, idem, placed(t, again))
+				require.NoError(t, err)
+				assert.False(t, created)
+				assert.Equal(t, first[customer], got, "%s's retry replays %s's order", customer, customer)
+
+				_, _, err = s.Create(t.Context(), again, &app.Idempotency{Key: idem.Key, Hash: "other body"}, placed(t, again))
+				require.ErrorIs(t, err, domain.ErrIdempotencyKeyReused, "%s: its key with another body", customer)
+			}
+			assert.Equal(t, 2, testkit.CountRows(t, db, "orders"))
+			assert.Equal(t, 2, testkit.CountRows(t, db, `"watermill_outbox"`))
+		})
+	}
+}
+
+// The scoping migration runs on a database that has orders already, keeps
+// them, and can run again after a start that was interrupted before it was
+// recorded.
+func TestMigrations_scope_idempotency_keys_per_customer(t *testing.T) {
+	testkit.Integration(t)
+	t.Parallel()
+	const scoping = "20251201000001_scope_idempotency_keys_per_customer.up.sql"
+	url := testkit.NewDatabase(t)
+	db, err := database.Open(t.Context(), database.Config{URL: url, Name: "orders"})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = db.Close() })
+
+	before := fstest.MapFS{}
+	require.NoError(t, fs.WalkDir(store.Migrations(), ".", func(name string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() || name >= scoping {
+			return err
+		}
+		b, err := fs.ReadFile(store.Migrations(), name)
+		before[name] = &fstest.MapFile{Data: b}
+		return err
+	}))
+	require.NoError(t, database.Migrate(t.Context(), db, before, nil))
+	_, err = db.ExecContext(t.Context(), `INSERT INTO orders (id, customer_id, amount, currency, status, idempotency_key, request_hash, created_at, updated_at)
+		VALUES (gen_random_uuid(), 'c-1', 1, 'EUR', 'pending', 'key-1', 'h', now(), now()),
+		       (gen_random_uuid(), 'c-2', 1, 'EUR', 'pending', 'key-2', 'h', now(), now())`)
+	require.NoError(t, err)
+
+	require.NoError(t, database.Migrate(t.Context(), db, store.Migrations(), nil))
+	constraints := func() []string {
+		var names []string
+		require.NoError(t, db.NewRaw(`SELECT conname FROM pg_constraint WHERE conrelid = 'orders'::regclass AND contype = 'u' ORDER BY conname`).Scan(t.Context(), &names))
+		return names
+	}
+	assert.Equal(t, []string{"orders_customer_id_idempotency_key_key"}, constraints())
+	assert.Equal(t, 2, testkit.CountRows(t, db, "orders"))
+
+	// As if the start had died after the constraint, before the record.
+	_, err = db.ExecContext(t.Context(), `DELETE FROM bun_migrations WHERE name = '20251201000001'`)
+	require.NoError(t, err)
+	require.NoError(t, database.Migrate(t.Context(), db, store.Migrations(), nil))
+	assert.Equal(t, []string{"orders_customer_id_idempotency_key_key"}, constraints())
+	var indexes int
+	require.NoError(t, db.NewRaw(`SELECT count(*) FROM pg_indexes WHERE tablename = 'orders' AND indexdef LIKE '%(customer_id, idempotency_key)%'`).Scan(t.Context(), &indexes))
+	assert.Equal(t, 1, indexes, "no leftover index")
+
+	s := store.New(db, outbox.New(watermill.NopLogger{}), nil)
+	o := newOrder(t, "c-2", 1)
+	_, created, err := s.Create(t.Context(), o, &app.Idempotency{Key: "key-1", Hash: "h"}, placed(t, o))
+	require.NoError(t, err)
+	assert.True(t, created, "c-1's key is free for c-2")
 }
