@@ -30,17 +30,19 @@ import (
 // env is one test's outbox database and vhost.
 type env struct {
 	db     *bun.DB
+	outbox *outbox.Outbox // its waker wakes the forwarder
 	waker  *outbox.Waker
 	broker string
 }
 
 func newEnv(t *testing.T) env {
 	t.Helper()
-	waker := outbox.NewWaker()
+	box := outbox.New(watermill.NopLogger{})
+	waker := box.Waker()
 	db := bunDB(t, testkit.NewDatabase(t)).WithQueryHook(waker)
 	_, err := db.ExecContext(t.Context(), outbox.TableDDL)
 	require.NoError(t, err)
-	return env{db: db, waker: waker, broker: testkit.NewVhost(t)}
+	return env{db: db, outbox: box, waker: waker, broker: testkit.NewVhost(t)}
 }
 
 // bunDB opens url with bun over pgx, as the services do.
@@ -188,12 +190,14 @@ func TestOutbox_InsertWithEvents_appends_the_events_of_inserted_rows(t *testing.
 	}))
 
 	rows := []thing{{ID: watermill.NewUUID(), Name: "a"}, {ID: watermill.NewUUID(), Name: "taken"}, {ID: watermill.NewUUID(), Name: "b"}}
+	var ids, names []string
 	writes := make([]outbox.Write, len(rows))
 	for i, r := range rows {
+		ids, names = append(ids, r.ID), append(names, r.Name)
 		writes[i] = outbox.Write{ID: r.ID, Ctx: t.Context(), Events: []any{placedEvent(r.Name + "-1"), placedEvent(r.Name + "-2")}}
 	}
-	insert := e.db.NewInsert().Model(&rows).On("CONFLICT (name) DO NOTHING").Returning("id")
-	inserted, err := outbox.New(watermill.NopLogger{}).InsertWithEvents(t.Context(), e.db, insert, writes)
+	const insert = `INSERT INTO things (id, name) SELECT * FROM unnest($1::text[]::uuid[], $2::text[]) ON CONFLICT (name) DO NOTHING RETURNING id`
+	inserted, err := e.outbox.InsertWithEvents(t.Context(), e.db.DB, insert, []any{ids, names}, writes)
 	require.NoError(t, err)
 	assert.Equal(t, map[string]bool{rows[0].ID: true, rows[2].ID: true}, inserted)
 

@@ -250,12 +250,15 @@ var _ bun.QueryHook = (*Waker)(nil)
 // BeforeQuery does nothing.
 func (w *Waker) BeforeQuery(ctx context.Context, _ *bun.QueryEvent) context.Context { return ctx }
 
-// AfterQuery wakes one idle forwarder after a successful COMMIT, or an
-// Outbox.InsertWithEvents statement.
+// AfterQuery wakes one idle forwarder after a successful COMMIT.
 func (w *Waker) AfterQuery(_ context.Context, e *bun.QueryEvent) {
-	if e.Err != nil || (e.Query != "COMMIT" && !strings.HasPrefix(e.Query, insertWithEventsHead)) {
+	if e.Err != nil || e.Query != "COMMIT" {
 		return
 	}
+	w.wake()
+}
+
+func (w *Waker) wake() {
 	select {
 	case w.ch <- struct{}{}:
 	default: // a wake-up is pending already

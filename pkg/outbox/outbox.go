@@ -6,6 +6,7 @@ package outbox
 
 import (
 	"context"
+	"database/sql"
 	"embed"
 	"encoding/json"
 	"fmt"
@@ -18,7 +19,6 @@ import (
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/ThreeDotsLabs/watermill/message/router/middleware"
 	"github.com/uptrace/bun"
-	"github.com/uptrace/bun/dialect/pgdialect"
 
 	"github.com/orderflow/orderflow/pkg/messaging"
 	"github.com/orderflow/orderflow/pkg/observability"
@@ -69,8 +69,9 @@ func outboxSchema(batch int) wsql.PostgreSQLQueueSchema {
 // Forwarder, once the transaction has committed; if it rolls back, they
 // never existed.
 type Outbox struct {
-	log  watermill.LoggerAdapter
-	otel []observability.Option
+	log   watermill.LoggerAdapter
+	otel  []observability.Option
+	waker *Waker
 }
 
 // New returns the outbox of a service. Each appended event gets a
@@ -80,8 +81,13 @@ func New(log watermill.LoggerAdapter, otel ...observability.Option) *Outbox {
 	if log == nil {
 		log = watermill.NopLogger{}
 	}
-	return &Outbox{log: log, otel: otel}
+	return &Outbox{log: log, otel: otel, waker: NewWaker()}
 }
+
+// Waker is the outbox's waker: add it to the service's database (bun's
+// WithQueryHook) and give it to the Forwarder, so that a commit that may
+// have appended events wakes an idle forwarder.
+func (o *Outbox) Waker() *Waker { return o.waker }
 
 // Append writes events to the outbox in tx, in one INSERT (watermill-sql
 // writes the messages of one Publish call as one multi-row INSERT; the CQRS
@@ -111,13 +117,20 @@ type Write struct {
 }
 
 // InsertWithEvents runs insert, an INSERT … RETURNING "id" of the writes'
-// rows, and appends the events of each write whose row it inserted, all in
-// one statement: one round trip and one commit, with no transaction block
-// around them. It returns the ids inserted. This is group commit's write
-// (see pkg/groupcommit), where a batch would otherwise wait for BEGIN, two
+// rows whose arguments are args ($1 to $n), and appends the events of each
+// write whose row it inserted, all in one statement: one round trip and one
+// commit, with no transaction block around them. It returns the ids
+// inserted, and wakes the forwarder. This is group commit's write (see
+// pkg/groupcommit), where a batch would otherwise wait for BEGIN, two
 // INSERTs and COMMIT one after another; the outbox rows it writes are the
 // ones Append writes.
-func (o *Outbox) InsertWithEvents(ctx context.Context, db bun.IDB, insert *bun.InsertQuery, writes []Write) (inserted map[string]bool, err error) {
+//
+// The statement goes to db, under bun, with its arguments: its text is the
+// same for every batch (insert takes arrays, unnest turns them into rows),
+// so pgx prepares it once per connection and PostgreSQL plans it once,
+// where bun would inline a batch's values into a text that is planned anew
+// each time.
+func (o *Outbox) InsertWithEvents(ctx context.Context, db *sql.DB, insert string, args []any, writes []Write) (inserted map[string]bool, err error) {
 	msgs, from, err := o.envelopes(writes)
 	if err != nil {
 		return nil, err
@@ -130,34 +143,38 @@ func (o *Outbox) InsertWithEvents(ctx context.Context, db bun.IDB, insert *bun.I
 		}
 		owner[i], uuids[i], payloads[i], metadata[i] = writes[from[i]].ID, m.UUID, string(m.Payload), string(md)
 	}
-	var ids []string
-	err = db.NewRaw(insertWithEvents, insert, bun.Safe(Table),
-		pgdialect.Array(owner), pgdialect.Array(uuids), pgdialect.Array(payloads), pgdialect.Array(metadata)).
-		Scan(ctx, &ids)
+	n := len(args)
+	query := fmt.Sprintf(insertWithEvents, insert, Table, n+1, n+2, n+3, n+4)
+	rows, err := db.QueryContext(ctx, query, append(args, owner, uuids, payloads, metadata)...)
 	if err != nil {
 		return nil, fmt.Errorf("insert %d rows with %d events: %w", len(writes), len(msgs), err)
 	}
-	inserted = make(map[string]bool, len(ids))
-	for _, id := range ids {
+	defer rows.Close()
+	inserted = make(map[string]bool, len(writes))
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return nil, fmt.Errorf("read the inserted ids: %w", err)
+		}
 		inserted[id] = true
 	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("insert %d rows with %d events: %w", len(writes), len(msgs), err)
+	}
+	o.waker.wake()
 	return inserted, nil
 }
 
-// insertWithEventsHead begins InsertWithEvents' statement, which commits by
-// itself: the Waker wakes the forwarder after it as after a COMMIT.
-const insertWithEventsHead = "WITH ins AS ("
-
-// insertWithEvents keeps the events in their callers' order, so that the
+// insertWithEvents keeps the events in their writes' order, so that the
 // outbox's offsets are too.
-const insertWithEvents = insertWithEventsHead + `?), events AS (
-	INSERT INTO ? (uuid, payload, metadata)
-	SELECT e.uuid, e.payload, e.metadata
-	FROM unnest(?::text[], ?::text[], ?::json[], ?::json[]) WITH ORDINALITY AS e(owner, uuid, payload, metadata, n)
+const insertWithEvents = `WITH ins AS (%s), events AS (
+	INSERT INTO %s (uuid, payload, metadata)
+	SELECT e.uuid, e.payload::json, e.metadata::json
+	FROM unnest($%d::text[], $%d::text[], $%d::text[], $%d::text[]) WITH ORDINALITY AS e(owner, uuid, payload, metadata, n)
 	WHERE e.owner IN (SELECT id::text FROM ins)
 	ORDER BY e.n
 )
-SELECT id FROM ins`
+SELECT id::text FROM ins`
 
 // envelopes turns the writes' events into the forwarder's enveloped
 // messages, each in its write's context; from[i] is the index in writes of

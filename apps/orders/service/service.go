@@ -52,8 +52,8 @@ func Run(ctx context.Context, cfg platform.Config, log *slog.Logger, tel *observ
 	}
 	defer relay.Close()
 
-	waker := outbox.NewWaker() // each commit on db wakes the outbox forwarder
 	events := outbox.New(observability.WatermillLogger(log), tel.Options()...)
+	waker := events.Waker() // each commit on db, and each batch write, wakes the outbox forwarder
 	m, err := metrics.New(tel.MeterProvider())
 	if err != nil {
 		return err

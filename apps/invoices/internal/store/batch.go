@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/orderflow/orderflow/apps/invoices/internal/domain"
 	"github.com/orderflow/orderflow/pkg/groupcommit"
@@ -34,19 +35,30 @@ func (b *batcher) issue(ctx context.Context, inv domain.Invoice, events []any) (
 	return b.issues.Do(ctx, issueCall{inv: inv, events: events})
 }
 
+// insertInvoices inserts a batch's invoices, one per element of its arrays.
+const insertInvoices = `INSERT INTO invoices (id, order_id, customer_id, amount, currency, issued_at)
+SELECT * FROM unnest($1::text[]::uuid[], $2::text[]::uuid[], $3::text[], $4::bigint[], $5::text[], $6::timestamptz[])
+ON CONFLICT (order_id) DO NOTHING
+RETURNING id`
+
 // issueBatch inserts the batch's invoices, skipping orders invoiced already
 // (by an earlier delivery, or earlier in the batch), and the events of the
 // inserted ones, in one statement (outbox.Outbox.InsertWithEvents).
 func (b *batcher) issueBatch(ctx context.Context, calls []groupcommit.Item[issueCall]) ([]groupcommit.Result[bool], error) {
-	rows, writes := make([]invoiceRow, 0, len(calls)), make([]outbox.Write, 0, len(calls))
+	var ids, orderIDs, customerIDs, currencies []string
+	var amounts []int64
+	var issuedAt []time.Time
+	writes := make([]outbox.Write, 0, len(calls))
 	for _, c := range calls {
-		rows = append(rows, toRow(c.In.inv))
-		writes = append(writes, outbox.Write{ID: c.In.inv.ID, Ctx: c.Ctx, Events: c.In.events})
+		inv := c.In.inv
+		ids, orderIDs, customerIDs = append(ids, inv.ID), append(orderIDs, inv.OrderID), append(customerIDs, inv.CustomerID)
+		amounts, currencies, issuedAt = append(amounts, inv.Amount), append(currencies, inv.Currency), append(issuedAt, inv.IssuedAt)
+		writes = append(writes, outbox.Write{ID: inv.ID, Ctx: c.Ctx, Events: c.In.events})
 	}
-	issued, err := b.s.outbox.InsertWithEvents(ctx, b.s.db,
-		b.s.db.NewInsert().Model(&rows).On("CONFLICT (order_id) DO NOTHING").Returning("id"), writes)
+	issued, err := b.s.outbox.InsertWithEvents(ctx, b.s.db.DB, insertInvoices,
+		[]any{ids, orderIDs, customerIDs, amounts, currencies, issuedAt}, writes)
 	if err != nil {
-		return nil, fmt.Errorf("issue %d invoices: %w", len(rows), err)
+		return nil, fmt.Errorf("issue %d invoices: %w", len(calls), err)
 	}
 	results := make([]groupcommit.Result[bool], len(calls))
 	for i, c := range calls {

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/uptrace/bun/dialect/pgdialect"
 
 	"github.com/orderflow/orderflow/apps/orders/internal/app"
 	"github.com/orderflow/orderflow/apps/orders/internal/domain"
@@ -52,21 +51,34 @@ func (b *batcher) create(ctx context.Context, o domain.Order, idem *app.Idempote
 	return res.order, res.created, err
 }
 
+// insertOrders inserts a batch's orders, one per element of its arrays,
+// skipping the idempotency keys their customers have used (conflictOnKey).
+const insertOrders = `INSERT INTO orders (id, customer_id, amount, currency, status, invoice_id, idempotency_key, request_hash, created_at, updated_at)
+SELECT * FROM unnest($1::text[]::uuid[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::text[]::uuid[], $7::text[], $8::text[], $9::timestamptz[], $10::timestamptz[])
+ON ` + conflictOnKey + `
+RETURNING id`
+
 // createBatch inserts the batch's orders, skipping idempotency keys their
 // customers have used (and keys a customer repeats in the batch), with the
 // events of those inserted, then answers each call: its order inserted, or
 // the key's first order (replay).
 func (b *batcher) createBatch(ctx context.Context, calls []groupcommit.Item[createCall]) ([]groupcommit.Result[createResult], error) {
-	rows := make([]*orderRow, len(calls))
-	writes := make([]outbox.Write, len(calls))
-	for i, c := range calls {
-		rows[i] = c.In.row
-		writes[i] = outbox.Write{ID: c.In.row.ID, Ctx: c.Ctx, Events: c.In.events}
+	var ids, customerIDs, currencies, statuses []string
+	var invoiceIDs, keys, hashes []*string
+	var amounts []int64
+	var createdAt, updatedAt []time.Time
+	writes := make([]outbox.Write, 0, len(calls))
+	for _, c := range calls {
+		r := c.In.row
+		ids, customerIDs, currencies, statuses = append(ids, r.ID), append(customerIDs, r.CustomerID), append(currencies, r.Currency), append(statuses, r.Status)
+		invoiceIDs, keys, hashes = append(invoiceIDs, r.InvoiceID), append(keys, r.IdempotencyKey), append(hashes, r.RequestHash)
+		amounts, createdAt, updatedAt = append(amounts, r.Amount), append(createdAt, r.CreatedAt), append(updatedAt, r.UpdatedAt)
+		writes = append(writes, outbox.Write{ID: r.ID, Ctx: c.Ctx, Events: c.In.events})
 	}
-	insert := b.s.db.NewInsert().Model(&rows).On(conflictOnKey).Returning("id")
-	isNew, err := b.s.outbox.InsertWithEvents(ctx, b.s.db, insert, writes)
+	isNew, err := b.s.outbox.InsertWithEvents(ctx, b.s.db.DB, insertOrders,
+		[]any{ids, customerIDs, amounts, currencies, statuses, invoiceIDs, keys, hashes, createdAt, updatedAt}, writes)
 	if err != nil {
-		return nil, fmt.Errorf("insert %d orders: %w", len(rows), err)
+		return nil, fmt.Errorf("insert %d orders: %w", len(calls), err)
 	}
 	results := make([]groupcommit.Result[createResult], len(calls))
 	for i, c := range calls {
@@ -102,9 +114,11 @@ func (b *batcher) markInvoiced(ctx context.Context, id, invoiceID string, at tim
 	return b.s.markNotPending(ctx, id, invoiceID, at)
 }
 
-// markInvoiced moves a batch's pending orders to invoiced.
+// markInvoiced moves a batch's pending orders to invoiced. Like
+// insertOrders it is sent with its arguments, so that PostgreSQL plans it
+// once per connection (see outbox.Outbox.InsertWithEvents).
 const markInvoiced = `UPDATE orders AS o SET status = 'invoiced', invoice_id = t.invoice_id, updated_at = t.at
-FROM unnest(?::uuid[], ?::uuid[], ?::timestamptz[]) AS t(id, invoice_id, at)
+FROM unnest($1::text[]::uuid[], $2::text[]::uuid[], $3::timestamptz[]) AS t(id, invoice_id, at)
 WHERE o.id = t.id AND o.status = 'pending'
 RETURNING o.id, o.created_at`
 
@@ -126,7 +140,10 @@ func (b *batcher) markBatch(ctx context.Context, calls []groupcommit.Item[markCa
 		ID        string    `bun:"id"`
 		CreatedAt time.Time `bun:"created_at"`
 	}
-	err := b.s.db.NewRaw(markInvoiced, pgdialect.Array(ids), pgdialect.Array(invoiceIDs), pgdialect.Array(ats)).Scan(ctx, &changed)
+	rows, err := b.s.db.DB.QueryContext(ctx, markInvoiced, ids, invoiceIDs, ats)
+	if err == nil {
+		err = b.s.db.ScanRows(ctx, rows, &changed)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("mark %d orders invoiced: %w", len(ids), err)
 	}
