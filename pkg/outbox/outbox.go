@@ -144,7 +144,8 @@ func (o *Outbox) InsertWithEvents(ctx context.Context, db *sql.DB, insert string
 		owner[i], uuids[i], payloads[i], metadata[i] = writes[from[i]].ID, m.UUID, string(m.Payload), string(md)
 	}
 	n := len(args)
-	query := fmt.Sprintf(insertWithEvents, insert, Table, n+1, n+2, n+3, n+4)
+	// insert is the store's constant and the rest are numbers: no value is formatted in.
+	query := fmt.Sprintf(insertWithEvents, insert, Table, n+1, n+2, n+3, n+4) //nolint:gosec // see above
 	rows, err := db.QueryContext(ctx, query, append(args, owner, uuids, payloads, metadata)...)
 	if err != nil {
 		return nil, fmt.Errorf("insert %d rows with %d events: %w", len(writes), len(msgs), err)
