@@ -216,7 +216,15 @@ func (b wakeBackoff) HandleError(log watermill.LoggerAdapter, noMsg bool, err er
 		if strings.Contains(msg, "concurrent update") || strings.Contains(msg, "deadlock") {
 			return 0
 		}
-		if !errors.Is(err, context.Canceled) && !errors.Is(err, errClosingUnconfirmed) {
+		switch {
+		case errors.Is(err, context.Canceled) || errors.Is(err, errClosingUnconfirmed):
+		case strings.Contains(msg, "delivery not confirmed"):
+			// RabbitMQ refused a publish, as it does while a queue that was
+			// just declared starts: the batch stays and goes again. A
+			// refusal that lasts is logged as an error by the publisher
+			// (renew.go).
+			log.Info("publish not confirmed; the batch stays in the outbox", watermill.LogFields{"error": err.Error(), "retry_in": b.retry.String()})
+		default:
 			log.Error("read outbox", err, watermill.LogFields{"retry_in": b.retry.String()})
 		}
 		return b.retry

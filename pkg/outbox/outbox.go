@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io/fs"
+	"strings"
 
 	"github.com/ThreeDotsLabs/watermill"
 	wsql "github.com/ThreeDotsLabs/watermill-sql/v4/pkg/sql"
@@ -146,6 +147,8 @@ func (o *Outbox) InsertWithEvents(ctx context.Context, db *sql.DB, insert string
 	n := len(args)
 	// insert is the store's constant and the rest are numbers: no value is formatted in.
 	query := fmt.Sprintf(insertWithEvents, insert, Table, n+1, n+2, n+3, n+4) //nolint:gosec // see above
+	ctx, end := observability.DatabaseSpan(ctx, spanName(insert), query, o.otel...)
+	defer func() { end(err) }()
 	rows, err := db.QueryContext(ctx, query, append(args, owner, uuids, payloads, metadata)...)
 	if err != nil {
 		return nil, fmt.Errorf("insert %d rows with %d events: %w", len(writes), len(msgs), err)
@@ -164,6 +167,14 @@ func (o *Outbox) InsertWithEvents(ctx context.Context, db *sql.DB, insert string
 	}
 	o.waker.wake()
 	return inserted, nil
+}
+
+// spanName is "INSERT {table}" for insert, "INSERT INTO {table} …".
+func spanName(insert string) string {
+	if f := strings.Fields(insert); len(f) > 2 && strings.EqualFold(f[1], "INTO") {
+		return "INSERT " + f[2]
+	}
+	return "INSERT"
 }
 
 // insertWithEvents keeps the events in their writes' order, so that the
