@@ -90,20 +90,7 @@ func (w wire) run(t *testing.T, service string, handlers ...cqrs.EventHandler) {
 		Register:  func(p *messaging.EventProcessor) error { return p.AddHandlers(handlers...) },
 		Log:       watermill.NopLogger{},
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- rt.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		require.NoError(t, <-done)
-	})
-	select {
-	case <-rt.Ready():
-	case err := <-done:
-		t.Fatalf("runtime stopped: %v", err)
-	case <-time.After(30 * time.Second):
-		t.Fatal("runtime not ready")
-	}
+	testkit.StartRuntime(t, rt)
 }
 
 // publish appends events to the outbox in one committed transaction, as

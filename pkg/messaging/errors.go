@@ -1,6 +1,9 @@
 package messaging
 
-import "errors"
+import (
+	"errors"
+	"strings"
+)
 
 // permanentError marks a failure that no retry can fix: an undecodable
 // payload, an invalid event, an unknown event version. Such a message goes to
@@ -23,4 +26,10 @@ func Permanent(err error) error {
 func IsPermanent(err error) bool {
 	var p permanentError
 	return errors.As(err, &p)
+}
+
+// IsNotConfirmed reports whether err is RabbitMQ refusing a publish (a
+// negative confirm); watermill-amqp says so only in its error text.
+func IsNotConfirmed(err error) bool {
+	return err != nil && strings.Contains(err.Error(), "delivery not confirmed")
 }

@@ -71,20 +71,7 @@ func (e env) run(t *testing.T, service string, maxRetries int, handlers ...cqrs.
 		Register:  func(p *messaging.EventProcessor) error { return p.AddHandlers(handlers...) },
 		Log:       watermill.NopLogger{},
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- rt.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		require.NoError(t, <-done)
-	})
-	select {
-	case <-rt.Ready():
-	case err := <-done:
-		t.Fatalf("runtime stopped: %v", err)
-	case <-time.After(30 * time.Second):
-		t.Fatal("runtime not ready")
-	}
+	testkit.StartRuntime(t, rt)
 	return rt
 }
 

@@ -2,7 +2,6 @@ package messaging
 
 import (
 	"errors"
-	"strings"
 	"sync"
 	"time"
 
@@ -53,8 +52,7 @@ func (p *renewingPublisher) Publish(topic string, msgs ...*message.Message) erro
 	pub, gen := p.cur, p.gen
 	p.mu.Unlock()
 	err := pub.Publish(topic, msgs...)
-	// watermill-amqp says so only in its error text.
-	if err != nil && strings.Contains(err.Error(), "delivery not confirmed") {
+	if IsNotConfirmed(err) {
 		p.renew(gen)
 	}
 	return err //nolint:wrapcheck // the publisher's own error, as callers expect

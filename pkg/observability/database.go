@@ -17,10 +17,11 @@ import (
 func DatabaseSpan(ctx context.Context, name, statement string, opts ...Option) (_ context.Context, end func(err error)) {
 	op, _, _ := strings.Cut(name, " ")
 	ctx, span := newConfig(opts).tracer().Start(ctx, name, trace.WithSpanKind(trace.SpanKindClient),
+		// The keys bunotel gives the other query spans of the same trace.
 		trace.WithAttributes(
-			attribute.String("db.system.name", "postgresql"),
-			attribute.String("db.operation.name", op),
-			attribute.String("db.query.text", statement),
+			attribute.String("db.system", "postgresql"),
+			attribute.String("db.operation", op),
+			attribute.String("db.statement", statement),
 		))
 	return ctx, func(err error) {
 		if err != nil {

@@ -15,6 +15,8 @@ import (
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/uptrace/bun"
 	"golang.org/x/sync/errgroup"
+
+	"github.com/orderflow/orderflow/pkg/messaging"
 )
 
 // ForwarderConfig configures the outbox forwarder.
@@ -218,7 +220,7 @@ func (b wakeBackoff) HandleError(log watermill.LoggerAdapter, noMsg bool, err er
 		}
 		switch {
 		case errors.Is(err, context.Canceled) || errors.Is(err, errClosingUnconfirmed):
-		case strings.Contains(msg, "delivery not confirmed"):
+		case messaging.IsNotConfirmed(err):
 			// RabbitMQ refused a publish, as it does while a queue that was
 			// just declared starts: the batch stays and goes again. A
 			// refusal that lasts is logged as an error by the publisher

@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io/fs"
+	"slices"
 	"strings"
 
 	"github.com/ThreeDotsLabs/watermill"
@@ -126,7 +127,9 @@ type Write struct {
 // INSERTs and COMMIT one after another; the outbox rows it writes are the
 // ones Append writes.
 //
-// The statement goes to db, under bun, with its arguments: its text is the
+// The statement goes to db (the *sql.DB beneath a *bun.DB, so past bun's
+// query hooks: it wakes the forwarder and opens its query span itself) with
+// its arguments: its text is the
 // same for every batch (insert takes arrays, unnest turns them into rows),
 // so pgx prepares it once per connection and PostgreSQL plans it once,
 // where bun would inline a batch's values into a text that is planned anew
@@ -149,7 +152,7 @@ func (o *Outbox) InsertWithEvents(ctx context.Context, db *sql.DB, insert string
 	query := fmt.Sprintf(insertWithEvents, insert, Table, n+1, n+2, n+3, n+4) //nolint:gosec // see above
 	ctx, end := observability.DatabaseSpan(ctx, spanName(insert), query, o.otel...)
 	defer func() { end(err) }()
-	rows, err := db.QueryContext(ctx, query, append(args, owner, uuids, payloads, metadata)...)
+	rows, err := db.QueryContext(ctx, query, slices.Concat(args, []any{owner, uuids, payloads, metadata})...)
 	if err != nil {
 		return nil, fmt.Errorf("insert %d rows with %d events: %w", len(writes), len(msgs), err)
 	}

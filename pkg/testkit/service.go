@@ -168,3 +168,25 @@ func ServiceEnv(tb testing.TB, brokerURL string) map[string]string {
 		"OUTBOX_WORKERS":                 "2",
 	}
 }
+
+// StartRuntime runs rt until the test ends (failing it if rt stops with an
+// error) and waits until its router and forwarder run.
+func StartRuntime(tb testing.TB, rt *platform.Runtime) {
+	tb.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- rt.Run(ctx) }()
+	tb.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			tb.Errorf("runtime stopped: %v", err)
+		}
+	})
+	select {
+	case <-rt.Ready():
+	case err := <-done:
+		tb.Fatalf("runtime stopped: %v", err)
+	case <-time.After(30 * time.Second):
+		tb.Fatal("runtime not ready")
+	}
+}
