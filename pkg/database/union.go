@@ -13,6 +13,16 @@ import (
 // code they belong to. A name present in two of them is the first's.
 func Union(sets ...fs.FS) fs.FS { return union(sets) }
 
+// Sub is the directory dir of an embedded tree of migrations
+// (//go:embed migrations/*.sql), for Migrate or Union.
+func Sub(fsys fs.FS, dir string) fs.FS {
+	sub, err := fs.Sub(fsys, dir)
+	if err != nil {
+		panic(err) // dir is a constant, embedded at compile time
+	}
+	return sub
+}
+
 type union []fs.FS
 
 func (u union) Open(name string) (fs.File, error) {

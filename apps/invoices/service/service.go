@@ -29,7 +29,7 @@ const Name = "invoices"
 const DefaultPort = 3334
 
 // Migrations are the service's database migrations.
-func Migrations() fs.FS { return store.Migrations() }
+func Migrations() fs.FS { return database.Union(store.Migrations(), outbox.Migrations()) }
 
 // Topology is what the service declares on RabbitMQ (see consumers.Topology).
 var Topology = consumers.Topology
@@ -39,7 +39,7 @@ var Topology = consumers.Topology
 func Run(ctx context.Context, cfg platform.Config, log *slog.Logger, tel *observability.Telemetry, ln net.Listener) error {
 	defer ln.Close() // Serve closes it too; this covers the early returns
 
-	db, err := platform.OpenDatabase(ctx, cfg, log, tel, store.Migrations())
+	db, err := platform.OpenDatabase(ctx, cfg, log, tel, Migrations())
 	if err != nil {
 		return err
 	}
@@ -57,7 +57,12 @@ func Run(ctx context.Context, cfg platform.Config, log *slog.Logger, tel *observ
 		return err
 	}
 	db = db.WithQueryHook(waker)
-	invoices := app.New(store.New(db, events, platform.GroupCommit(cfg, tel)), m)
+	plain := store.New(db, events)
+	var st app.Store = plain
+	if gc := platform.GroupCommit(cfg, tel); gc != nil { // GROUP_COMMIT: writes that arrive together share one statement
+		st = store.NewGroupCommit(plain, *gc)
+	}
+	invoices := app.New(st, m)
 
 	rt, err := platform.NewRuntime(cfg, log, tel, relay, platform.Messaging{
 		Topology: consumers.Topology,

@@ -5,25 +5,30 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/orderflow/orderflow/apps/invoices/internal/app"
 	"github.com/orderflow/orderflow/apps/invoices/internal/domain"
 	"github.com/orderflow/orderflow/pkg/groupcommit"
 	"github.com/orderflow/orderflow/pkg/outbox"
 )
 
-// batcher is group commit for the invoices store (GROUP_COMMIT): the Issue
+// GroupCommit is the invoices store under load (GROUP_COMMIT): the Issue
 // calls of concurrent OrderPlaced handlers share one statement that inserts
 // their invoices and their events, instead of a transaction each (see
-// pkg/groupcommit; a failed batch runs each call alone).
-type batcher struct {
-	s      *Store
+// pkg/groupcommit; a failed batch runs each call alone). Its other methods
+// are the Store's.
+type GroupCommit struct {
+	*Store
 	issues *groupcommit.Committer[issueCall, bool]
 }
 
-func newBatcher(s *Store, cfg groupcommit.Config) *batcher {
+var _ app.Store = (*GroupCommit)(nil)
+
+// NewGroupCommit returns s with its Issue calls batched.
+func NewGroupCommit(s *Store, cfg groupcommit.Config) *GroupCommit {
 	cfg.Name = "invoices.issue"
-	b := &batcher{s: s}
-	b.issues = groupcommit.New(b.issueBatch, cfg)
-	return b
+	g := &GroupCommit{Store: s}
+	g.issues = groupcommit.New(g.issueBatch, cfg)
+	return g
 }
 
 type issueCall struct {
@@ -31,8 +36,9 @@ type issueCall struct {
 	events []any
 }
 
-func (b *batcher) issue(ctx context.Context, inv domain.Invoice, events []any) (bool, error) {
-	return b.issues.Do(ctx, issueCall{inv: inv, events: events})
+// Issue is Store.Issue, batched.
+func (g *GroupCommit) Issue(ctx context.Context, inv domain.Invoice, events ...any) (bool, error) {
+	return g.issues.Do(ctx, issueCall{inv: inv, events: events})
 }
 
 // insertInvoices inserts a batch's invoices, one per element of its arrays.
@@ -44,7 +50,7 @@ RETURNING id`
 // issueBatch inserts the batch's invoices, skipping orders invoiced already
 // (by an earlier delivery, or earlier in the batch), and the events of the
 // inserted ones, in one statement (outbox.Outbox.InsertWithEvents).
-func (b *batcher) issueBatch(ctx context.Context, calls []groupcommit.Item[issueCall]) ([]groupcommit.Result[bool], error) {
+func (g *GroupCommit) issueBatch(ctx context.Context, calls []groupcommit.Item[issueCall]) ([]groupcommit.Result[bool], error) {
 	var ids, orderIDs, customerIDs, currencies []string
 	var amounts []int64
 	var issuedAt []time.Time
@@ -55,7 +61,7 @@ func (b *batcher) issueBatch(ctx context.Context, calls []groupcommit.Item[issue
 		amounts, currencies, issuedAt = append(amounts, inv.Amount), append(currencies, inv.Currency), append(issuedAt, inv.IssuedAt)
 		writes = append(writes, outbox.Write{ID: inv.ID, Ctx: c.Ctx, Events: c.In.events})
 	}
-	issued, err := b.s.outbox.InsertWithEvents(ctx, b.s.db.DB, insertInvoices,
+	issued, err := g.outbox.InsertWithEvents(ctx, g.db.DB, insertInvoices,
 		[]any{ids, orderIDs, customerIDs, amounts, currencies, issuedAt}, writes)
 	if err != nil {
 		return nil, fmt.Errorf("issue %d invoices: %w", len(calls), err)

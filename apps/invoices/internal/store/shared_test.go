@@ -22,7 +22,7 @@ func TestStore_Issue_in_shared_transactions(t *testing.T) {
 	testkit.Integration(t)
 	t.Parallel()
 	_, db := newStore(t)
-	s := store.New(db, outbox.New(watermill.NopLogger{}), &groupcommit.Config{})
+	s := store.NewGroupCommit(store.New(db, outbox.New(watermill.NopLogger{})), groupcommit.Config{})
 	const orders, deliveries = 20, 3
 	invoices := make([]domain.Invoice, 0, orders*deliveries)
 	for range orders {

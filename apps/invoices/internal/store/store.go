@@ -5,80 +5,34 @@ package store
 import (
 	"context"
 	"database/sql"
-	"embed"
 	"errors"
 	"fmt"
-	"io/fs"
-	"time"
 
 	"github.com/uptrace/bun"
 
 	"github.com/orderflow/orderflow/apps/invoices/internal/app"
 	"github.com/orderflow/orderflow/apps/invoices/internal/domain"
-	"github.com/orderflow/orderflow/pkg/database"
-	"github.com/orderflow/orderflow/pkg/groupcommit"
 	"github.com/orderflow/orderflow/pkg/outbox"
 )
 
-//go:embed migrations/*.sql
-var migrations embed.FS
-
-// Migrations returns the store's SQL migrations, the outbox table's among
-// them.
-func Migrations() fs.FS {
-	sub, err := fs.Sub(migrations, "migrations")
-	if err != nil {
-		panic(err) // the embedded directory exists at compile time
-	}
-	return database.Union(sub, outbox.Migrations())
-}
-
-// Store is the invoices store.
+// Store keeps invoices, one per order. Issue is one transaction that inserts
+// the invoice and appends its events to the outbox; GroupCommit (batch.go)
+// batches it under load.
 type Store struct {
 	db     *bun.DB
 	outbox *outbox.Outbox
-	batch  *batcher // group commit (batch.go); nil: one transaction per write
 }
 
 var _ app.Store = (*Store)(nil)
 
-// New returns a store on db that appends events to outbox. With gc, writes
-// that arrive together share a transaction (batch.go).
-func New(db *bun.DB, outbox *outbox.Outbox, gc *groupcommit.Config) *Store {
-	s := &Store{db: db, outbox: outbox}
-	if gc != nil {
-		s.batch = newBatcher(s, *gc)
-	}
-	return s
-}
-
-type invoiceRow struct {
-	bun.BaseModel `bun:"table:invoices"`
-
-	ID         string    `bun:"id,pk,type:uuid"`
-	OrderID    string    `bun:"order_id,type:uuid"`
-	CustomerID string    `bun:"customer_id"`
-	Amount     int64     `bun:"amount"`
-	Currency   string    `bun:"currency"`
-	IssuedAt   time.Time `bun:"issued_at"`
-}
-
-func toRow(inv domain.Invoice) invoiceRow {
-	return invoiceRow{ID: inv.ID, OrderID: inv.OrderID, CustomerID: inv.CustomerID, Amount: inv.Amount, Currency: inv.Currency, IssuedAt: inv.IssuedAt}
-}
-
-func (r *invoiceRow) toDomain() domain.Invoice {
-	return domain.Invoice{ID: r.ID, OrderID: r.OrderID, CustomerID: r.CustomerID, Amount: r.Amount, Currency: r.Currency, IssuedAt: r.IssuedAt.UTC()}
-}
+// New returns a store on db that appends events to outbox.
+func New(db *bun.DB, outbox *outbox.Outbox) *Store { return &Store{db: db, outbox: outbox} }
 
 // Issue inserts the invoice and appends events to the outbox in one
 // transaction. An order has one invoice (order_id is unique): for an order
 // that has it already, a redelivered OrderPlaced, it writes nothing and
 // reports false.
 func (s *Store) Issue(ctx context.Context, inv domain.Invoice, events ...any) (bool, error) {
-	if s.batch != nil {
-		return s.batch.issue(ctx, inv, events)
-	}
 	row := toRow(inv)
 	var issued bool
 	err := s.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {

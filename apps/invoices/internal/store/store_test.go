@@ -26,8 +26,8 @@ func newStore(tb testing.TB) (*store.Store, *bun.DB) {
 	db, err := database.Open(tb.Context(), database.Config{URL: url, Name: "invoices"})
 	require.NoError(tb, err)
 	tb.Cleanup(func() { _ = db.Close() })
-	require.NoError(tb, database.Migrate(tb.Context(), db, store.Migrations(), nil))
-	return store.New(db, outbox.New(watermill.NopLogger{}), nil), db
+	require.NoError(tb, database.Migrate(tb.Context(), db, database.Union(store.Migrations(), outbox.Migrations()), nil))
+	return store.New(db, outbox.New(watermill.NopLogger{})), db
 }
 
 // newInvoice returns an invoice of orderID. Times are truncated to

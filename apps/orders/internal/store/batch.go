@@ -11,27 +11,31 @@ import (
 	"github.com/orderflow/orderflow/pkg/outbox"
 )
 
-// batcher is group commit for the orders store (GROUP_COMMIT): the Create
+// GroupCommit is the orders store under load (GROUP_COMMIT): the Create
 // calls that arrive while a write is in flight share the next one, a single
 // statement that inserts all their orders and their events
-// (outbox.Outbox.InsertWithEvents); the status updates that arrive
-// together are one UPDATE. Under load one statement and one commit then
-// carry many orders instead of four statements and a commit each; a lone
-// call runs at once. Each call keeps its own outcome (created, replayed, refused); a
+// (outbox.Outbox.InsertWithEvents); the status updates that arrive together
+// are one UPDATE. Under load one statement and one commit then carry many
+// orders instead of four statements and a commit each; a lone call runs at
+// once. Each call keeps its own outcome (created, replayed, refused); a
 // batch that fails as a whole runs each call again alone (pkg/groupcommit).
-type batcher struct {
-	s       *Store
+// Its other methods are the Store's.
+type GroupCommit struct {
+	*Store
 	creates *groupcommit.Committer[createCall, createResult]
 	marks   *groupcommit.Committer[markCall, markResult]
 }
 
-func newBatcher(s *Store, cfg groupcommit.Config) *batcher {
-	b := &batcher{s: s}
+var _ app.Store = (*GroupCommit)(nil)
+
+// NewGroupCommit returns s with its Create and MarkInvoiced calls batched.
+func NewGroupCommit(s *Store, cfg groupcommit.Config) *GroupCommit {
+	g := &GroupCommit{Store: s}
 	create, mark := cfg, cfg
 	create.Name, mark.Name = "orders.create", "orders.mark_invoiced"
-	b.creates = groupcommit.New(b.createBatch, create)
-	b.marks = groupcommit.New(b.markBatch, mark)
-	return b
+	g.creates = groupcommit.New(g.createBatch, create)
+	g.marks = groupcommit.New(g.markBatch, mark)
+	return g
 }
 
 type createCall struct {
@@ -45,8 +49,9 @@ type createResult struct {
 	created bool
 }
 
-func (b *batcher) create(ctx context.Context, o domain.Order, idem *app.Idempotency, events []any) (domain.Order, bool, error) {
-	res, err := b.creates.Do(ctx, createCall{row: toRow(o, idem), idem: idem, events: events})
+// Create is Store.Create, batched.
+func (g *GroupCommit) Create(ctx context.Context, o domain.Order, idem *app.Idempotency, events ...any) (domain.Order, bool, error) {
+	res, err := g.creates.Do(ctx, createCall{row: toRow(o, idem), idem: idem, events: events})
 	return res.order, res.created, err
 }
 
@@ -61,7 +66,7 @@ RETURNING id`
 // customers have used (and keys a customer repeats in the batch), with the
 // events of those inserted, then answers each call: its order inserted, or
 // the key's first order (replay).
-func (b *batcher) createBatch(ctx context.Context, calls []groupcommit.Item[createCall]) ([]groupcommit.Result[createResult], error) {
+func (g *GroupCommit) createBatch(ctx context.Context, calls []groupcommit.Item[createCall]) ([]groupcommit.Result[createResult], error) {
 	var ids, customerIDs, currencies, statuses []string
 	var invoiceIDs, keys, hashes []*string
 	var amounts []int64
@@ -74,7 +79,7 @@ func (b *batcher) createBatch(ctx context.Context, calls []groupcommit.Item[crea
 		amounts, createdAt, updatedAt = append(amounts, r.Amount), append(createdAt, r.CreatedAt), append(updatedAt, r.UpdatedAt)
 		writes = append(writes, outbox.Write{ID: r.ID, Ctx: c.Ctx, Events: c.In.events})
 	}
-	isNew, err := b.s.outbox.InsertWithEvents(ctx, b.s.db.DB, insertOrders,
+	isNew, err := g.outbox.InsertWithEvents(ctx, g.db.DB, insertOrders,
 		[]any{ids, customerIDs, amounts, currencies, statuses, invoiceIDs, keys, hashes, createdAt, updatedAt}, writes)
 	if err != nil {
 		return nil, fmt.Errorf("insert %d orders: %w", len(calls), err)
@@ -89,7 +94,7 @@ func (b *batcher) createBatch(ctx context.Context, calls []groupcommit.Item[crea
 			return nil, fmt.Errorf("insert order %s: no row inserted", c.In.row.ID)
 		}
 		// The key's first order committed before this statement began.
-		order, err := replay(ctx, b.s.db, c.In.row.CustomerID, c.In.idem)
+		order, err := replay(ctx, g.db, c.In.row.CustomerID, c.In.idem)
 		results[i] = groupcommit.Result[createResult]{Out: createResult{order: order}, Err: err}
 	}
 	return results, nil
@@ -105,12 +110,13 @@ type markResult struct {
 	changed  bool
 }
 
-func (b *batcher) markInvoiced(ctx context.Context, id, invoiceID string, at time.Time) (time.Time, bool, error) {
-	res, err := b.marks.Do(ctx, markCall{id: id, invoiceID: invoiceID, at: at})
+// MarkInvoiced is Store.MarkInvoiced, batched.
+func (g *GroupCommit) MarkInvoiced(ctx context.Context, id, invoiceID string, at time.Time) (time.Time, bool, error) {
+	res, err := g.marks.Do(ctx, markCall{id: id, invoiceID: invoiceID, at: at})
 	if err != nil || res.changed {
 		return res.placedAt, res.changed, err
 	}
-	return b.s.markNotPending(ctx, id, invoiceID, at)
+	return g.markNotPending(ctx, id, invoiceID, at)
 }
 
 // markInvoiced moves a batch's pending orders to invoiced. Like
@@ -125,7 +131,7 @@ RETURNING o.id, o.created_at`
 // Only an order's first call takes part; a second one (a redelivery racing
 // its original) reports no change and goes to the domain's rule once this
 // batch has committed, as does a call for an order that is not pending.
-func (b *batcher) markBatch(ctx context.Context, calls []groupcommit.Item[markCall]) ([]groupcommit.Result[markResult], error) {
+func (g *GroupCommit) markBatch(ctx context.Context, calls []groupcommit.Item[markCall]) ([]groupcommit.Result[markResult], error) {
 	first := make(map[string]int, len(calls))
 	var ids, invoiceIDs []string
 	var ats []time.Time
@@ -139,9 +145,9 @@ func (b *batcher) markBatch(ctx context.Context, calls []groupcommit.Item[markCa
 		ID        string    `bun:"id"`
 		CreatedAt time.Time `bun:"created_at"`
 	}
-	rows, err := b.s.db.DB.QueryContext(ctx, markInvoiced, ids, invoiceIDs, ats)
+	rows, err := g.db.DB.QueryContext(ctx, markInvoiced, ids, invoiceIDs, ats)
 	if err == nil {
-		err = b.s.db.ScanRows(ctx, rows, &changed)
+		err = g.db.ScanRows(ctx, rows, &changed)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("mark %d orders invoiced: %w", len(ids), err)

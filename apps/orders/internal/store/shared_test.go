@@ -30,7 +30,7 @@ func TestStore_Create_in_shared_transactions(t *testing.T) {
 	reader := metric.NewManualReader()
 	sizes, err := metric.NewMeterProvider(metric.WithReader(reader)).Meter("test").Int64Histogram("sizes")
 	require.NoError(t, err)
-	s := store.New(db, outbox.New(watermill.NopLogger{}), &groupcommit.Config{Sizes: sizes})
+	s := store.NewGroupCommit(store.New(db, outbox.New(watermill.NopLogger{})), groupcommit.Config{Sizes: sizes})
 	const distinct, retries = 40, 10
 	var wg sync.WaitGroup
 	start := make(chan struct{})

@@ -5,92 +5,29 @@ package store
 import (
 	"context"
 	"database/sql"
-	"embed"
 	"errors"
 	"fmt"
-	"io/fs"
 	"time"
 
 	"github.com/uptrace/bun"
 
 	"github.com/orderflow/orderflow/apps/orders/internal/app"
 	"github.com/orderflow/orderflow/apps/orders/internal/domain"
-	"github.com/orderflow/orderflow/pkg/database"
-	"github.com/orderflow/orderflow/pkg/groupcommit"
 	"github.com/orderflow/orderflow/pkg/outbox"
 )
 
-//go:embed migrations/*.sql
-var migrations embed.FS
-
-// Migrations returns the store's SQL migrations, the outbox table's among
-// them.
-func Migrations() fs.FS {
-	sub, err := fs.Sub(migrations, "migrations")
-	if err != nil {
-		panic(err) // the embedded directory exists at compile time
-	}
-	return database.Union(sub, outbox.Migrations())
-}
-
-// Store is the orders store.
+// Store keeps orders. Each write is one transaction: Create's inserts the
+// order and appends its events to the outbox, MarkInvoiced's moves it on.
+// GroupCommit (batch.go) batches both under load.
 type Store struct {
 	db     *bun.DB
 	outbox *outbox.Outbox
-	batch  *batcher // group commit (batch.go); nil: one transaction per write
 }
 
 var _ app.Store = (*Store)(nil)
 
-// New returns a store on db that appends events to outbox. With gc, writes
-// that arrive together share a transaction (batch.go).
-func New(db *bun.DB, outbox *outbox.Outbox, gc *groupcommit.Config) *Store {
-	s := &Store{db: db, outbox: outbox}
-	if gc != nil {
-		s.batch = newBatcher(s, *gc)
-	}
-	return s
-}
-
-type orderRow struct {
-	bun.BaseModel `bun:"table:orders"`
-
-	ID             string    `bun:"id,pk,type:uuid"`
-	CustomerID     string    `bun:"customer_id"`
-	Amount         int64     `bun:"amount"`
-	Currency       string    `bun:"currency"`
-	Status         string    `bun:"status"`
-	InvoiceID      *string   `bun:"invoice_id,type:uuid"`
-	IdempotencyKey *string   `bun:"idempotency_key"`
-	RequestHash    *string   `bun:"request_hash"`
-	CreatedAt      time.Time `bun:"created_at"`
-	UpdatedAt      time.Time `bun:"updated_at"`
-}
-
-func toRow(o domain.Order, idem *app.Idempotency) *orderRow {
-	r := &orderRow{
-		ID: o.ID, CustomerID: o.CustomerID, Amount: o.Amount, Currency: o.Currency,
-		Status: string(o.Status), CreatedAt: o.CreatedAt, UpdatedAt: o.UpdatedAt,
-	}
-	if o.InvoiceID != "" {
-		r.InvoiceID = &o.InvoiceID
-	}
-	if idem != nil {
-		r.IdempotencyKey, r.RequestHash = &idem.Key, &idem.Hash
-	}
-	return r
-}
-
-func (r *orderRow) toDomain() domain.Order {
-	o := domain.Order{
-		ID: r.ID, CustomerID: r.CustomerID, Amount: r.Amount, Currency: r.Currency,
-		Status: domain.Status(r.Status), CreatedAt: r.CreatedAt.UTC(), UpdatedAt: r.UpdatedAt.UTC(),
-	}
-	if r.InvoiceID != nil {
-		o.InvoiceID = *r.InvoiceID
-	}
-	return o
-}
+// New returns a store on db that appends events to outbox.
+func New(db *bun.DB, outbox *outbox.Outbox) *Store { return &Store{db: db, outbox: outbox} }
 
 // Create inserts the order and appends events to the outbox in one
 // transaction. An idempotency key the customer has used inserts nothing: the
@@ -98,9 +35,6 @@ func (r *orderRow) toDomain() domain.Order {
 // the insert, makes concurrent retries of one request create one order (the
 // second insert waits for the first to commit).
 func (s *Store) Create(ctx context.Context, o domain.Order, idem *app.Idempotency, events ...any) (domain.Order, bool, error) {
-	if s.batch != nil {
-		return s.batch.create(ctx, o, idem, events)
-	}
 	row := toRow(o, idem)
 	got, created := o, true
 	err := s.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
@@ -208,9 +142,6 @@ func (s *Store) Update(ctx context.Context, id string, change func(*domain.Order
 // found, or invoiced already) goes to Update and the domain's rule, which
 // tells a redelivery from a conflict.
 func (s *Store) MarkInvoiced(ctx context.Context, id, invoiceID string, at time.Time) (placedAt time.Time, changed bool, err error) {
-	if s.batch != nil {
-		return s.batch.markInvoiced(ctx, id, invoiceID, at)
-	}
 	err = s.db.NewUpdate().Model((*orderRow)(nil)).
 		Set("status = ?", domain.StatusInvoiced).Set("invoice_id = ?", invoiceID).Set("updated_at = ?", at).
 		Where("id = ?", id).Where("status = ?", domain.StatusPending).

@@ -32,8 +32,8 @@ func newStore(tb testing.TB) (*store.Store, *bun.DB) {
 	db, err := database.Open(tb.Context(), database.Config{URL: url, Name: "orders"})
 	require.NoError(tb, err)
 	tb.Cleanup(func() { _ = db.Close() })
-	require.NoError(tb, database.Migrate(tb.Context(), db, store.Migrations(), nil))
-	return store.New(db, outbox.New(watermill.NopLogger{}), nil), db
+	require.NoError(tb, database.Migrate(tb.Context(), db, database.Union(store.Migrations(), outbox.Migrations()), nil))
+	return store.New(db, outbox.New(watermill.NopLogger{})), db
 }
 
 // newOrder returns a pending order with a UUIDv7 id. Times are truncated to
@@ -474,9 +474,10 @@ func TestStore_Create_keys_are_scoped_per_customer(t *testing.T) {
 	for _, shared := range []bool{false, true} {
 		t.Run("group commit "+strconv.FormatBool(shared), func(t *testing.T) {
 			t.Parallel()
-			s, db := newStore(t)
+			plain, db := newStore(t)
+			var s app.Store = plain
 			if shared {
-				s = store.New(db, outbox.New(watermill.NopLogger{}), &groupcommit.Config{})
+				s = store.NewGroupCommit(plain, groupcommit.Config{})
 			}
 			idem := &app.Idempotency{Key: "shared-key", Hash: "hash-1"}
 			first := map[string]domain.Order{}
@@ -531,7 +532,7 @@ func TestMigrations_scope_idempotency_keys_per_customer(t *testing.T) {
 		       (gen_random_uuid(), 'c-2', 1, 'EUR', 'pending', 'key-2', 'h', now(), now())`)
 	require.NoError(t, err)
 
-	require.NoError(t, database.Migrate(t.Context(), db, store.Migrations(), nil))
+	require.NoError(t, database.Migrate(t.Context(), db, database.Union(store.Migrations(), outbox.Migrations()), nil))
 	constraints := func() []string {
 		var names []string
 		require.NoError(t, db.NewRaw(`SELECT conname FROM pg_constraint WHERE conrelid = 'orders'::regclass AND contype = 'u' ORDER BY conname`).Scan(t.Context(), &names))
@@ -543,13 +544,13 @@ func TestMigrations_scope_idempotency_keys_per_customer(t *testing.T) {
 	// As if the start had died after the constraint, before the record.
 	_, err = db.ExecContext(t.Context(), `DELETE FROM bun_migrations WHERE name = '20251201000001'`)
 	require.NoError(t, err)
-	require.NoError(t, database.Migrate(t.Context(), db, store.Migrations(), nil))
+	require.NoError(t, database.Migrate(t.Context(), db, database.Union(store.Migrations(), outbox.Migrations()), nil))
 	assert.Equal(t, []string{"orders_customer_id_idempotency_key_key"}, constraints())
 	var indexes int
 	require.NoError(t, db.NewRaw(`SELECT count(*) FROM pg_indexes WHERE tablename = 'orders' AND indexdef LIKE '%(customer_id, idempotency_key)%'`).Scan(t.Context(), &indexes))
 	assert.Equal(t, 1, indexes, "no leftover index")
 
-	s := store.New(db, outbox.New(watermill.NopLogger{}), nil)
+	s := store.New(db, outbox.New(watermill.NopLogger{}))
 	o := newOrder(t, "c-2", 1)
 	_, created, err := s.Create(t.Context(), o, &app.Idempotency{Key: "key-1", Hash: "h"}, placed(t, o))
 	require.NoError(t, err)
