@@ -35,17 +35,25 @@ func main() {
 	mode := flag.String("mode", "single", "single: 16 channels, each message acked on its own; coalesced: one channel, acks with multiple")
 	pub := flag.String("publish", "each", "each: 32 channels, a publish waits for its confirm (watermill-amqp); pipelined: 4 channels, publishes without waiting, confirms collected as they come")
 	rate := flag.Int("rate", 2600, "messages published per second")
+	queueType := flag.String("queue", "quorum", "quorum, or classic (version 2)")
 	url := flag.String("url", "amqp://guest:guest@127.0.0.1:5672/", "RabbitMQ (on this host)")
 	flag.Parse()
-	if err := run(*mode, *pub, *rate, *url); err != nil {
+	if err := run(*mode, *pub, *queueType, *rate, *url); err != nil {
 		fmt.Fprintln(os.Stderr, "ackcost:", err)
 		os.Exit(1)
 	}
 }
 
+func queueArgs(queueType string) amqp.Table {
+	if queueType == "classic" {
+		return amqp.Table{"x-queue-type": "classic", "x-queue-version": int32(2)}
+	}
+	return amqp.Table{"x-queue-type": "quorum"}
+}
+
 const handlerTime = 2 * time.Millisecond // what a handler takes, roughly
 
-func run(mode, pub string, rate int, url string) error {
+func run(mode, pub, queueType string, rate int, url string) error {
 	pid, err := beamPID()
 	if err != nil {
 		return err
@@ -60,7 +68,7 @@ func run(mode, pub string, rate int, url string) error {
 		return fmt.Errorf("channel: %w", err)
 	}
 	queue := "ackcost-" + mode
-	if _, err := ch.QueueDeclare(queue, true, false, false, false, amqp.Table{"x-queue-type": "quorum"}); err != nil {
+	if _, err := ch.QueueDeclare(queue, true, false, false, false, queueArgs(queueType)); err != nil {
 		return fmt.Errorf("declare %s: %w", queue, err)
 	}
 	defer func() { _, _ = ch.QueueDelete(queue, false, false, false) }()
@@ -116,8 +124,8 @@ func run(mode, pub string, rate int, url string) error {
 	close(work)
 	msgs := float64(handled.Load() - handled0)
 	used := cpu1 - cpu0
-	fmt.Printf("%s acks, %s publishes: %.0f published/s, %.0f handled/s; RabbitMQ %.0f %% of a core, %.0f µs of its CPU per message\n",
-		mode, pub, float64(sent.Load()-sent0)/window.Seconds(), msgs/window.Seconds(), 100*used/window.Seconds(), 1e6*used/msgs)
+	fmt.Printf("%s queue, %s acks, %s publishes: %.0f published/s, %.0f handled/s; RabbitMQ %.0f %% of a core, %.0f µs of its CPU per message\n",
+		queueType, mode, pub, float64(sent.Load()-sent0)/window.Seconds(), msgs/window.Seconds(), 100*used/window.Seconds(), 1e6*used/msgs)
 	return nil
 }
 
