@@ -228,48 +228,28 @@ func countIn(t *testing.T, tx bun.Tx) int {
 func TestTopology_event_published_before_consumer_ever_ran_is_kept(t *testing.T) {
 	testkit.Integration(t)
 	t.Parallel()
-	for _, qt := range []messaging.QueueType{messaging.QueueQuorum, messaging.QueueClassic} {
-		t.Run(string(qt), func(t *testing.T) {
-			t.Parallel()
-			e := newEnv(t)
-			// A publisher on its own declares the subscription queues of its topology.
-			ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
-			defer cancel()
-			sub := messaging.Subscription{Service: "invoices", Handler: "invoices.IssueInvoiceOnOrderPlaced", Topic: messaging.EventTopic("OrderPlaced")}
-			b, err := messaging.ConnectBroker(ctx, messaging.BrokerConfig{
-				URL: e.broker, Topology: messaging.Topology{Subscriptions: []messaging.Subscription{sub}, QueueType: qt},
-			}, watermill.NopLogger{})
-			require.NoError(t, err)
-			defer b.Close()
-			msg, err := messaging.NewMarshaler().Marshal(placedEvent("o-early"))
-			require.NoError(t, err)
-			require.NoError(t, b.Publisher().Publish(messaging.EventTopic("OrderPlaced"), msg))
+	e := newEnv(t)
+	// A publisher on its own declares the subscription queues of its topology.
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	sub := messaging.Subscription{Service: "invoices", Handler: "invoices.IssueInvoiceOnOrderPlaced", Topic: messaging.EventTopic("OrderPlaced")}
+	b, err := messaging.ConnectBroker(ctx, messaging.BrokerConfig{
+		URL: e.broker, Topology: messaging.Topology{Subscriptions: []messaging.Subscription{sub}},
+	}, watermill.NopLogger{})
+	require.NoError(t, err)
+	defer b.Close()
+	msg, err := messaging.NewMarshaler().Marshal(placedEvent("o-early"))
+	require.NoError(t, err)
+	require.NoError(t, b.Publisher().Publish(messaging.EventTopic("OrderPlaced"), msg))
 
-			q := testkit.QueueInfo(t, e.broker, sub.Queue())
-			assert.Equal(t, string(qt), q.Type, "the invoices queue exists before invoices ever ran, of the type asked for")
-			assert.Equal(t, "poison.invoices", q.Arguments["x-dead-letter-exchange"])
-			if qt == messaging.QueueQuorum {
-				assert.EqualValues(t, 20, q.Arguments["x-delivery-limit"])
-			} else {
-				assert.NotContains(t, q.Arguments, "x-delivery-limit", "classic queues do not count deliveries")
-			}
-			n, err := testkit.QueueMessages(e.broker, sub.Queue())
-			require.NoError(t, err)
-			assert.Equal(t, 1, n)
-			assert.Equal(t, string(qt), testkit.QueueInfo(t, e.broker, messaging.PoisonQueue("invoices")).Type)
-		})
-	}
-}
-
-func TestParseQueueType(t *testing.T) {
-	t.Parallel()
-	for in, want := range map[string]messaging.QueueType{"": messaging.QueueQuorum, "quorum": messaging.QueueQuorum, "classic": messaging.QueueClassic} {
-		got, err := messaging.ParseQueueType(in)
-		require.NoError(t, err)
-		assert.Equal(t, want, got, in)
-	}
-	_, err := messaging.ParseQueueType("stream")
-	require.EqualError(t, err, `queue type must be quorum or classic, got "stream"`)
+	n, err := testkit.QueueMessages(e.broker, sub.Queue())
+	require.NoError(t, err, "the invoices queue exists before invoices ever ran")
+	assert.Equal(t, 1, n)
+	q := testkit.QueueInfo(t, e.broker, sub.Queue())
+	assert.Equal(t, "quorum", q.Type)
+	assert.Equal(t, "poison.invoices", q.Arguments["x-dead-letter-exchange"])
+	assert.EqualValues(t, 20, q.Arguments["x-delivery-limit"])
+	assert.Equal(t, "quorum", testkit.QueueInfo(t, e.broker, messaging.PoisonQueue("invoices")).Type)
 }
 
 func TestRouter_transient_failures_are_retried(t *testing.T) {

@@ -40,40 +40,8 @@ type Topology struct {
 	Subscriptions []Subscription
 	// DeliveryLimit bounds how often RabbitMQ redelivers one message (a
 	// consumer that crashes on it every time); past it the message is
-	// dead-lettered to the service's poison queue instead of dropped. Only
-	// quorum queues count deliveries.
+	// dead-lettered to the service's poison queue instead of dropped.
 	DeliveryLimit int
-	// QueueType is the type of every queue declared: QueueQuorum (the
-	// default) or QueueClassic.
-	QueueType QueueType
-}
-
-// QueueType is a RabbitMQ queue type (BROKER_QUEUE_TYPE).
-type QueueType string
-
-const (
-	// QueueQuorum queues replicate their messages on a cluster (Amazon MQ's
-	// cluster deployment) and count deliveries (DeliveryLimit); the same
-	// declaration works on a single node. The default.
-	QueueQuorum QueueType = "quorum"
-	// QueueClassic queues (version 2, persistent messages) keep their
-	// messages on one node: on a single-node broker they lose nothing a
-	// quorum queue keeps, for about a quarter less of RabbitMQ's CPU per
-	// message (docs/performance.md), but they do not count deliveries, so a
-	// message that crashes its consumer every time is redelivered without
-	// end instead of dead-lettered.
-	QueueClassic QueueType = "classic"
-)
-
-// ParseQueueType returns the queue type named s ("" is QueueQuorum).
-func ParseQueueType(s string) (QueueType, error) {
-	switch t := QueueType(s); t {
-	case "", QueueQuorum:
-		return QueueQuorum, nil
-	case QueueClassic:
-		return t, nil
-	}
-	return "", fmt.Errorf("queue type must be %s or %s, got %q", QueueQuorum, QueueClassic, s)
 }
 
 // With returns a copy of t that also holds sub (when it is not there yet).
@@ -84,28 +52,22 @@ func (t Topology) With(sub Subscription) Topology {
 		}
 	}
 	subs := append(append([]Subscription(nil), t.Subscriptions...), sub)
-	return Topology{Subscriptions: subs, DeliveryLimit: t.DeliveryLimit, QueueType: t.QueueType}
+	return Topology{Subscriptions: subs, DeliveryLimit: t.DeliveryLimit}
 }
 
-// queueArgs are the arguments of every queue of type t.
-func queueArgs(t QueueType) amqp091.Table {
-	if t == QueueClassic {
-		return amqp091.Table{"x-queue-type": "classic", "x-queue-version": int32(2)}
-	}
-	return amqp091.Table{"x-queue-type": "quorum"}
-}
+// quorumArgs are the arguments of every queue. Quorum queues replicate on a
+// cluster (Amazon MQ's cluster deployment) and the same declaration works on
+// a single node.
+func quorumArgs() amqp091.Table { return amqp091.Table{"x-queue-type": "quorum"} }
 
 func (t Topology) subscriptionArgs(s Subscription) amqp091.Table {
-	args := queueArgs(t.QueueType)
-	args["x-dead-letter-exchange"] = PoisonQueue(s.Service)
-	if t.QueueType == QueueClassic {
-		return args
-	}
+	args := quorumArgs()
 	limit := t.DeliveryLimit
 	if limit <= 0 {
 		limit = 20
 	}
 	args["x-delivery-limit"] = int64(limit)
+	args["x-dead-letter-exchange"] = PoisonQueue(s.Service)
 	return args
 }
 
@@ -128,16 +90,16 @@ func declareQueue(ch *amqp091.Channel, queue, exchange string, args amqp091.Tabl
 	return nil
 }
 
-func (t Topology) declarePoison(ch *amqp091.Channel, service string) error {
+func declarePoison(ch *amqp091.Channel, service string) error {
 	name := PoisonQueue(service)
 	if err := declareExchange(ch, name); err != nil {
 		return err
 	}
-	return declareQueue(ch, name, name, queueArgs(t.QueueType))
+	return declareQueue(ch, name, name, quorumArgs())
 }
 
 func (t Topology) declareSubscription(ch *amqp091.Channel, s Subscription) error {
-	if err := t.declarePoison(ch, s.Service); err != nil {
+	if err := declarePoison(ch, s.Service); err != nil {
 		return err
 	}
 	if err := declareExchange(ch, s.Topic); err != nil {
@@ -150,7 +112,7 @@ func (t Topology) declareSubscription(ch *amqp091.Channel, s Subscription) error
 // A poison topic gets its poison queue.
 func (t Topology) Declare(ch *amqp091.Channel, topic string) error {
 	if service, ok := strings.CutPrefix(topic, PoisonPrefix); ok {
-		return t.declarePoison(ch, service)
+		return declarePoison(ch, service)
 	}
 	if err := declareExchange(ch, topic); err != nil {
 		return err

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/orderflow/orderflow/pkg/database"
-	"github.com/orderflow/orderflow/pkg/messaging"
 )
 
 // Config is a service's configuration. It comes from environment variables
@@ -23,11 +22,7 @@ type Config struct {
 	Port        int    // PORT
 	DatabaseURL string // DATABASE_URL
 	BrokerURL   string // BROKER_URL
-	// QueueType is the type of the queues the service declares
-	// (BROKER_QUEUE_TYPE): quorum, the default, for a cluster; classic for a
-	// single-node broker (see messaging.QueueClassic).
-	QueueType messaging.QueueType
-	LogLevel  slog.Level
+	LogLevel    slog.Level
 	// CreateDatabase creates the database if it is missing (DATABASE_CREATE,
 	// default true for local development).
 	CreateDatabase  bool
@@ -106,10 +101,6 @@ func LoadConfig(service string, defaultPort int, getenv func(string) string) (Co
 		l.errs = append(l.errs, err)
 	} else if ok {
 		cfg.DatabaseURL = dsn
-	}
-	var err error
-	if cfg.QueueType, err = messaging.ParseQueueType(l.str("BROKER_QUEUE_TYPE", "")); err != nil {
-		l.errs = append(l.errs, fmt.Errorf("BROKER_QUEUE_TYPE: %w", err))
 	}
 	if cfg.Port < 0 || cfg.Port > 65535 {
 		l.errs = append(l.errs, fmt.Errorf("PORT must be 0-65535, got %d", cfg.Port))

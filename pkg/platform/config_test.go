@@ -9,7 +9,6 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/orderflow/orderflow/pkg/messaging"
 	"github.com/orderflow/orderflow/pkg/platform"
 )
 
@@ -27,7 +26,6 @@ func TestLoadConfig_defaults(t *testing.T) {
 			Service: service, Version: "dev", Host: "127.0.0.1", Port: port,
 			DatabaseURL:     "postgres://postgres@127.0.0.1:5432/" + service + "?sslmode=disable",
 			BrokerURL:       "amqp://guest:guest@127.0.0.1:5672/",
-			QueueType:       messaging.QueueQuorum,
 			LogLevel:        slog.LevelInfo,
 			CreateDatabase:  true,
 			ShutdownTimeout: 20 * time.Second,
@@ -68,7 +66,6 @@ func TestLoadConfig_overrides(t *testing.T) {
 		"HTTP_HOST":                      "::",
 		"DATABASE_URL":                   "postgres://u:p@db:5432/o",
 		"BROKER_URL":                     "amqp://u:p@mq:5672/v",
-		"BROKER_QUEUE_TYPE":              "classic",
 		"LOG_LEVEL":                      "debug",
 		"DATABASE_CREATE":                "false",
 		"DATABASE_MAX_CONNS":             "7",
@@ -90,7 +87,6 @@ func TestLoadConfig_overrides(t *testing.T) {
 		Service: "orders", Version: "1.2.3", Host: "::", Port: 0,
 		DatabaseURL:     "postgres://u:p@db:5432/o",
 		BrokerURL:       "amqp://u:p@mq:5672/v",
-		QueueType:       messaging.QueueClassic,
 		LogLevel:        slog.LevelDebug,
 		CreateDatabase:  false,
 		ShutdownTimeout: 3 * time.Second,
@@ -142,7 +138,6 @@ func TestLoadConfig_invalid(t *testing.T) {
 		{name: "port not a number", env: map[string]string{"PORT": "http"}, want: []string{`PORT must be an integer, got "http"`}},
 		{name: "port out of range", env: map[string]string{"PORT": "70000"}, want: []string{"PORT must be 0-65535, got 70000"}},
 		{name: "negative port", env: map[string]string{"PORT": "-1"}, want: []string{"PORT must be 0-65535, got -1"}},
-		{name: "unknown queue type", env: map[string]string{"BROKER_QUEUE_TYPE": "stream"}, want: []string{`BROKER_QUEUE_TYPE: queue type must be quorum or classic, got "stream"`}},
 		{name: "bad bool", env: map[string]string{"DATABASE_CREATE": "maybe"}, want: []string{`DATABASE_CREATE must be true or false, got "maybe"`}},
 		{name: "bad duration", env: map[string]string{"SHUTDOWN_TIMEOUT": "20"}, want: []string{`SHUTDOWN_TIMEOUT must be a positive duration`}},
 		{name: "zero duration", env: map[string]string{"HANDLER_TIMEOUT": "0s"}, want: []string{`HANDLER_TIMEOUT must be a positive duration`}},

@@ -23,13 +23,11 @@ type Messaging struct {
 // connected in the background once it runs.
 func NewRuntime(cfg Config, log *slog.Logger, tel *observability.Telemetry, relay *sql.DB, m Messaging) (*Runtime, error) {
 	t := cfg.Tuning
-	topology := m.Topology
-	topology.QueueType = cfg.QueueType
 	rt := &Runtime{
 		Broker: messaging.BrokerConfig{
 			URL: cfg.BrokerURL, Prefetch: t.Prefetch, Consumers: t.Consumers,
 			PublisherChannels: publisherChannels(t),
-			Topology:          topology,
+			Topology:          m.Topology,
 		},
 		Router: messaging.RouterConfig{
 			Service: cfg.Service, Version: cfg.Version,

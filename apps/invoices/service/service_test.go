@@ -52,83 +52,73 @@ func getAs(ctx context.Context, customer, url string, v any) (int, error) {
 	return resp.StatusCode, nil
 }
 
-// On either queue type (BROKER_QUEUE_TYPE), a redelivery issues no second
-// invoice.
 func TestInvoices_redelivered_OrderPlaced_yields_one_invoice(t *testing.T) {
 	testkit.Integration(t)
 	t.Parallel()
-	for _, queueType := range []string{"quorum", "classic"} {
-		t.Run(queueType, func(t *testing.T) {
-			t.Parallel()
-			broker := testkit.NewVhost(t)
-			env := testkit.ServiceEnv(t, broker)
-			env["BROKER_QUEUE_TYPE"] = queueType
-			svc := testkit.StartService(t, service.Name, service.Run, env)
+	broker := testkit.NewVhost(t)
+	svc := testkit.StartService(t, service.Name, service.Run, testkit.ServiceEnv(t, broker))
 
-			now := time.Now().UTC()
-			ev := &events.OrderPlaced{
-				Header:  events.Header{ID: uuid.NewString(), OccurredAt: now},
-				OrderID: uuid.NewString(), CustomerID: "c-1", Amount: 4200, Currency: "USD", PlacedAt: now,
-			}
-			testkit.PublishEvent(t, broker, ev, ev) // the same event twice: a redelivery
+	now := time.Now().UTC()
+	ev := &events.OrderPlaced{
+		Header:  events.Header{ID: uuid.NewString(), OccurredAt: now},
+		OrderID: uuid.NewString(), CustomerID: "c-1", Amount: 4200, Currency: "USD", PlacedAt: now,
+	}
+	testkit.PublishEvent(t, broker, ev, ev) // the same event twice: a redelivery
 
-			var list struct{ Items []invoice }
-			testkit.Eventually(t, 20*time.Second, 20*time.Millisecond, func() error {
-				code, err := get(t.Context(), svc.URL+"/invoices?order_id="+ev.OrderID, &list)
-				if err != nil || code != http.StatusOK || len(list.Items) == 0 {
-					return fmt.Errorf("no invoice yet (status %d): %w", code, err)
-				}
-				return nil
-			})
+	var list struct{ Items []invoice }
+	testkit.Eventually(t, 20*time.Second, 20*time.Millisecond, func() error {
+		code, err := get(t.Context(), svc.URL+"/invoices?order_id="+ev.OrderID, &list)
+		if err != nil || code != http.StatusOK || len(list.Items) == 0 {
+			return fmt.Errorf("no invoice yet (status %d): %w", code, err)
+		}
+		return nil
+	})
 
-			// Both deliveries are processed once the queue is empty and the outbox
-			// forwarded; then there is still one invoice and one InvoiceIssued.
-			issuedQueue := messaging.Subscription{Service: "orders", Handler: consumers.OrdersMarkInvoiced, Topic: messaging.EventTopic("InvoiceIssued")}.Queue()
-			orderQueue := messaging.Subscription{Service: "invoices", Handler: consumers.HandlerIssueInvoice, Topic: messaging.EventTopic("OrderPlaced")}.Queue()
-			testkit.Eventually(t, 20*time.Second, 20*time.Millisecond, func() error {
-				if n, err := testkit.QueueMessages(broker, orderQueue); err != nil || n != 0 {
-					return fmt.Errorf("%d OrderPlaced not consumed yet: %w", n, err)
-				}
-				if n, err := testkit.QueueMessages(broker, issuedQueue); err != nil || n < 1 {
-					return fmt.Errorf("%d InvoiceIssued forwarded: %w", n, err)
-				}
-				return nil
-			})
-			_, err := get(t.Context(), svc.URL+"/invoices?order_id="+ev.OrderID, &list)
-			require.NoError(t, err)
-			require.Len(t, list.Items, 1)
-			assert.Equal(t, int64(4200), list.Items[0].Amount)
-			assert.Equal(t, "USD", list.Items[0].Currency)
-			issued, err := testkit.QueueMessages(broker, issuedQueue)
-			require.NoError(t, err)
-			assert.Equal(t, 1, issued, "one InvoiceIssued for one order")
-			assert.Equal(t, queueType, testkit.QueueInfo(t, broker, orderQueue).Type)
+	// Both deliveries are processed once the queue is empty and the outbox
+	// forwarded; then there is still one invoice and one InvoiceIssued.
+	issuedQueue := messaging.Subscription{Service: "orders", Handler: consumers.OrdersMarkInvoiced, Topic: messaging.EventTopic("InvoiceIssued")}.Queue()
+	orderQueue := messaging.Subscription{Service: "invoices", Handler: consumers.HandlerIssueInvoice, Topic: messaging.EventTopic("OrderPlaced")}.Queue()
+	testkit.Eventually(t, 20*time.Second, 20*time.Millisecond, func() error {
+		if n, err := testkit.QueueMessages(broker, orderQueue); err != nil || n != 0 {
+			return fmt.Errorf("%d OrderPlaced not consumed yet: %w", n, err)
+		}
+		if n, err := testkit.QueueMessages(broker, issuedQueue); err != nil || n < 1 {
+			return fmt.Errorf("%d InvoiceIssued forwarded: %w", n, err)
+		}
+		return nil
+	})
+	_, err := get(t.Context(), svc.URL+"/invoices?order_id="+ev.OrderID, &list)
+	require.NoError(t, err)
+	require.Len(t, list.Items, 1)
+	assert.Equal(t, int64(4200), list.Items[0].Amount)
+	assert.Equal(t, "USD", list.Items[0].Currency)
+	issued, err := testkit.QueueMessages(broker, issuedQueue)
+	require.NoError(t, err)
+	assert.Equal(t, 1, issued, "one InvoiceIssued for one order")
 
-			var one invoice
-			code, err := get(t.Context(), svc.URL+"/invoices/"+list.Items[0].ID, &one)
-			require.NoError(t, err)
-			require.Equal(t, http.StatusOK, code)
-			assert.Equal(t, ev.OrderID, one.OrderID)
+	var one invoice
+	code, err := get(t.Context(), svc.URL+"/invoices/"+list.Items[0].ID, &one)
+	require.NoError(t, err)
+	require.Equal(t, http.StatusOK, code)
+	assert.Equal(t, ev.OrderID, one.OrderID)
 
-			code, err = get(t.Context(), svc.URL+"/invoices/"+uuid.NewString(), nil)
-			require.NoError(t, err)
-			assert.Equal(t, http.StatusNotFound, code)
-			code, err = get(t.Context(), svc.URL+"/invoices/not-a-uuid", nil)
-			require.NoError(t, err)
-			assert.Equal(t, http.StatusBadRequest, code)
-			code, err = get(t.Context(), svc.URL+"/invoices", nil)
-			require.NoError(t, err)
-			assert.Equal(t, http.StatusBadRequest, code, "order_id is required")
+	code, err = get(t.Context(), svc.URL+"/invoices/"+uuid.NewString(), nil)
+	require.NoError(t, err)
+	assert.Equal(t, http.StatusNotFound, code)
+	code, err = get(t.Context(), svc.URL+"/invoices/not-a-uuid", nil)
+	require.NoError(t, err)
+	assert.Equal(t, http.StatusBadRequest, code)
+	code, err = get(t.Context(), svc.URL+"/invoices", nil)
+	require.NoError(t, err)
+	assert.Equal(t, http.StatusBadRequest, code, "order_id is required")
 
-			// Another customer is told what an unknown id is told; nobody is a 401.
-			for _, url := range []string{svc.URL + "/invoices/" + one.ID, svc.URL + "/invoices?order_id=" + ev.OrderID} {
-				code, err = getAs(t.Context(), "c-2", url, nil)
-				require.NoError(t, err)
-				assert.Equal(t, http.StatusNotFound, code, url)
-				code, err = getAs(t.Context(), "", url, nil)
-				require.NoError(t, err)
-				assert.Equal(t, http.StatusUnauthorized, code, url)
-			}
-		})
+	// Another customer is told what an unknown id is told; nobody is a 401.
+	for _, url := range []string{svc.URL + "/invoices/" + one.ID, svc.URL + "/invoices?order_id=" + ev.OrderID} {
+		code, err = getAs(t.Context(), "c-2", url, nil)
+		require.NoError(t, err)
+		assert.Equal(t, http.StatusNotFound, code, url)
+		code, err = getAs(t.Context(), "", url, nil)
+		require.NoError(t, err)
+		assert.Equal(t, http.StatusUnauthorized, code, url)
 	}
 }

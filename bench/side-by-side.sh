@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Configurations side by side with the Node.js peer, in alternated rounds, as
+# docs/performance.md reports them. A configuration is
+# NAME=[CHECKOUT][,KEY=VALUE…]: the services built from CHECKOUT (this one
+# when empty; another commit's with `git worktree add`), with the settings
+# given. Each configuration in each round is one run of
+# ../shared/peer/side-by-side.sh (wrk -t2 -c32 -d20s POST /orders after a 5 s
+# warm-up, OTel off): a peer round, then one of ours, so that each of our
+# figures has the peer's, measured just before it, beside it. Rounds run the
+# configurations in turn, reversed every other round. One line per
+# configuration and round:
+#
+#   name round peer_invoiced/s ours_accepted/s ours_invoiced/s ratio lag_p99_ms
+#
+#   git worktree add /tmp/before 8c933e1
+#   bench/side-by-side.sh 3 before=/tmp/before after= after-w2=,OUTBOX_WORKERS=2
+set -euo pipefail
+cd "$(dirname "$0")/.."
+rounds=${1:?rounds}
+shift
+[ $# -gt 0 ] || { echo "usage: bench/side-by-side.sh ROUNDS NAME=[CHECKOUT][,KEY=VALUE…]…" >&2; exit 2; }
+peer=${PEER_DIR:-../shared/peer}
+[ -x "$peer/side-by-side.sh" ] || [ -f "$peer/side-by-side.sh" ] || { echo "no $peer/side-by-side.sh (set PEER_DIR)" >&2; exit 2; }
+out=$(mktemp)
+trap 'rm -f "$out"' EXIT
+field() { sed -n "s/.*\"$1\":\([0-9.]*\).*/\1/p" <<<"$2"; }
+echo "# $(date -u +%FT%TZ) $(nproc) cores, $rounds rounds, wrk -t2 -c32 -d20s"
+echo "name round peer_invoiced/s ours_accepted/s ours_invoiced/s ratio lag_p99_ms"
+for r in $(seq "$rounds"); do
+	configs=("$@")
+	if ((r % 2 == 0)); then
+		configs=()
+		for ((i = $#; i >= 1; i--)); do configs+=("${!i}"); done
+	fi
+	for c in "${configs[@]}"; do
+		name=${c%%=*}
+		IFS=, read -r checkout settings <<<"${c#*=},"
+		# shellcheck disable=SC2086 # settings are KEY=VALUE words
+		env ${settings//,/ } bash "$peer/side-by-side.sh" "${checkout:-.}" 1 32 20 >"$out" 2>/dev/null
+		p=$(grep '^peer' "$out") o=$(grep '^ours' "$out")
+		pi=$(field invoiced_per_s "$p") oi=$(field invoiced_per_s "$o")
+		oa=$(sed -n 's/.*rps=\([0-9.]*\).*/\1/p' <<<"$o")
+		printf '%s %d %s %.0f %s %.2f %s\n' "$name" "$r" "$pi" "$oa" "$oi" "$(awk -v a="$oi" -v b="$pi" 'BEGIN { print a / b }')" "$(field lag_p99_ms "$o")"
+	done
+done
