@@ -1,5 +1,6 @@
 // Command ackcost measures what RabbitMQ spends per message on a quorum
-// queue (or a classic one, --queue classic), with confirmed publishes and manual acks, in two ways each:
+// queue (or a classic one, --queue classic), with confirmed publishes and
+// manual acks, in two ways each:
 //   - acks: each message acked on its own, one at a time per channel over
 //     16 channels, as watermill-amqp's subscriber does (single); or up to 64
 //     messages of one channel at once, acked with AMQP's multiple flag
