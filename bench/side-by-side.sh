@@ -5,7 +5,9 @@
 # when empty; another commit's with `git worktree add`), with the settings
 # given. Each configuration in each round is one run of
 # ../shared/peer/side-by-side.sh (wrk -t2 -c32 -d20s POST /orders after a 5 s
-# warm-up, OTel off): a peer round, then one of ours, so that each of our
+# warm-up, OTel off; PEER_DIR, ../shared/peer by default, with its
+# node-seed's dependencies installed: see its README): a peer round, then
+# one of ours, so that each of our
 # figures has the peer's, measured just before it, beside it. Rounds run the
 # configurations in turn, reversed every other round. One line per
 # configuration and round:
@@ -21,8 +23,8 @@ shift
 [ $# -gt 0 ] || { echo "usage: bench/side-by-side.sh ROUNDS NAME=[CHECKOUT][,KEY=VALUE…]…" >&2; exit 2; }
 peer=${PEER_DIR:-../shared/peer}
 [ -x "$peer/side-by-side.sh" ] || [ -f "$peer/side-by-side.sh" ] || { echo "no $peer/side-by-side.sh (set PEER_DIR)" >&2; exit 2; }
-out=$(mktemp)
-trap 'rm -f "$out"' EXIT
+out=$(mktemp) err=$(mktemp)
+trap 'rm -f "$out" "$err"' EXIT
 field() { sed -n "s/.*\"$1\":\([0-9.]*\).*/\1/p" <<<"$2"; }
 echo "# $(date -u +%FT%TZ) $(nproc) cores, $rounds rounds, wrk -t2 -c32 -d20s"
 echo "name round peer_invoiced/s ours_accepted/s ours_invoiced/s ratio lag_p99_ms"
@@ -36,7 +38,11 @@ for r in $(seq "$rounds"); do
 		name=${c%%=*}
 		IFS=, read -r checkout settings <<<"${c#*=},"
 		# shellcheck disable=SC2086 # settings are KEY=VALUE words
-		env ${settings//,/ } bash "$peer/side-by-side.sh" "${checkout:-.}" 1 32 20 >"$out" 2>/dev/null
+		if ! env ${settings//,/ } bash "$peer/side-by-side.sh" "${checkout:-.}" 1 32 20 >"$out" 2>"$err"; then
+			echo "$name: $peer/side-by-side.sh failed:" >&2
+			tail -n 20 "$err" >&2
+			exit 1
+		fi
 		p=$(grep '^peer' "$out") o=$(grep '^ours' "$out")
 		pi=$(field invoiced_per_s "$p") oi=$(field invoiced_per_s "$o")
 		oa=$(sed -n 's/.*rps=\([0-9.]*\).*/\1/p' <<<"$o")
