@@ -20,6 +20,8 @@
 #   bench/compare.sh 2 before=/tmp/bin-old after= after-nogc=,GROUP_COMMIT=false
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=bench/alternate.sh
+source bench/alternate.sh
 rounds=${1:?rounds}
 shift
 [ $# -gt 0 ] || { echo "usage: bench/compare.sh ROUNDS NAME=[BIN_DIR][,KEY=VALUE…]…" >&2; exit 2; }
@@ -42,13 +44,4 @@ one() { # one NAME SPEC ROUND
 }
 echo "# $(date -u +%FT%TZ) $(nproc) cores, $rounds rounds, latency at $RATE/s, saturation c32, $DURATION each"
 echo "name round invoiced/s accepted/s post_p99_ms lag_p99_ms cpu_ms_per_order"
-for r in $(seq "$rounds"); do
-	configs=("$@")
-	if ((r % 2 == 0)); then
-		configs=()
-		for ((i = $#; i >= 1; i--)); do configs+=("${!i}"); done
-	fi
-	for c in "${configs[@]}"; do
-		one "${c%%=*}" "${c#*=}" "$r"
-	done
-done
+alternate "$rounds" one "$@"

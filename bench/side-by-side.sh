@@ -18,6 +18,8 @@
 #   bench/side-by-side.sh 3 before=/tmp/before after= after-w2=,OUTBOX_WORKERS=2
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=bench/alternate.sh
+source bench/alternate.sh
 rounds=${1:?rounds}
 shift
 [ $# -gt 0 ] || { echo "usage: bench/side-by-side.sh ROUNDS NAME=[CHECKOUT][,KEY=VALUE…]…" >&2; exit 2; }
@@ -28,24 +30,18 @@ trap 'rm -f "$out" "$err"' EXIT
 field() { sed -n "s/.*\"$1\":\([0-9.]*\).*/\1/p" <<<"$2"; }
 echo "# $(date -u +%FT%TZ) $(nproc) cores, $rounds rounds, wrk -t2 -c32 -d20s"
 echo "name round peer_invoiced/s ours_accepted/s ours_invoiced/s ratio lag_p99_ms"
-for r in $(seq "$rounds"); do
-	configs=("$@")
-	if ((r % 2 == 0)); then
-		configs=()
-		for ((i = $#; i >= 1; i--)); do configs+=("${!i}"); done
+one() { # one NAME SPEC ROUND
+	local name=$1 round=$3 checkout settings p o pi oi oa
+	IFS=, read -r checkout settings <<<"$2,"
+	# shellcheck disable=SC2086 # settings are KEY=VALUE words
+	if ! env ${settings//,/ } bash "$peer/side-by-side.sh" "${checkout:-.}" 1 32 20 >"$out" 2>"$err"; then
+		echo "$name: $peer/side-by-side.sh failed:" >&2
+		tail -n 20 "$err" >&2
+		exit 1
 	fi
-	for c in "${configs[@]}"; do
-		name=${c%%=*}
-		IFS=, read -r checkout settings <<<"${c#*=},"
-		# shellcheck disable=SC2086 # settings are KEY=VALUE words
-		if ! env ${settings//,/ } bash "$peer/side-by-side.sh" "${checkout:-.}" 1 32 20 >"$out" 2>"$err"; then
-			echo "$name: $peer/side-by-side.sh failed:" >&2
-			tail -n 20 "$err" >&2
-			exit 1
-		fi
-		p=$(grep '^peer' "$out") o=$(grep '^ours' "$out")
-		pi=$(field invoiced_per_s "$p") oi=$(field invoiced_per_s "$o")
-		oa=$(sed -n 's/.*rps=\([0-9.]*\).*/\1/p' <<<"$o")
-		printf '%s %d %s %.0f %s %.2f %s\n' "$name" "$r" "$pi" "$oa" "$oi" "$(awk -v a="$oi" -v b="$pi" 'BEGIN { print a / b }')" "$(field lag_p99_ms "$o")"
-	done
-done
+	p=$(grep '^peer' "$out") o=$(grep '^ours' "$out")
+	pi=$(field invoiced_per_s "$p") oi=$(field invoiced_per_s "$o")
+	oa=$(sed -n 's/.*rps=\([0-9.]*\).*/\1/p' <<<"$o")
+	printf '%s %d %s %.0f %s %.2f %s\n' "$name" "$round" "$pi" "$oa" "$oi" "$(awk -v a="$oi" -v b="$pi" 'BEGIN { print a / b }')" "$(field lag_p99_ms "$o")"
+}
+alternate "$rounds" one "$@"

@@ -21,7 +21,8 @@ type GroupCommit struct {
 	issues *groupcommit.Committer[issueCall, bool]
 }
 
-var _ app.Store = (*GroupCommit)(nil)
+// Both are the app's store: plain, and batched.
+var _, _ app.Store = (*Store)(nil), (*GroupCommit)(nil)
 
 // NewGroupCommit returns s with its Issue calls batched.
 func NewGroupCommit(s *Store, cfg groupcommit.Config) *GroupCommit {

@@ -10,7 +10,6 @@ import (
 
 	"github.com/uptrace/bun"
 
-	"github.com/orderflow/orderflow/apps/invoices/internal/app"
 	"github.com/orderflow/orderflow/apps/invoices/internal/domain"
 	"github.com/orderflow/orderflow/pkg/outbox"
 )
@@ -22,8 +21,6 @@ type Store struct {
 	db     *bun.DB
 	outbox *outbox.Outbox
 }
-
-var _ app.Store = (*Store)(nil)
 
 // New returns a store on db that appends events to outbox.
 func New(db *bun.DB, outbox *outbox.Outbox) *Store { return &Store{db: db, outbox: outbox} }

@@ -26,7 +26,8 @@ type GroupCommit struct {
 	marks   *groupcommit.Committer[markCall, markResult]
 }
 
-var _ app.Store = (*GroupCommit)(nil)
+// Both are the app's store: plain, and batched.
+var _, _ app.Store = (*Store)(nil), (*GroupCommit)(nil)
 
 // NewGroupCommit returns s with its Create and MarkInvoiced calls batched.
 func NewGroupCommit(s *Store, cfg groupcommit.Config) *GroupCommit {

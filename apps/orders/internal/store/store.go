@@ -24,8 +24,6 @@ type Store struct {
 	outbox *outbox.Outbox
 }
 
-var _ app.Store = (*Store)(nil)
-
 // New returns a store on db that appends events to outbox.
 func New(db *bun.DB, outbox *outbox.Outbox) *Store { return &Store{db: db, outbox: outbox} }
 
