@@ -104,20 +104,6 @@ func newKongAPIKeys(ctx *pulumi.Context, name string, vars []string, tags pulumi
 		}
 		return string(b), nil
 	}).(pulumi.StringOutput)
-	secret, err := secretsmanager.NewSecret(ctx, name, &secretsmanager.SecretArgs{
-		Description:          pulumi.String("API keys of the Kong consumers (kong/kong.yml), one JSON member per variable"),
-		RecoveryWindowInDays: pulumi.Int(7),
-		Tags:                 tags,
-	}, opts...)
-	if err != nil {
-		return nil, fmt.Errorf("create secret %s: %w", name, err)
-	}
-	version, err := secretsmanager.NewSecretVersion(ctx, name, &secretsmanager.SecretVersionArgs{
-		SecretId:     secret.ID(),
-		SecretString: pulumi.ToSecret(value).(pulumi.StringOutput),
-	}, append(opts, pulumi.AdditionalSecretOutputs([]string{"secretString"}), pulumi.IgnoreChanges([]string{"secretString"}))...)
-	if err != nil {
-		return nil, fmt.Errorf("create secret version %s: %w", name, err)
-	}
-	return &URLSecret{Secret: secret, Version: version}, nil
+	return newURLSecret(ctx, name, "API keys of the Kong consumers (kong/kong.yml), one JSON member per variable", value, tags, opts,
+		pulumi.IgnoreChanges([]string{"secretString"}))
 }

@@ -74,7 +74,7 @@ func NewBroker(ctx *pulumi.Context, name string, args *BrokerArgs, opts ...pulum
 	brokerURL := pulumi.All(b.Endpoint, args.Password).ApplyT(func(v []any) (string, error) {
 		return amqpsURL(v[0].(string), args.Username, v[1].(string))
 	}).(pulumi.StringOutput)
-	if b.URL, err = newURLSecret(ctx, name+"-url", "BROKER_URL of the orderflow services", brokerURL, args.Tags, parent); err != nil {
+	if b.URL, err = newURLSecret(ctx, name+"-url", "BROKER_URL of the orderflow services", brokerURL, args.Tags, []pulumi.ResourceOption{parent}); err != nil {
 		return nil, err
 	}
 	if err := ctx.RegisterResourceOutputs(b, pulumi.Map{"endpoint": b.Endpoint}); err != nil {

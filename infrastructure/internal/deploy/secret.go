@@ -2,6 +2,7 @@ package deploy
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 
 	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws/secretsmanager"
@@ -19,8 +20,10 @@ type URLSecret struct {
 // Arn returns the ARN of the secret.
 func (s *URLSecret) Arn() pulumi.StringOutput { return s.Secret.Arn }
 
-// newURLSecret stores value (marked secret in Pulumi state) in a new Secrets Manager secret.
-func newURLSecret(ctx *pulumi.Context, name, description string, value pulumi.StringOutput, tags pulumi.StringMap, opts ...pulumi.ResourceOption) (*URLSecret, error) {
+// newURLSecret stores value (marked secret in Pulumi state) in a new Secrets
+// Manager secret. opts apply to the secret and its version, versionOpts to
+// the version (the value) alone.
+func newURLSecret(ctx *pulumi.Context, name, description string, value pulumi.StringOutput, tags pulumi.StringMap, opts []pulumi.ResourceOption, versionOpts ...pulumi.ResourceOption) (*URLSecret, error) {
 	secret, err := secretsmanager.NewSecret(ctx, name, &secretsmanager.SecretArgs{
 		Description:          pulumi.String(description),
 		RecoveryWindowInDays: pulumi.Int(7),
@@ -32,7 +35,7 @@ func newURLSecret(ctx *pulumi.Context, name, description string, value pulumi.St
 	version, err := secretsmanager.NewSecretVersion(ctx, name, &secretsmanager.SecretVersionArgs{
 		SecretId:     secret.ID(),
 		SecretString: pulumi.ToSecret(value).(pulumi.StringOutput),
-	}, append(opts, pulumi.AdditionalSecretOutputs([]string{"secretString"}))...)
+	}, slices.Concat(opts, []pulumi.ResourceOption{pulumi.AdditionalSecretOutputs([]string{"secretString"})}, versionOpts)...)
 	if err != nil {
 		return nil, fmt.Errorf("create secret version %s: %w", name, err)
 	}
