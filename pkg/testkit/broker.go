@@ -2,7 +2,6 @@ package testkit
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -89,30 +88,7 @@ func QueueInfo(tb testing.TB, brokerURL, queue string) Queue {
 	if err != nil {
 		tb.Fatalf("parse broker url: %v", err)
 	}
-	mgmt, err := url.Parse(ManagementURL() + "/api/queues/" + url.PathEscape(strings.TrimPrefix(u.Path, "/")) + "/" + url.PathEscape(queue))
-	if err != nil {
-		tb.Fatalf("parse management url: %v", err)
-	}
-	req, err := http.NewRequestWithContext(tb.Context(), http.MethodGet, mgmt.String(), nil)
-	if err != nil {
-		tb.Fatalf("build management request: %v", err)
-	}
-	if mgmt.User != nil {
-		pass, _ := mgmt.User.Password()
-		req.SetBasicAuth(mgmt.User.Username(), pass)
-		req.URL.User = nil
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		tb.Fatalf("rabbitmq management API (is the rabbitmq_management plugin on?): %v", err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		tb.Fatalf("rabbitmq management GET %s: %s", mgmt.Path, resp.Status)
-	}
 	var q Queue
-	if err := json.NewDecoder(resp.Body).Decode(&q); err != nil {
-		tb.Fatalf("decode queue %s: %v", queue, err)
-	}
+	manageJSON(tb, http.MethodGet, ManagementURL()+"/api/queues/"+url.PathEscape(strings.TrimPrefix(u.Path, "/"))+"/"+url.PathEscape(queue), "", &q)
 	return q
 }

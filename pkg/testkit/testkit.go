@@ -8,6 +8,7 @@ import (
 	"crypto/rand"
 	"database/sql"
 	"encoding/hex"
+	"encoding/json"
 	"net/http"
 	"net/url"
 	"os"
@@ -102,7 +103,12 @@ func NewVhost(tb testing.TB) string {
 	return amqpURL.String()
 }
 
-func manage(tb testing.TB, method, rawURL, body string) {
+func manage(tb testing.TB, method, rawURL, body string) { manageJSON(tb, method, rawURL, body, nil) }
+
+// manageJSON sends a request to the management API (rawURL carries the
+// credentials) and decodes its answer into out, when out is not nil. A
+// DELETE of something gone already is not an error.
+func manageJSON(tb testing.TB, method, rawURL, body string, out any) {
 	tb.Helper()
 	u, err := url.Parse(rawURL)
 	if err != nil {
@@ -125,10 +131,15 @@ func manage(tb testing.TB, method, rawURL, body string) {
 	if err != nil {
 		tb.Fatalf("rabbitmq management API (is the rabbitmq_management plugin on?): %v", err)
 	}
-	_ = resp.Body.Close()
+	defer resp.Body.Close()
 	gone := method == http.MethodDelete && resp.StatusCode == http.StatusNotFound
 	if resp.StatusCode >= 300 && !gone {
 		tb.Fatalf("rabbitmq management %s %s: %s", method, u.Path, resp.Status)
+	}
+	if out != nil {
+		if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+			tb.Fatalf("decode management %s %s: %v", method, u.Path, err)
+		}
 	}
 }
 
