@@ -26,7 +26,7 @@ import (
 // the service's owner and login roles and its database, and migrates it as
 // the owner. It returns the service's environment, connecting as the login
 // role.
-func leastPrivilegeEnv(t *testing.T, service string, migrations fs.FS, broker string) map[string]string {
+func leastPrivilegeEnv(t *testing.T, service string, migrations []fs.FS, broker string) map[string]string {
 	t.Helper()
 	suffix := testkit.UniqueSuffix()
 	dbName, role, owner := "lp_"+service+"_"+suffix, service+"_app_"+suffix, service+"_owner_"+suffix

@@ -178,7 +178,10 @@ func quoteIdent(s string) string { return `"` + strings.ReplaceAll(s, `"`, `""`)
 // are scoped to one database, so one constant serves every service.
 const migrationLockKey int64 = 0x6f72646572666c6f // "orderflo"
 
-// Migrate applies the *.up.sql files of migrations that are not applied yet.
+// Migrate applies the *.up.sql files of migrations that are not applied yet:
+// a service's own set and those of the packages it uses (the outbox
+// table's, say), each kept beside the code it belongs to. bun merges the
+// sets, and refuses one ID given twice.
 //
 // Replicas that start together migrate one at a time under a PostgreSQL
 // advisory lock held on one pinned connection: a second replica waits for the
@@ -188,10 +191,12 @@ const migrationLockKey int64 = 0x6f72646572666c6f // "orderflo"
 // advisory lock is released by the server when the connection dies.
 //
 // log, when not nil, gets a line naming the migrations applied.
-func Migrate(ctx context.Context, db *bun.DB, migrations fs.FS, log *slog.Logger) error {
+func Migrate(ctx context.Context, db *bun.DB, migrations []fs.FS, log *slog.Logger) error {
 	ms := migrate.NewMigrations()
-	if err := ms.Discover(migrations); err != nil {
-		return fmt.Errorf("discover migrations: %w", err)
+	for _, set := range migrations {
+		if err := ms.Discover(set); err != nil {
+			return fmt.Errorf("discover migrations: %w", err)
+		}
 	}
 	// Record a migration only once it succeeded (bun's default records it
 	// first), so that a failed or interrupted migration runs again.
@@ -270,4 +275,14 @@ func OpenRelay(ctx context.Context, dsn string, maxConns int) (*sql.DB, error) {
 	db.SetMaxOpenConns(maxConns)
 	db.SetMaxIdleConns(maxConns)
 	return db, nil
+}
+
+// Sub is the directory dir of an embedded tree of migrations
+// (//go:embed migrations/*.sql), for Migrate.
+func Sub(fsys fs.FS, dir string) fs.FS {
+	sub, err := fs.Sub(fsys, dir)
+	if err != nil {
+		panic(err) // dir is a constant, embedded at compile time
+	}
+	return sub
 }

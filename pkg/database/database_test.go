@@ -3,6 +3,7 @@ package database_test
 import (
 	"bytes"
 	"context"
+	"io/fs"
 	"log/slog"
 	"net/url"
 	"strings"
@@ -81,7 +82,7 @@ func TestMigrate_concurrently_on_one_database(t *testing.T) {
 			for i := range n {
 				wg.Go(func() {
 					<-start
-					errs[i] = database.Migrate(t.Context(), dbs[i], migrations, nil)
+					errs[i] = database.Migrate(t.Context(), dbs[i], []fs.FS{migrations}, nil)
 				})
 			}
 			close(start)
@@ -101,7 +102,7 @@ func TestMigrate_is_idempotent(t *testing.T) {
 	t.Parallel()
 	db := open(t, testkit.NewDatabase(t), 0)
 	for range 3 {
-		require.NoError(t, database.Migrate(t.Context(), db, migrations, nil))
+		require.NoError(t, database.Migrate(t.Context(), db, []fs.FS{migrations}, nil))
 	}
 	assert.Equal(t, 1, countThings(t, db))
 }
@@ -110,14 +111,14 @@ func TestMigrate_applies_new_migrations_only(t *testing.T) {
 	testkit.Integration(t)
 	t.Parallel()
 	db := open(t, testkit.NewDatabase(t), 0)
-	require.NoError(t, database.Migrate(t.Context(), db, migrations, nil))
+	require.NoError(t, database.Migrate(t.Context(), db, []fs.FS{migrations}, nil))
 
 	more := fstest.MapFS{}
 	for k, v := range migrations {
 		more[k] = v
 	}
 	more["20240103000000_more.up.sql"] = &fstest.MapFile{Data: []byte(`INSERT INTO things (id, name) VALUES (2, 'two');`)}
-	require.NoError(t, database.Migrate(t.Context(), db, more, nil))
+	require.NoError(t, database.Migrate(t.Context(), db, []fs.FS{more}, nil))
 
 	assert.Equal(t, 2, countThings(t, db))
 	assert.Len(t, appliedMigrations(t, db), 3)
@@ -134,12 +135,12 @@ func TestMigrate_reports_a_failing_migration(t *testing.T) {
 	t.Parallel()
 	db := open(t, testkit.NewDatabase(t), 0)
 
-	err := database.Migrate(t.Context(), db, failing, nil)
+	err := database.Migrate(t.Context(), db, []fs.FS{failing}, nil)
 
 	require.Error(t, err)
 	assert.True(t, strings.HasPrefix(err.Error(), "migrate: 20240109000000: up:"), err.Error())
 	// The lock was released: the next migration does not wait for it.
-	require.NoError(t, database.Migrate(t.Context(), db, migrations, nil))
+	require.NoError(t, database.Migrate(t.Context(), db, []fs.FS{migrations}, nil))
 	assert.Equal(t, 1, countThings(t, db))
 }
 
@@ -147,10 +148,10 @@ func TestMigrate_retries_a_failed_migration(t *testing.T) {
 	testkit.Integration(t)
 	t.Parallel()
 	db := open(t, testkit.NewDatabase(t), 0)
-	require.Error(t, database.Migrate(t.Context(), db, failing, nil))
+	require.Error(t, database.Migrate(t.Context(), db, []fs.FS{failing}, nil))
 
 	assert.Equal(t, []string{"20240101000000"}, appliedMigrations(t, db), "the failed migration is not recorded")
-	err := database.Migrate(t.Context(), db, failing, nil)
+	err := database.Migrate(t.Context(), db, []fs.FS{failing}, nil)
 	assert.Error(t, err, "the failed migration runs, and fails, again")
 }
 
@@ -160,7 +161,7 @@ func TestMigrate_with_one_connection(t *testing.T) {
 	db := open(t, testkit.NewDatabase(t), 1)
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	defer cancel()
-	require.NoError(t, database.Migrate(ctx, db, migrations, nil))
+	require.NoError(t, database.Migrate(ctx, db, []fs.FS{migrations}, nil))
 }
 
 func TestOpen_missing_database(t *testing.T) {
@@ -253,11 +254,11 @@ func TestMigrate_logs_what_it_applied(t *testing.T) {
 	var logs syncBuffer
 	log := slog.New(slog.NewJSONHandler(&logs, nil))
 
-	require.NoError(t, database.Migrate(t.Context(), db, migrations, log))
+	require.NoError(t, database.Migrate(t.Context(), db, []fs.FS{migrations}, log))
 	assert.Contains(t, logs.String(), `"msg":"database migrated","migrations":["20240101000000_things","20240102000000_things_idx"]`)
 
 	before := logs.String()
-	require.NoError(t, database.Migrate(t.Context(), db, migrations, log))
+	require.NoError(t, database.Migrate(t.Context(), db, []fs.FS{migrations}, log))
 	assert.Equal(t, before, logs.String(), "an up-to-date database logs nothing")
 }
 

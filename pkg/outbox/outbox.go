@@ -45,7 +45,7 @@ var migrations embed.FS
 var TableDDL string
 
 // Migrations is the outbox table's migration, for a service to apply with
-// its own (database.Union).
+// its own (database.Migrate).
 func Migrations() fs.FS {
 	sub, err := fs.Sub(migrations, "migrations")
 	if err != nil {

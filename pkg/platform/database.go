@@ -17,7 +17,7 @@ import (
 
 // OpenDatabase opens the service's database, creating it if cfg says so, and
 // applies migrations.
-func OpenDatabase(ctx context.Context, cfg Config, log *slog.Logger, tel *observability.Telemetry, migrations fs.FS) (*bun.DB, error) {
+func OpenDatabase(ctx context.Context, cfg Config, log *slog.Logger, tel *observability.Telemetry, migrations []fs.FS) (*bun.DB, error) {
 	db, err := database.Open(ctx, database.Config{
 		URL: cfg.DatabaseURL, Name: cfg.Service, MaxOpenConns: cfg.Tuning.DBMaxConns, CreateIfMissing: cfg.CreateDatabase,
 		TracerProvider: tel.TracerProvider(), MeterProvider: tel.MeterProvider(), Log: log,

@@ -23,7 +23,7 @@ import (
 // and its password. The administrator comes from DATABASE_ADMIN_URL, or
 // from DATABASE_ADMIN_USER and DATABASE_ADMIN_PASSWORD on the same host.
 // DATABASE_OWNER names the owner role (<service>_owner).
-func MigrateCommand(ctx context.Context, cfg Config, getenv func(string) string, log *slog.Logger, migrations fs.FS) error {
+func MigrateCommand(ctx context.Context, cfg Config, getenv func(string) string, log *slog.Logger, migrations []fs.FS) error {
 	svc, err := url.Parse(cfg.DatabaseURL)
 	if err != nil || svc.User == nil {
 		return errors.New("migrate: the service's database url names no user")

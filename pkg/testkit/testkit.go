@@ -103,7 +103,10 @@ func NewVhost(tb testing.TB) string {
 	return amqpURL.String()
 }
 
-func manage(tb testing.TB, method, rawURL, body string) { manageJSON(tb, method, rawURL, body, nil) }
+func manage(tb testing.TB, method, rawURL, body string) {
+	tb.Helper()
+	manageJSON(tb, method, rawURL, body, nil)
+}
 
 // manageJSON sends a request to the management API (rawURL carries the
 // credentials) and decodes its answer into out, when out is not nil. A

@@ -31,7 +31,7 @@ const Name = "orders"
 const DefaultPort = 3333
 
 // Migrations are the service's database migrations.
-func Migrations() fs.FS { return database.Union(store.Migrations(), outbox.Migrations()) }
+func Migrations() []fs.FS { return []fs.FS{store.Migrations(), outbox.Migrations()} }
 
 // Topology is what the service declares on RabbitMQ (see consumers.Topology).
 var Topology = consumers.Topology

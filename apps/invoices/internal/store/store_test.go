@@ -1,6 +1,7 @@
 package store_test
 
 import (
+	"io/fs"
 	"sync"
 	"testing"
 	"time"
@@ -26,7 +27,7 @@ func newStore(tb testing.TB) (*store.Store, *bun.DB) {
 	db, err := database.Open(tb.Context(), database.Config{URL: url, Name: "invoices"})
 	require.NoError(tb, err)
 	tb.Cleanup(func() { _ = db.Close() })
-	require.NoError(tb, database.Migrate(tb.Context(), db, database.Union(store.Migrations(), outbox.Migrations()), nil))
+	require.NoError(tb, database.Migrate(tb.Context(), db, []fs.FS{store.Migrations(), outbox.Migrations()}, nil))
 	return store.New(db, outbox.New(watermill.NopLogger{})), db
 }
 

@@ -32,7 +32,7 @@ func newStore(tb testing.TB) (*store.Store, *bun.DB) {
 	db, err := database.Open(tb.Context(), database.Config{URL: url, Name: "orders"})
 	require.NoError(tb, err)
 	tb.Cleanup(func() { _ = db.Close() })
-	require.NoError(tb, database.Migrate(tb.Context(), db, database.Union(store.Migrations(), outbox.Migrations()), nil))
+	require.NoError(tb, database.Migrate(tb.Context(), db, []fs.FS{store.Migrations(), outbox.Migrations()}, nil))
 	return store.New(db, outbox.New(watermill.NopLogger{})), db
 }
 
@@ -526,13 +526,13 @@ func TestMigrations_scope_idempotency_keys_per_customer(t *testing.T) {
 		before[name] = &fstest.MapFile{Data: b}
 		return err
 	}))
-	require.NoError(t, database.Migrate(t.Context(), db, before, nil))
+	require.NoError(t, database.Migrate(t.Context(), db, []fs.FS{before}, nil))
 	_, err = db.ExecContext(t.Context(), `INSERT INTO orders (id, customer_id, amount, currency, status, idempotency_key, request_hash, created_at, updated_at)
 		VALUES (gen_random_uuid(), 'c-1', 1, 'EUR', 'pending', 'key-1', 'h', now(), now()),
 		       (gen_random_uuid(), 'c-2', 1, 'EUR', 'pending', 'key-2', 'h', now(), now())`)
 	require.NoError(t, err)
 
-	require.NoError(t, database.Migrate(t.Context(), db, database.Union(store.Migrations(), outbox.Migrations()), nil))
+	require.NoError(t, database.Migrate(t.Context(), db, []fs.FS{store.Migrations(), outbox.Migrations()}, nil))
 	constraints := func() []string {
 		var names []string
 		require.NoError(t, db.NewRaw(`SELECT conname FROM pg_constraint WHERE conrelid = 'orders'::regclass AND contype = 'u' ORDER BY conname`).Scan(t.Context(), &names))
@@ -544,7 +544,7 @@ func TestMigrations_scope_idempotency_keys_per_customer(t *testing.T) {
 	// As if the start had died after the constraint, before the record.
 	_, err = db.ExecContext(t.Context(), `DELETE FROM bun_migrations WHERE name = '20251201000001'`)
 	require.NoError(t, err)
-	require.NoError(t, database.Migrate(t.Context(), db, database.Union(store.Migrations(), outbox.Migrations()), nil))
+	require.NoError(t, database.Migrate(t.Context(), db, []fs.FS{store.Migrations(), outbox.Migrations()}, nil))
 	assert.Equal(t, []string{"orders_customer_id_idempotency_key_key"}, constraints())
 	var indexes int
 	require.NoError(t, db.NewRaw(`SELECT count(*) FROM pg_indexes WHERE tablename = 'orders' AND indexdef LIKE '%(customer_id, idempotency_key)%'`).Scan(t.Context(), &indexes))
