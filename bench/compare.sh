@@ -12,10 +12,14 @@
 # for DURATION. One line per configuration and round:
 #
 #   name round invoiced/s accepted/s post_p99_ms lag_p99_ms cpu_ms_per_order
+#        rabbitmq_ms_at_rate services_ms_at_rate
 #
 # invoiced/s and accepted/s are the saturation run's, the two p99s (POST
 # /orders, placed → invoiced) the latency run's, CPU per order the
 # machine's busy time per order at saturation (loadgen's host figures).
+# The last two are CPU milliseconds per order during the latency run, at its
+# fixed rate: RabbitMQ's (beam.smp), and the two services' together; at a
+# fixed rate they vary less from round to round than throughput does.
 #
 #   bench/compare.sh 2 before=/tmp/bin-old after= after-nogc=,GROUP_COMMIT=false
 set -euo pipefail
@@ -26,6 +30,13 @@ rounds=${1:?rounds}
 shift
 [ $# -gt 0 ] || { echo "usage: bench/compare.sh ROUNDS NAME=[BIN_DIR][,KEY=VALUE…]…" >&2; exit 2; }
 RATE=${RATE:-400} DURATION=${DURATION:-15s}
+# per_order NAME…: the expression for those processes' CPU milliseconds per
+# order at the latency run's fixed rate.
+per_order() {
+	local names
+	names=$(printf "'%s'," "$@")
+	echo "sum(p['cores'] for p in host_cpu['by_process'] if p['name'] in ($names))*1000/accepted_per_s"
+}
 field() { python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(eval(sys.argv[2], {}, d))' "$@"; }
 out=$(mktemp -d)
 one() { # one NAME SPEC ROUND
@@ -37,11 +48,12 @@ one() { # one NAME SPEC ROUND
 	# shellcheck disable=SC2086
 	env ${settings//,/ } BENCH_BIN="$bin" BENCH_WARMUP=3s bash bench/stack.sh \
 		--rate 0 --concurrency 32 --duration "$DURATION" --progress 0 --json >"$out/sat.json" 2>/dev/null
-	printf '%s %d %.0f %.0f %.1f %.1f %.2f\n' "$name" "$round" \
+	printf '%s %d %.0f %.0f %.1f %.1f %.2f %.3f %.3f\n' "$name" "$round" \
 		"$(field "$out/sat.json" invoiced_per_s)" "$(field "$out/sat.json" accepted_per_s)" \
 		"$(field "$out/lat.json" http_p99_ms)" "$(field "$out/lat.json" e2e_p99_ms)" \
-		"$(field "$out/sat.json" "host_cpu['ms_per_order']")"
+		"$(field "$out/sat.json" "host_cpu['ms_per_order']")" \
+		"$(field "$out/lat.json" "$(per_order beam.smp)")" "$(field "$out/lat.json" "$(per_order orders invoices)")"
 }
 echo "# $(date -u +%FT%TZ) $(nproc) cores, $rounds rounds, latency at $RATE/s, saturation c32, $DURATION each"
-echo "name round invoiced/s accepted/s post_p99_ms lag_p99_ms cpu_ms_per_order"
+echo "name round invoiced/s accepted/s post_p99_ms lag_p99_ms cpu_ms_per_order rabbitmq_ms_at_rate services_ms_at_rate"
 alternate "$rounds" one "$@"

@@ -149,7 +149,10 @@ func TestRecovery_scale_out_two_replicas_of_each_service(t *testing.T) {
 	s := startStack(t, broker, broker)
 	defaults, err := platform.LoadConfig(ordersName, 0, func(string) string { return "" })
 	require.NoError(t, err)
-	perReplica := defaults.Tuning.Consumers                                // HANDLER_CONCURRENCY: consumers per replica and queue
+	perReplica := 1 // with ack batching, one consumer per replica and queue, handling HANDLER_CONCURRENCY messages at once
+	if !defaults.Tuning.AckBatching {
+		perReplica = defaults.Tuning.Consumers // HANDLER_CONCURRENCY watermill-amqp consumers
+	}
 	orders2 := testkit.StartService(t, ordersName, ordersApp, s.ordersEnv) // same database, same outbox
 	testkit.StartService(t, invoicesName, invoicesApp, s.invoicesEnv)      // same queue
 

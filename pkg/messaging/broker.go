@@ -32,8 +32,17 @@ type BrokerConfig struct {
 	// (watermill-amqp's default cap is a minute).
 	ReconnectMaxInterval time.Duration
 	// Consumers is how many messages of one handler's queue a process
-	// handles at once (see Concurrent).
+	// handles at once.
 	Consumers int
+	// AckBatching consumes each queue on one channel and acknowledges its
+	// deliveries in batches (see batchingSubscriber); off, each queue has
+	// Consumers watermill-amqp subscribers, each acking alone (Concurrent).
+	// Prefetch should then exceed Consumers: acks waiting for their batch
+	// hold prefetch slots too.
+	AckBatching bool
+	// DrainTimeout bounds how long closing a subscriber waits for the
+	// messages it handed out to be settled (default 10 s).
+	DrainTimeout time.Duration
 	// Topology is what the service declares (see Topology).
 	Topology Topology
 	// OnDial, when set, is called after each attempt of ConnectBroker to
@@ -50,6 +59,9 @@ func (c BrokerConfig) withDefaults() BrokerConfig {
 	}
 	if c.ReconnectMaxInterval <= 0 {
 		c.ReconnectMaxInterval = 5 * time.Second
+	}
+	if c.DrainTimeout <= 0 {
+		c.DrainTimeout = 10 * time.Second
 	}
 	return c
 }
@@ -182,6 +194,15 @@ func (b *Broker) Subscriber(sub Subscription) (*amqp.Subscriber, error) {
 		return nil, fmt.Errorf("create subscriber for %s: %w", sub.Queue(), err)
 	}
 	return s, nil
+}
+
+// batchingSubscriber returns a subscriber for one handler's queue that acks
+// in batches; like Subscriber, its subscription joins the topology.
+func (b *Broker) batchingSubscriber(sub Subscription) *batchingSubscriber {
+	cfg := b.cfg
+	cfg.Topology = cfg.Topology.With(sub)
+	amqpCfg := cfg.amqpConfig(amqp.GenerateQueueNameTopicNameWithSuffix(sub.Handler))
+	return newBatchingSubscriber(b.subConn, amqpCfg, cfg.Consumers, cfg.DrainTimeout, cfg.ReconnectMaxInterval, b.log)
 }
 
 // Connected reports whether RabbitMQ is reachable.

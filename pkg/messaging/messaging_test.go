@@ -60,7 +60,7 @@ func bunDB(tb testing.TB, url string) *bun.DB {
 func (e env) run(t *testing.T, service string, maxRetries int, handlers ...cqrs.EventHandler) *platform.Runtime {
 	t.Helper()
 	rt := &platform.Runtime{
-		Broker: messaging.BrokerConfig{URL: e.broker},
+		Broker: messaging.BrokerConfig{URL: e.broker, AckBatching: true},
 		Router: messaging.RouterConfig{
 			Service: service, MaxRetries: maxRetries,
 			RetryInitial: 5 * time.Millisecond, RetryMax: 20 * time.Millisecond,

@@ -17,6 +17,9 @@ type SubscriberFactory interface {
 type brokerSubscribers struct{ b *Broker }
 
 func (f brokerSubscribers) Subscriber(sub Subscription) (message.Subscriber, error) {
+	if f.b.cfg.AckBatching {
+		return f.b.batchingSubscriber(sub), nil
+	}
 	s, err := f.b.Subscriber(sub)
 	if err != nil {
 		return nil, err

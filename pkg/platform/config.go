@@ -62,8 +62,11 @@ type Tuning struct {
 	// flight share the next one (GROUP_COMMIT; see pkg/groupcommit).
 	GroupCommit bool
 	// OutboxPipeline publishes a forwarded batch's rows without waiting for
-	// each confirm (OUTBOX_PIPELINE; see pkg/messaging/pipeline.go).
+	// each confirm (OUTBOX_PIPELINE; see pkg/outbox/pipeline.go).
 	OutboxPipeline bool
+	// AckBatching acknowledges a queue's deliveries in batches, on one
+	// channel per queue (BROKER_ACK_BATCHING; see pkg/messaging/subscriber.go).
+	AckBatching bool
 }
 
 // LoadConfig reads the configuration of service through getenv (os.Getenv in
@@ -78,7 +81,7 @@ func LoadConfig(service string, defaultPort int, getenv func(string) string) (Co
 		DatabaseURL:      l.str("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/"+service+"?sslmode=disable"),
 		BrokerURL:        l.str("BROKER_URL", "amqp://guest:guest@127.0.0.1:5672/"),
 		LogLevel:         l.level("LOG_LEVEL", slog.LevelInfo),
-		CreateDatabase:   l.bool("DATABASE_CREATE", true),
+		CreateDatabase:   l.enabled("DATABASE_CREATE"),
 		ShutdownTimeout:  l.duration("SHUTDOWN_TIMEOUT", 20*time.Second),
 		MaxRetries:       l.int("HANDLER_MAX_RETRIES", 5),
 		RetryInitial:     l.duration("HANDLER_RETRY_INITIAL_INTERVAL", 100*time.Millisecond),
@@ -92,8 +95,9 @@ func LoadConfig(service string, defaultPort int, getenv func(string) string) (Co
 			OutboxWorkers:      l.int("OUTBOX_WORKERS", 8),
 			OutboxBatchSize:    l.int("OUTBOX_BATCH_SIZE", 16),
 			OutboxPollInterval: l.duration("OUTBOX_POLL_INTERVAL", time.Second),
-			GroupCommit:        l.bool("GROUP_COMMIT", true),
-			OutboxPipeline:     l.bool("OUTBOX_PIPELINE", true),
+			GroupCommit:        l.enabled("GROUP_COMMIT"),
+			OutboxPipeline:     l.enabled("OUTBOX_PIPELINE"),
+			AckBatching:        l.enabled("BROKER_ACK_BATCHING"),
 		},
 	}
 	// On ECS the URL is assembled from DATABASE_HOST, _USER, _PASSWORD (docs/deploy.md).
@@ -158,15 +162,16 @@ func (l *loader) level(key string, def slog.Level) slog.Level {
 	return lvl
 }
 
-func (l *loader) bool(key string, def bool) bool {
+// enabled reads a switch that is on unless key says false.
+func (l *loader) enabled(key string) bool {
 	v := l.getenv(key)
 	if v == "" {
-		return def
+		return true
 	}
 	b, err := strconv.ParseBool(v)
 	if err != nil {
 		l.errs = append(l.errs, fmt.Errorf("%s must be true or false, got %q", key, v))
-		return def
+		return true
 	}
 	return b
 }

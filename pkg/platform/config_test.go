@@ -35,7 +35,7 @@ func TestLoadConfig_defaults(t *testing.T) {
 			HandlerTimeout:  30 * time.Second,
 			Tuning: platform.Tuning{
 				DBMaxConns: 20, Prefetch: 64, Consumers: 16,
-				OutboxWorkers: 8, OutboxBatchSize: 16, OutboxPollInterval: time.Second, GroupCommit: true, OutboxPipeline: true,
+				OutboxWorkers: 8, OutboxBatchSize: 16, OutboxPollInterval: time.Second, GroupCommit: true, OutboxPipeline: true, AckBatching: true,
 			},
 		}
 	}
@@ -81,6 +81,7 @@ func TestLoadConfig_overrides(t *testing.T) {
 		"OUTBOX_BATCH_SIZE":              "10",
 		"GROUP_COMMIT":                   "false",
 		"OUTBOX_PIPELINE":                "false",
+		"BROKER_ACK_BATCHING":            "false",
 	}))
 	require.NoError(t, err)
 	assert.Equal(t, platform.Config{

@@ -26,6 +26,7 @@ func NewRuntime(cfg Config, log *slog.Logger, tel *observability.Telemetry, rela
 	rt := &Runtime{
 		Broker: messaging.BrokerConfig{
 			URL: cfg.BrokerURL, Prefetch: t.Prefetch, Consumers: t.Consumers,
+			AckBatching: t.AckBatching, DrainTimeout: cfg.ShutdownTimeout,
 			PublisherChannels: publisherChannels(t),
 			Topology:          m.Topology,
 		},

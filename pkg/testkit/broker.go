@@ -78,6 +78,9 @@ type Queue struct {
 	Type      string         `json:"type"`
 	Arguments map[string]any `json:"arguments"`
 	Messages  int            `json:"messages"`
+	// Unacked is how many are delivered and not yet acknowledged. The
+	// management API refreshes its figures every few seconds: poll it.
+	Unacked int `json:"messages_unacknowledged"`
 }
 
 // QueueInfo returns the management API's view of a queue in brokerURL's
