@@ -90,8 +90,8 @@ func LoadConfig(service string, defaultPort int, getenv func(string) string) (Co
 		OutboxMaxBacklog: int64(l.int("OUTBOX_MAX_BACKLOG", 0)),
 		Tuning: Tuning{
 			DBMaxConns:         l.int("DATABASE_MAX_CONNS", 20),
-			Prefetch:           l.int("BROKER_PREFETCH", 64),
-			Consumers:          l.int("HANDLER_CONCURRENCY", 16),
+			Prefetch:           l.int("BROKER_PREFETCH", 256),
+			Consumers:          l.int("HANDLER_CONCURRENCY", 64),
 			OutboxWorkers:      l.int("OUTBOX_WORKERS", 8),
 			OutboxBatchSize:    l.int("OUTBOX_BATCH_SIZE", 16),
 			OutboxPollInterval: l.duration("OUTBOX_POLL_INTERVAL", time.Second),

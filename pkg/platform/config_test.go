@@ -34,7 +34,7 @@ func TestLoadConfig_defaults(t *testing.T) {
 			RetryMax:        5 * time.Second,
 			HandlerTimeout:  30 * time.Second,
 			Tuning: platform.Tuning{
-				DBMaxConns: 20, Prefetch: 64, Consumers: 16,
+				DBMaxConns: 20, Prefetch: 256, Consumers: 64,
 				OutboxWorkers: 8, OutboxBatchSize: 16, OutboxPollInterval: time.Second, GroupCommit: true, OutboxPipeline: true, AckBatching: true,
 			},
 		}
