@@ -188,5 +188,5 @@ func TestLoadConfig_invalid_falls_back_to_defaults(t *testing.T) {
 	assert.Equal(t, 8080, got.Port)
 	assert.True(t, got.CreateDatabase)
 	assert.Equal(t, 20*time.Second, got.ShutdownTimeout)
-	assert.Equal(t, 64, got.Tuning.Prefetch)
+	assert.Equal(t, 256, got.Tuning.Prefetch)
 }
