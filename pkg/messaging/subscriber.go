@@ -225,6 +225,10 @@ func (c *consumption) run(ctx context.Context, out chan<- *message.Message) {
 			return
 		}
 		go func() {
+			// The message's context lives until its handler settles it,
+			// even past the end of the channel: a handler cut short would
+			// fail the message (and poison it) although RabbitMQ
+			// redelivers it anyway.
 			defer cancel()
 			var st settlement
 			select {
@@ -232,8 +236,6 @@ func (c *consumption) run(ctx context.Context, out chan<- *message.Message) {
 				st = settlement{tag: d.DeliveryTag, ack: true}
 			case <-msg.Nacked():
 				st = settlement{tag: d.DeliveryTag}
-			case <-over:
-				return
 			}
 			select {
 			case settled <- st:

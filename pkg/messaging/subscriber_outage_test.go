@@ -35,8 +35,13 @@ func TestOutage_batching_subscriber_redelivers_what_it_had_not_acked(t *testing.
 	proxy.Cut()
 	proxy.Restore()
 	back := map[string]bool{}
-	for range 2 {
+	for i := range 2 {
 		m := next(t, msgs)
+		if i == 0 { // a redelivery: the old channel is gone
+			for _, held := range got[1:] {
+				assert.NoError(t, held.Context().Err(), "a handler still running keeps its context after its channel is gone")
+			}
+		}
 		assert.True(t, amqp.IsMessageRedelivered(m), "message %s", m.UUID)
 		back[m.UUID] = true
 		m.Ack()
