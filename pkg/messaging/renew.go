@@ -2,6 +2,7 @@ package messaging
 
 import (
 	"errors"
+	"fmt"
 	"sync"
 	"time"
 
@@ -77,11 +78,27 @@ func (p *renewingPublisher) renew(gen uint64) {
 	p.log.Error("renewed the publisher's channels", errors.New("publishes were not confirmed"), nil)
 	// Its publishes still waiting for a channel or a confirm fail, and
 	// their callers publish again.
-	go func() { _ = old.Close() }()
+	go func() { _ = p.closePublisher(old) }()
 }
 
 func (p *renewingPublisher) Close() error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return p.cur.Close() //nolint:wrapcheck // the publisher's own error
+	return p.closePublisher(p.cur)
+}
+
+// closePublisher closes a watermill-amqp publisher. When a pooled channel
+// failed to reopen while the connection was down, watermill-amqp keeps it
+// with a nil *amqp091.Channel and its pool's Close panics on it. Such a
+// channel holds nothing to close (the connection's Close, which follows,
+// closes the others), so the panic is logged instead of crashing a process
+// that is shutting down after an outage.
+func (p *renewingPublisher) closePublisher(pub *amqp.Publisher) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			p.log.Info("a publisher channel that failed to reopen had nothing to close", watermill.LogFields{"panic": fmt.Sprint(r)})
+			err = nil
+		}
+	}()
+	return pub.Close() //nolint:wrapcheck // the publisher's own error
 }
