@@ -187,9 +187,7 @@ func (b *Broker) Publisher() message.Publisher { return b.publisher }
 // joins the topology, so its queue is declared with the same arguments
 // everywhere.
 func (b *Broker) Subscriber(sub Subscription) (*amqp.Subscriber, error) {
-	cfg := b.cfg
-	cfg.Topology = cfg.Topology.With(sub)
-	s, err := amqp.NewSubscriberWithConnection(cfg.amqpConfig(amqp.GenerateQueueNameTopicNameWithSuffix(sub.Handler)), b.log, b.subConn)
+	s, err := amqp.NewSubscriberWithConnection(b.subscriberConfig(sub), b.log, b.subConn)
 	if err != nil {
 		return nil, fmt.Errorf("create subscriber for %s: %w", sub.Queue(), err)
 	}
@@ -199,10 +197,15 @@ func (b *Broker) Subscriber(sub Subscription) (*amqp.Subscriber, error) {
 // batchingSubscriber returns a subscriber for one handler's queue that acks
 // in batches; like Subscriber, its subscription joins the topology.
 func (b *Broker) batchingSubscriber(sub Subscription) *batchingSubscriber {
+	return newBatchingSubscriber(b.subConn, b.subscriberConfig(sub), b.cfg.Consumers, b.cfg.DrainTimeout, b.cfg.ReconnectMaxInterval, b.log)
+}
+
+// subscriberConfig is the watermill-amqp configuration of sub's queue, with
+// sub added to the topology it declares.
+func (b *Broker) subscriberConfig(sub Subscription) amqp.Config {
 	cfg := b.cfg
 	cfg.Topology = cfg.Topology.With(sub)
-	amqpCfg := cfg.amqpConfig(amqp.GenerateQueueNameTopicNameWithSuffix(sub.Handler))
-	return newBatchingSubscriber(b.subConn, amqpCfg, cfg.Consumers, cfg.DrainTimeout, cfg.ReconnectMaxInterval, b.log)
+	return cfg.amqpConfig(amqp.GenerateQueueNameTopicNameWithSuffix(sub.Handler))
 }
 
 // Connected reports whether RabbitMQ is reachable.

@@ -277,34 +277,27 @@ func (c *consumption) ack(settled <-chan settlement, finish <-chan struct{}) {
 		}
 	}
 	for {
+		finishing := false
 		select {
 		case st := <-settled:
 			record(st)
 		case <-finish:
-			for {
-				select {
-				case st := <-settled:
-					record(st)
-				default:
-					if failed == nil {
-						failed = w.flush()
-					}
-					c.reportAckFailure(failed)
-					return
-				}
-			}
+			finishing = true
 		}
-	more:
-		for {
+		for waiting := true; waiting; {
 			select {
 			case st := <-settled:
 				record(st)
 			default:
-				break more
+				waiting = false
 			}
 		}
 		if failed == nil {
 			failed = w.flush()
+		}
+		if finishing {
+			c.reportAckFailure(failed)
+			return
 		}
 	}
 }
