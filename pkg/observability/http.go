@@ -5,6 +5,7 @@ import (
 
 	"github.com/go-chi/chi/v5"
 	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
+	"go.opentelemetry.io/otel/propagation"
 	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
 	"go.opentelemetry.io/otel/trace"
 )
@@ -40,6 +41,19 @@ func HTTPMiddleware(service string, opts ...Option) func(http.Handler) http.Hand
 		otelhttp.WithFilter(func(r *http.Request) bool { return !untracedPaths[r.URL.Path] }),
 	)
 	return func(next http.Handler) http.Handler { return traced(nameRoute(next)) }
+}
+
+// HTTPPropagation continues the caller's W3C trace context and nothing else:
+// the request's context carries the remote span context, so the events the
+// request writes name the caller's trace, as they do when HTTPMiddleware's
+// span continues it. No span, no metric.
+func HTTPPropagation(p propagation.TextMapPropagator) func(http.Handler) http.Handler {
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			ctx := p.Extract(r.Context(), propagation.HeaderCarrier(r.Header))
+			next.ServeHTTP(w, r.WithContext(ctx))
+		})
+	}
 }
 
 // nameRoute runs right inside otelhttp's handler. It sets the request's

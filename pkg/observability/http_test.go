@@ -105,3 +105,30 @@ func TestHTTPMiddleware_continues_the_callers_trace(t *testing.T) {
 	assert.Equal(t, "b7ad6b7169203331", s.Parent().SpanID().String())
 	assert.True(t, s.Parent().IsRemote())
 }
+
+func TestTelemetry_HTTPMiddleware_with_the_sdk_disabled_continues_the_trace_and_measures_nothing(t *testing.T) {
+	t.Parallel()
+	tel, err := observability.New(t.Context(), "orders", "1.2.3", env("OTEL_SDK_DISABLED", "true"))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = tel.Shutdown(t.Context()) })
+
+	var got trace.SpanContext
+	r := chi.NewRouter()
+	r.Use(tel.HTTPMiddleware("orders"))
+	r.Post("/orders", func(w http.ResponseWriter, r *http.Request) {
+		got = trace.SpanContextFromContext(r.Context())
+		w.WriteHeader(http.StatusCreated)
+	})
+	req := httptest.NewRequestWithContext(t.Context(), http.MethodPost, "/orders", nil)
+	req.Header.Set("traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")
+	resp := httptest.NewRecorder()
+	r.ServeHTTP(resp, req)
+
+	require.Equal(t, http.StatusCreated, resp.Code)
+	assert.Equal(t, "0af7651916cd43dd8448eb211c80319c", got.TraceID().String())
+	assert.Equal(t, "b7ad6b7169203331", got.SpanID().String())
+	assert.True(t, got.IsRemote(), "the caller's span, not a new one")
+	for name := range scrape(t, tel.MetricsHandler()) {
+		assert.NotContains(t, name, "http_server", "no HTTP metric with the SDK disabled")
+	}
+}

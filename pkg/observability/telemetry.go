@@ -66,6 +66,7 @@ type Telemetry struct {
 	propagator     propagation.TextMapPropagator
 	metrics        http.Handler
 	meter          metric.Meter
+	disabled       bool // OTEL_SDK_DISABLED: no-op providers
 	shutdown       func(context.Context) error
 
 	shutdownOnce sync.Once
@@ -178,6 +179,7 @@ func New(ctx context.Context, service, version string, getenv func(string) strin
 	t.metrics = promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError})
 
 	if strings.EqualFold(strings.TrimSpace(getenv(envSDKDisabled)), "true") {
+		t.disabled = true
 		t.tracerProvider = tracenoop.NewTracerProvider()
 		t.meterProvider = metricnoop.NewMeterProvider()
 		t.shutdown = func(context.Context) error { return nil }
@@ -474,6 +476,18 @@ func (t *Telemetry) Propagator() propagation.TextMapPropagator {
 		return propagation.NewCompositeTextMapPropagator()
 	}
 	return t.propagator
+}
+
+// HTTPMiddleware is HTTPMiddleware(service) over t's providers, or, with the
+// SDK disabled, HTTPPropagation alone: otelhttp over no-op providers still
+// builds every span and metric attribute of every request (about two thirds
+// of the root handler's own cost, BenchmarkHandler in pkg/platform), for
+// spans nobody records and metrics nobody reads.
+func (t *Telemetry) HTTPMiddleware(service string) func(http.Handler) http.Handler {
+	if t.disabled {
+		return HTTPPropagation(t.propagator)
+	}
+	return HTTPMiddleware(service, t.Options()...)
 }
 
 // Options returns the options that make this package's instrumentation use

@@ -28,7 +28,7 @@ func Handler(log *slog.Logger, tel *observability.Telemetry, service string, hea
 	if tel != nil {
 		// Inside chi, not around it: the route template is known only
 		// while chi's routing context is alive.
-		r.Use(observability.HTTPMiddleware(service, tel.Options()...))
+		r.Use(tel.HTTPMiddleware(service))
 	}
 	r.Use(httpkit.Recoverer(log), httpkit.CorrelationID)
 	r.NotFound(httpkit.NotFound)
