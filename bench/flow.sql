@@ -3,7 +3,7 @@
 -- send the same statements with longer arrays when calls share a
 -- transaction). One pgbench "transaction" = one order = 5 commits:
 --   1. orders POST /orders: insert the order and its OrderPlaced outbox row,
---      one statement (the outbox INSERT in a WITH clause: messaging.OutboxRows)
+--      one statement (the outbox INSERT in a WITH clause: outbox.InsertWithEvents)
 --   2. orders forwarder: lock a batch of outbox rows (SKIP LOCKED), delete them
 --   3. invoices handler: insert the invoice and its InvoiceIssued outbox row,
 --      one statement as in 1
@@ -13,10 +13,9 @@
 -- does (pkg/database.OpenRelay): a lost delete only republishes.
 -- The forwarders' batches hold up to 16 rows (OUTBOX_BATCH_SIZE); here each
 -- order runs one forwarding transaction, which drains the outbox as fast as
--- it fills, as the real forwarders do at light load. The services send a
--- forwarding transaction's statements in two round trips (BEGIN with the
--- SELECT, the DELETE with COMMIT: pkg/messaging/pipelinedtx.go); pgbench
--- sends them one at a time, so this ceiling is, if anything, a little low.
+-- it fills, as the real forwarders do at light load. Like watermill-sql's
+-- subscriber, pgbench sends a forwarding transaction's statements one at a
+-- time (BEGIN, the SELECT, the DELETE, COMMIT).
 \set amount random(100, 100000)
 \set cust random(1, 1000)
 \set o random(1, 281474976710655)
