@@ -12,7 +12,11 @@
 # configurations in turn, reversed every other round. One line per
 # configuration and round:
 #
-#   name round peer_invoiced/s ours_accepted/s ours_invoiced/s ratio lag_p99_ms
+#   name round peer_invoiced/s ours_accepted/s ours_invoiced/s ratio lag_p99_ms peer_svc_ms ours_svc_ms
+#
+# The last two are what each system's two services spent per order (their
+# CPU time from the start of the run until the last invoice, whole seconds,
+# over the orders of the run).
 #
 #   git worktree add /tmp/before 8c933e1
 #   bench/side-by-side.sh 3 before=/tmp/before after= after-w2=,OUTBOX_WORKERS=2
@@ -28,8 +32,9 @@ peer=${PEER_DIR:-../shared/peer}
 out=$(mktemp) err=$(mktemp)
 trap 'rm -f "$out" "$err"' EXIT
 field() { sed -n "s/.*\"$1\":\([0-9.]*\).*/\1/p" <<<"$2"; }
+svc_ms() { awk -v s="$(sed -n 's/.*svc_cpu_s=\([0-9]*\).*/\1/p' <<<"$1")" -v n="$(field orders "$1")" 'BEGIN { print s * 1000 / n }'; }
 echo "# $(date -u +%FT%TZ) $(nproc) cores, $rounds rounds, wrk -t2 -c32 -d20s"
-echo "name round peer_invoiced/s ours_accepted/s ours_invoiced/s ratio lag_p99_ms"
+echo "name round peer_invoiced/s ours_accepted/s ours_invoiced/s ratio lag_p99_ms peer_svc_ms ours_svc_ms"
 one() { # one NAME SPEC ROUND
 	local name=$1 round=$3 checkout settings p o pi oi oa
 	IFS=, read -r checkout settings <<<"$2,"
@@ -42,6 +47,7 @@ one() { # one NAME SPEC ROUND
 	p=$(grep '^peer' "$out") o=$(grep '^ours' "$out")
 	pi=$(field invoiced_per_s "$p") oi=$(field invoiced_per_s "$o")
 	oa=$(sed -n 's/.*rps=\([0-9.]*\).*/\1/p' <<<"$o")
-	printf '%s %d %s %.0f %s %.2f %s\n' "$name" "$round" "$pi" "$oa" "$oi" "$(awk -v a="$oi" -v b="$pi" 'BEGIN { print a / b }')" "$(field lag_p99_ms "$o")"
+	printf '%s %d %s %.0f %s %.2f %s %.3f %.3f\n' "$name" "$round" "$pi" "$oa" "$oi" "$(awk -v a="$oi" -v b="$pi" 'BEGIN { print a / b }')" "$(field lag_p99_ms "$o")" \
+		"$(svc_ms "$p")" "$(svc_ms "$o")"
 }
 alternate "$rounds" one "$@"

@@ -32,6 +32,7 @@ func BenchmarkHandler(b *testing.B) {
 		})
 	}
 	telemetry := func(b *testing.B, kv ...string) *observability.Telemetry {
+		b.Helper()
 		m := map[string]string{"OTEL_TRACES_EXPORTER": "none", "OTEL_METRICS_EXPORTER": "none"}
 		for i := 0; i+1 < len(kv); i += 2 {
 			m[kv[i]] = kv[i+1]
@@ -68,6 +69,7 @@ func BenchmarkHandler(b *testing.B) {
 // serve sends h a POST /orders as Kong forwards it (no trace context, so the
 // sampler decides), in memory, until the benchmark ends.
 func serve(b *testing.B, h http.Handler) {
+	b.Helper()
 	b.ReportAllocs()
 	for b.Loop() {
 		req := httptest.NewRequest(http.MethodPost, "/orders", http.NoBody)
