@@ -12,14 +12,15 @@
 # for DURATION. One line per configuration and round:
 #
 #   name round invoiced/s accepted/s post_p99_ms lag_p99_ms cpu_ms_per_order
-#        rabbitmq_ms_at_rate services_ms_at_rate
+#        rabbitmq_ms_at_rate postgres_ms_at_rate services_ms_at_rate
 #
 # invoiced/s and accepted/s are the saturation run's, the two p99s (POST
 # /orders, placed → invoiced) the latency run's, CPU per order the
 # machine's busy time per order at saturation (loadgen's host figures).
-# The last two are CPU milliseconds per order during the latency run, at its
-# fixed rate: RabbitMQ's (beam.smp), and the two services' together; at a
-# fixed rate they vary less from round to round than throughput does.
+# The last three are CPU milliseconds per order during the latency run, at
+# its fixed rate: RabbitMQ's (beam.smp), PostgreSQL's, and the two services'
+# together; at a fixed rate they vary less from round to round than
+# throughput does.
 #
 #   bench/compare.sh 2 before=/tmp/bin-old after= after-nogc=,GROUP_COMMIT=false
 set -euo pipefail
@@ -48,12 +49,13 @@ one() { # one NAME SPEC ROUND
 	# shellcheck disable=SC2086
 	env ${settings//,/ } BENCH_BIN="$bin" BENCH_WARMUP=3s bash bench/stack.sh \
 		--rate 0 --concurrency 32 --duration "$DURATION" --progress 0 --json >"$out/sat.json" 2>/dev/null
-	printf '%s %d %.0f %.0f %.1f %.1f %.2f %.3f %.3f\n' "$name" "$round" \
+	printf '%s %d %.0f %.0f %.1f %.1f %.2f %.3f %.3f %.3f\n' "$name" "$round" \
 		"$(field "$out/sat.json" invoiced_per_s)" "$(field "$out/sat.json" accepted_per_s)" \
 		"$(field "$out/lat.json" http_p99_ms)" "$(field "$out/lat.json" e2e_p99_ms)" \
 		"$(field "$out/sat.json" "host_cpu['ms_per_order']")" \
-		"$(field "$out/lat.json" "$(per_order beam.smp)")" "$(field "$out/lat.json" "$(per_order orders invoices)")"
+		"$(field "$out/lat.json" "$(per_order beam.smp)")" "$(field "$out/lat.json" "$(per_order postgres)")" \
+		"$(field "$out/lat.json" "$(per_order orders invoices)")"
 }
 echo "# $(date -u +%FT%TZ) $(nproc) cores, $rounds rounds, latency at $RATE/s, saturation c32, $DURATION each"
-echo "name round invoiced/s accepted/s post_p99_ms lag_p99_ms cpu_ms_per_order rabbitmq_ms_at_rate services_ms_at_rate"
+echo "name round invoiced/s accepted/s post_p99_ms lag_p99_ms cpu_ms_per_order rabbitmq_ms_at_rate postgres_ms_at_rate services_ms_at_rate"
 alternate "$rounds" one "$@"

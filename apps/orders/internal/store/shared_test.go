@@ -4,8 +4,10 @@ import (
 	"fmt"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/ThreeDotsLabs/watermill"
+	"github.com/google/uuid"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.opentelemetry.io/otel/sdk/metric"
@@ -91,4 +93,50 @@ func TestStore_Create_in_shared_transactions(t *testing.T) {
 	require.True(t, ok)
 	largest, _ := h.DataPoints[0].Max.Value()
 	assert.Greater(t, largest, int64(1), "some transactions were shared")
+}
+
+// A status update batch finds its orders by primary key however small the
+// table was when the connection first ran it: PostgreSQL plans it for each
+// batch (markInvoiced), where a plan cached on a near-empty table would
+// read the whole table for every batch until the table is next analysed.
+func TestGroupCommit_MarkInvoiced_reads_by_key_once_the_table_has_grown(t *testing.T) {
+	testkit.Integration(t)
+	t.Parallel()
+	plain, db := newStore(t)
+	db.SetMaxOpenConns(1) // one connection: one statement cache, and its statistics flushed below
+	s := store.NewGroupCommit(plain, groupcommit.Config{})
+	mark := func(o domain.Order) {
+		t.Helper()
+		_, changed, err := s.MarkInvoiced(t.Context(), o.ID, uuid.NewString(), time.Now().UTC())
+		require.NoError(t, err)
+		require.True(t, changed)
+	}
+	for i := range 10 { // past the five runs after which PostgreSQL may keep a generic plan
+		o := newOrder(t, "c-1", int64(i+1))
+		_, _, err := s.Create(t.Context(), o, nil, placed(t, o))
+		require.NoError(t, err)
+		mark(o)
+	}
+	_, err := db.ExecContext(t.Context(), `INSERT INTO orders (id, customer_id, amount, currency, status, created_at, updated_at)
+		SELECT gen_random_uuid(), 'bulk', 1, 'EUR', 'pending', now(), now() FROM generate_series(1, 20000)`)
+	require.NoError(t, err)
+	scans := func() (seq, idx int64) {
+		t.Helper()
+		// This backend's statistics reach the view once its statement ends.
+		_, err := db.ExecContext(t.Context(), `SELECT pg_stat_force_next_flush()`)
+		require.NoError(t, err)
+		require.NoError(t, db.QueryRowContext(t.Context(),
+			`SELECT seq_scan, coalesce(idx_scan, 0) FROM pg_stat_user_tables WHERE relname = 'orders'`).Scan(&seq, &idx))
+		return seq, idx
+	}
+	seqBefore, idxBefore := scans()
+	for i := range 5 {
+		o := newOrder(t, "c-2", int64(i+1))
+		_, _, err := s.Create(t.Context(), o, nil, placed(t, o))
+		require.NoError(t, err)
+		mark(o)
+	}
+	seqAfter, idxAfter := scans()
+	assert.Equal(t, seqBefore, seqAfter, "no status update read the whole table")
+	assert.GreaterOrEqual(t, idxAfter-idxBefore, int64(5), "each found its order by key")
 }
