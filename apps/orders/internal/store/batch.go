@@ -123,12 +123,11 @@ func (g *GroupCommit) MarkInvoiced(ctx context.Context, id, invoiceID string, at
 }
 
 // markInvoiced moves a batch's pending orders to invoiced. It is sent with
-// its arguments, as insertOrders is, but planned for each batch: its best
-// plan depends on how many orders the batch holds against how many the
-// table has, and a plan cached while the table was small reads the whole
-// table to join it, a plan PostgreSQL keeps until the table is next
-// analysed: on a fresh database under load, every batch would read every
-// order.
+// its arguments, as insertOrders is, but planned for each batch, because
+// its best plan depends on the batch's size against the table's. A plan
+// cached while the table was small reads the whole table to join it, and
+// PostgreSQL keeps that plan until the table is next analysed: on a fresh
+// database under load, every batch would read every order.
 const markInvoiced = `UPDATE orders AS o SET status = 'invoiced', invoice_id = t.invoice_id, updated_at = t.at
 FROM unnest($1::text[]::uuid[], $2::text[]::uuid[], $3::timestamptz[]) AS t(id, invoice_id, at)
 WHERE o.id = t.id AND o.status = 'pending'

@@ -105,18 +105,18 @@ func TestGroupCommit_MarkInvoiced_reads_by_key_once_the_table_has_grown(t *testi
 	plain, db := newStore(t)
 	db.SetMaxOpenConns(1) // one connection: one statement cache, and its statistics flushed below
 	s := store.NewGroupCommit(plain, groupcommit.Config{})
-	mark := func(o domain.Order) {
+	placeAndMark := func(n int) {
 		t.Helper()
-		_, changed, err := s.MarkInvoiced(t.Context(), o.ID, uuid.NewString(), time.Now().UTC())
-		require.NoError(t, err)
-		require.True(t, changed)
+		for i := range n {
+			o := newOrder(t, "c-1", int64(i+1))
+			_, _, err := s.Create(t.Context(), o, nil, placed(t, o))
+			require.NoError(t, err)
+			_, changed, err := s.MarkInvoiced(t.Context(), o.ID, uuid.NewString(), time.Now().UTC())
+			require.NoError(t, err)
+			require.True(t, changed)
+		}
 	}
-	for i := range 10 { // past the five runs after which PostgreSQL may keep a generic plan
-		o := newOrder(t, "c-1", int64(i+1))
-		_, _, err := s.Create(t.Context(), o, nil, placed(t, o))
-		require.NoError(t, err)
-		mark(o)
-	}
+	placeAndMark(10) // past the five runs after which PostgreSQL may keep a generic plan
 	_, err := db.ExecContext(t.Context(), `INSERT INTO orders (id, customer_id, amount, currency, status, created_at, updated_at)
 		SELECT gen_random_uuid(), 'bulk', 1, 'EUR', 'pending', now(), now() FROM generate_series(1, 20000)`)
 	require.NoError(t, err)
@@ -130,12 +130,7 @@ func TestGroupCommit_MarkInvoiced_reads_by_key_once_the_table_has_grown(t *testi
 		return seq, idx
 	}
 	seqBefore, idxBefore := scans()
-	for i := range 5 {
-		o := newOrder(t, "c-2", int64(i+1))
-		_, _, err := s.Create(t.Context(), o, nil, placed(t, o))
-		require.NoError(t, err)
-		mark(o)
-	}
+	placeAndMark(5)
 	seqAfter, idxAfter := scans()
 	assert.Equal(t, seqBefore, seqAfter, "no status update read the whole table")
 	assert.GreaterOrEqual(t, idxAfter-idxBefore, int64(5), "each found its order by key")
