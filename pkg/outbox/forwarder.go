@@ -66,20 +66,15 @@ func NewForwarder(db *sql.DB, pub message.Publisher, cfg ForwarderConfig, log wa
 	f := &Forwarder{stop: make(chan struct{})}
 	for range cfg.Workers {
 		drained := new(atomic.Bool)
-		var (
-			schema    wsql.SchemaAdapter  = skipLockedSchema{outboxSchema(cfg.BatchSize)}
-			offsets   wsql.OffsetsAdapter = newForwardedOffsets(cfg.BatchSize, drained)
-			workerPub                     = pub
-		)
+		schema := skipLockedSchema{outboxSchema(cfg.BatchSize)}
+		offsets := newForwardedOffsets(cfg.BatchSize, drained)
+		w := worker{schema: schema, offsets: offsets, pub: pub}
 		if cfg.Pipeline {
-			pending := &inflight{closing: f.stop}
-			schema = pipelinedSchema{skipLockedSchema{outboxSchema(cfg.BatchSize)}, pending}
-			offsets = confirmingOffsets{offsets.(forwardedOffsets), pending}
-			workerPub = pipelinedPublisher{pub: pub, inflight: pending}
+			w = pipelined(schema, offsets, pub, f.stop)
 		}
 		sub, err := wsql.NewSubscriber(wsql.BeginnerFromStdSQL(db), wsql.SubscriberConfig{
-			SchemaAdapter:  schema,
-			OffsetsAdapter: offsets,
+			SchemaAdapter:  w.schema,
+			OffsetsAdapter: w.offsets,
 			PollInterval:   cfg.PollInterval,
 			ResendInterval: 100 * time.Millisecond,
 			RetryInterval:  time.Second,
@@ -88,7 +83,7 @@ func NewForwarder(db *sql.DB, pub message.Publisher, cfg ForwarderConfig, log wa
 		if err != nil {
 			return nil, errors.Join(fmt.Errorf("create outbox subscriber: %w", err), f.Close())
 		}
-		fwd, err := forwarder.NewForwarder(sub, workerPub, log, forwarder.Config{
+		fwd, err := forwarder.NewForwarder(sub, w.pub, log, forwarder.Config{
 			ForwarderTopic: Topic,
 			CloseTimeout:   cfg.CloseTimeout,
 			// A row that is not an envelope was not written by Outbox:
@@ -101,6 +96,14 @@ func NewForwarder(db *sql.DB, pub message.Publisher, cfg ForwarderConfig, log wa
 		f.fwds = append(f.fwds, fwd)
 	}
 	return f, nil
+}
+
+// worker is what one forwarder worker reads, deletes and publishes with:
+// the plain adapters, or the pipelined ones (pipeline.go).
+type worker struct {
+	schema  wsql.SchemaAdapter
+	offsets wsql.OffsetsAdapter
+	pub     message.Publisher
 }
 
 // Run runs every worker until ctx ends or one of them stops.

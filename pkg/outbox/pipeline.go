@@ -24,6 +24,18 @@ import (
 // confirmed ones twice; consumers deduplicate), so a row is still deleted
 // only after its message was confirmed.
 //
+// pipelined returns a worker that pipelines its batches: one inflight shared
+// by its publisher, its schema and its offsets adapter. stop ends a wait
+// for confirms when the forwarder closes.
+func pipelined(schema skipLockedSchema, offsets forwardedOffsets, pub message.Publisher, stop <-chan struct{}) worker {
+	pending := &inflight{closing: stop}
+	return worker{
+		schema:  pipelinedSchema{schema, pending},
+		offsets: confirmingOffsets{offsets, pending},
+		pub:     pipelinedPublisher{pub: pub, inflight: pending},
+	}
+}
+
 // One inflight belongs to one forwarder worker, whose loop calls the
 // publisher, the schema and the offsets adapter one after another.
 type inflight struct {
