@@ -82,13 +82,7 @@ func spanName(e *bun.QueryEvent) string {
 }
 
 func open(ctx context.Context, dsn string) (*sql.DB, error) {
-	return openWith(ctx, dsn, false)
-}
-
-// openWith is open; cached sends every query as a cached prepared statement
-// (see openDB).
-func openWith(ctx context.Context, dsn string, cached bool) (*sql.DB, error) {
-	sqldb, err := openDB(dsn, cached)
+	sqldb, err := openDB(dsn)
 	if err != nil {
 		return nil, fmt.Errorf("open database: %w", err)
 	}
