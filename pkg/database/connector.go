@@ -10,32 +10,31 @@ import (
 	"github.com/jackc/pgx/v5/stdlib"
 )
 
-// openDB opens dsn through pgx's database/sql driver with one rule for
-// every statement: it is planned with its own values, in one round trip.
+// openDB opens dsn through pgx's database/sql driver, with queries that
+// carry no arguments sent over the simple query protocol.
 //
-// Why: PostgreSQL settles on a generic plan for a prepared statement after
-// five runs, and keeps it for the connection's life. pgx's default mode
-// prepares and caches every statement, so a plan made while a table is
-// nearly empty (a fresh orders table, an outbox that was just vacuumed)
-// goes on reading the whole table after it has grown: for the forwarders'
-// read and DELETE, and for the status update's join. Instead:
+// Why: bun formats its arguments into the SQL text, so nearly every query it
+// sends is a text PostgreSQL has never seen (an order's id, a batch's
+// arrays). pgx's default mode (QueryExecModeCacheStatement) prepares each new
+// text before running it, a round trip of its own plus a plan the server
+// keeps, and once the connection's cache of 512 is full it evicts one and
+// closes it on the server: for a query that will never be sent again, two
+// round trips and a server-side statement too many. The simple protocol
+// sends the text and gets the rows in one round trip, as bun's own driver
+// does. pgx already runs an Exec without arguments that way; only Query does
+// not, so the connection below asks for it per query. Queries with arguments
+// keep the statement cache.
 //
-//   - a statement with arguments (group commit's batch writes and status
-//     update, watermill-sql's outbox statements) is sent as the unnamed
-//     statement, its description cached per connection
-//     (QueryExecModeCacheDescribe): one round trip, binary arguments, and a
-//     plan for the values of each call;
-//   - a query without arguments (bun formats its arguments into the SQL
-//     text, so nearly every text is new) is sent over the simple query
-//     protocol, as bun's own driver does: one round trip, where preparing a
-//     text never sent again would cost a second one. pgx already runs an
-//     Exec without arguments that way; only Query needs asking.
-func openDB(dsn string) (*sql.DB, error) {
+// The forwarders' pool (OpenRelay) is the opposite case: watermill-sql sends
+// a handful of texts there, over and over, so cached is what it opens.
+func openDB(dsn string, cached bool) (*sql.DB, error) {
 	cfg, err := pgx.ParseConfig(dsn)
 	if err != nil {
 		return nil, fmt.Errorf("parse database url: %w", err)
 	}
-	cfg.DefaultQueryExecMode = pgx.QueryExecModeCacheDescribe
+	if cached {
+		return sql.OpenDB(stdlib.GetConnector(*cfg)), nil
+	}
 	return sql.OpenDB(simpleQueryConnector{stdlib.GetConnector(*cfg)}), nil
 }
 

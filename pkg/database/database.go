@@ -82,7 +82,13 @@ func spanName(e *bun.QueryEvent) string {
 }
 
 func open(ctx context.Context, dsn string) (*sql.DB, error) {
-	sqldb, err := openDB(dsn)
+	return openWith(ctx, dsn, false)
+}
+
+// openWith is open; cached sends every query as a cached prepared statement
+// (see openDB).
+func openWith(ctx context.Context, dsn string, cached bool) (*sql.DB, error) {
+	sqldb, err := openDB(dsn, cached)
 	if err != nil {
 		return nil, fmt.Errorf("open database: %w", err)
 	}

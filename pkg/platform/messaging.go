@@ -19,9 +19,9 @@ type Messaging struct {
 }
 
 // NewRuntime returns the service's messaging runtime: the router with its
-// handlers and the forwarder of the outbox in db (the service's own
-// database), connected in the background once it runs.
-func NewRuntime(cfg Config, log *slog.Logger, tel *observability.Telemetry, db *sql.DB, m Messaging) (*Runtime, error) {
+// handlers and the forwarder of the outbox in relay (database.OpenRelay),
+// connected in the background once it runs.
+func NewRuntime(cfg Config, log *slog.Logger, tel *observability.Telemetry, relay *sql.DB, m Messaging) (*Runtime, error) {
 	t := cfg.Tuning
 	rt := &Runtime{
 		Broker: messaging.BrokerConfig{
@@ -40,7 +40,7 @@ func NewRuntime(cfg Config, log *slog.Logger, tel *observability.Telemetry, db *
 			Workers: t.OutboxWorkers, BatchSize: t.OutboxBatchSize, PollInterval: t.OutboxPollInterval,
 			Waker: m.Waker, Pipeline: t.OutboxPipeline, CloseTimeout: cfg.ShutdownTimeout,
 		},
-		Outbox:   db,
+		Outbox:   relay,
 		Register: m.Register,
 		Log:      observability.WatermillLogger(log),
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/orderflow/orderflow/apps/invoices/internal/httpapi"
 	"github.com/orderflow/orderflow/apps/invoices/internal/metrics"
 	"github.com/orderflow/orderflow/apps/invoices/internal/store"
+	"github.com/orderflow/orderflow/pkg/database"
 	"github.com/orderflow/orderflow/pkg/httpkit"
 	"github.com/orderflow/orderflow/pkg/messaging"
 	"github.com/orderflow/orderflow/pkg/observability"
@@ -43,6 +44,11 @@ func Run(ctx context.Context, cfg platform.Config, log *slog.Logger, tel *observ
 		return err
 	}
 	defer db.Close()
+	relay, err := database.OpenRelay(ctx, cfg.DatabaseURL, cfg.Tuning.OutboxWorkers+1)
+	if err != nil {
+		return err
+	}
+	defer relay.Close()
 
 	events := outbox.New(observability.WatermillLogger(log), tel.Options()...)
 	waker := events.Waker() // each commit on db, and each batch write, wakes the outbox forwarder
@@ -58,7 +64,7 @@ func Run(ctx context.Context, cfg platform.Config, log *slog.Logger, tel *observ
 	}
 	invoices := app.New(st, m)
 
-	rt, err := platform.NewRuntime(cfg, log, tel, db.DB, platform.Messaging{
+	rt, err := platform.NewRuntime(cfg, log, tel, relay, platform.Messaging{
 		Topology: consumers.Topology,
 		Waker:    waker,
 		Register: func(p *messaging.EventProcessor) error { return consumers.Register(p, invoices) },

@@ -16,6 +16,7 @@ import (
 	"github.com/orderflow/orderflow/apps/orders/internal/httpapi"
 	"github.com/orderflow/orderflow/apps/orders/internal/metrics"
 	"github.com/orderflow/orderflow/apps/orders/internal/store"
+	"github.com/orderflow/orderflow/pkg/database"
 	"github.com/orderflow/orderflow/pkg/httpkit"
 	"github.com/orderflow/orderflow/pkg/messaging"
 	"github.com/orderflow/orderflow/pkg/observability"
@@ -45,6 +46,11 @@ func Run(ctx context.Context, cfg platform.Config, log *slog.Logger, tel *observ
 		return err
 	}
 	defer db.Close()
+	relay, err := database.OpenRelay(ctx, cfg.DatabaseURL, cfg.Tuning.OutboxWorkers+1)
+	if err != nil {
+		return err
+	}
+	defer relay.Close()
 
 	events := outbox.New(observability.WatermillLogger(log), tel.Options()...)
 	waker := events.Waker() // each commit on db, and each batch write, wakes the outbox forwarder
@@ -60,7 +66,7 @@ func Run(ctx context.Context, cfg platform.Config, log *slog.Logger, tel *observ
 	}
 	orders := app.New(st, m)
 
-	rt, err := platform.NewRuntime(cfg, log, tel, db.DB, platform.Messaging{
+	rt, err := platform.NewRuntime(cfg, log, tel, relay, platform.Messaging{
 		Topology: consumers.Topology,
 		Waker:    waker,
 		Register: func(p *messaging.EventProcessor) error { return consumers.Register(p, orders) },

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/orderflow/orderflow/apps/orders/internal/app"
 	"github.com/orderflow/orderflow/apps/orders/internal/domain"
 	"github.com/orderflow/orderflow/pkg/groupcommit"
@@ -120,11 +122,12 @@ func (g *GroupCommit) MarkInvoiced(ctx context.Context, id, invoiceID string, at
 	return g.markNotPending(ctx, id, invoiceID, at)
 }
 
-// markInvoiced moves a batch's pending orders to invoiced. Like every
-// statement with arguments, it is planned with each batch's values
-// (pkg/database): its best plan depends on the batch's size against the
-// table's, and a plan kept from when the table was small would read every
-// order to join them.
+// markInvoiced moves a batch's pending orders to invoiced. It is sent with
+// its arguments, as insertOrders is, but planned for each batch, because
+// its best plan depends on the batch's size against the table's. A plan
+// cached while the table was small reads the whole table to join it, and
+// PostgreSQL keeps that plan until the table is next analysed: on a fresh
+// database under load, every batch would read every order.
 const markInvoiced = `UPDATE orders AS o SET status = 'invoiced', invoice_id = t.invoice_id, updated_at = t.at
 FROM unnest($1::text[]::uuid[], $2::text[]::uuid[], $3::timestamptz[]) AS t(id, invoice_id, at)
 WHERE o.id = t.id AND o.status = 'pending'
@@ -148,7 +151,9 @@ func (g *GroupCommit) markBatch(ctx context.Context, calls []groupcommit.Item[ma
 		ID        string    `bun:"id"`
 		CreatedAt time.Time `bun:"created_at"`
 	}
-	rows, err := g.db.DB.QueryContext(ctx, markInvoiced, ids, invoiceIDs, ats)
+	// The unnamed statement, described once per connection: PostgreSQL
+	// plans it with the batch's arguments each time (see markInvoiced).
+	rows, err := g.db.DB.QueryContext(ctx, markInvoiced, pgx.QueryExecModeCacheDescribe, ids, invoiceIDs, ats)
 	if err == nil {
 		err = g.db.ScanRows(ctx, rows, &changed)
 	}
