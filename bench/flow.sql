@@ -52,4 +52,4 @@ UPDATE orders AS o SET status = 'invoiced', invoice_id = t.invoice_id, updated_a
   WHERE o.id = t.id AND o.status = 'pending'
   RETURNING o.id, o.created_at;
 -- The forwarders read at READ COMMITTED (see skipLockedSchema in
--- pkg/messaging/outbox.go); --max-tries stays in the task as a safety net.
+-- pkg/outbox/forwarder.go); --max-tries stays in the task as a safety net.
