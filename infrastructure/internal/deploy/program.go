@@ -209,6 +209,7 @@ func Deploy(ctx *pulumi.Context, cfg *Config) (*Deployment, error) {
 			// A soft limit for the Go heap well inside the task's memory: the
 			// runtime collects harder as it nears it, rather than be killed.
 			"GOMEMLIMIT": pulumi.String(goMemLimit(memory)),
+			"GOMAXPROCS": pulumi.String(goMaxProcs(cfg.TaskCPU)),
 		}
 		for k, v := range telemetryEnv(cfg) {
 			env[k] = pulumi.String(v)
@@ -359,6 +360,17 @@ func (d *Deployment) Outputs() pulumi.Map {
 // agent.
 func goMemLimit(taskMemory int) string {
 	return strconv.Itoa(taskMemory*3/4) + "MiB"
+}
+
+// goMaxProcs is how many threads run Go code at once in a task of taskCPU
+// CPU units (1,024 to a vCPU): one per whole vCPU, at least one. Go's own
+// default follows the task's CPU limit rounded up but never below 2, so a
+// task of a quarter or half of a vCPU would run two at once, and hand work
+// between two threads on a CPU that has room for one. One P per process
+// cost the services a tenth less CPU per order where they got less than a
+// core each (docs/performance.md, the ablation).
+func goMaxProcs(taskCPU int) string {
+	return strconv.Itoa(max(1, taskCPU/1024))
 }
 
 // migrateContainer is the name of the migration step in the app tasks.

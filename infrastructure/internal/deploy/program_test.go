@@ -415,6 +415,7 @@ func TestServicesHaveHealthChecksCircuitBreakerAndLogs(t *testing.T) {
 			"DATABASE_NAME":               app.Name,
 			"DATABASE_USER":               app.Name + "_app",
 			"GOMEMLIMIT":                  "384MiB", // three quarters of the default 512 MiB task
+			"GOMAXPROCS":                  "1",      // the default task has a quarter of a vCPU
 		}, env)
 	}
 	kong := containers(t, svcs[kongName])[kongName]
@@ -572,5 +573,12 @@ func TestOnlyKongReachesTheApps(t *testing.T) {
 	for _, sg := range m.byType("aws:ec2/securityGroup:SecurityGroup") {
 		assert.Nil(t, sg.get(t, "ingress"), "%s has inline ingress rules", sg.Name)
 		assert.Nil(t, sg.get(t, "egress"), "%s has inline egress rules", sg.Name)
+	}
+}
+
+func TestGoMaxProcs_is_one_per_whole_vCPU_and_never_zero(t *testing.T) {
+	t.Parallel()
+	for cpu, want := range map[int]string{256: "1", 512: "1", 1024: "1", 1536: "1", 2048: "2", 4096: "4", 16384: "16"} {
+		assert.Equal(t, want, goMaxProcs(cpu), "task cpu %d", cpu)
 	}
 }
