@@ -16,14 +16,15 @@ import (
 // consumers absorb, never a loss. The fsyncs are left to the transactions
 // that must be durable (an accepted order, an issued invoice).
 //
-// enable_seqscan is off, so that the forwarders find their rows
-// through the outbox's primary key however the planner sizes the table. A
-// forwarder reads the oldest rows and deletes a batch by offset, both
-// prepared once per connection by pgx (the pool caches every statement). An outbox holds few live rows, so a
-// plan made when the table looks small is a sequential scan, and the
-// connection keeps it while deleted rows pile up until the next vacuum:
-// every read and DELETE then walks all of them. The setting takes
-// sequential scans out of the planner's choices only where an index serves.
+// enable_seqscan is off, so that the forwarders find their rows through
+// the outbox's primary key however the planner sizes the table. A forwarder
+// reads the oldest rows and deletes a batch by offset, both prepared once
+// per connection by pgx (the pool caches every statement). An outbox holds
+// few live rows, so a plan made when the table looks small is a sequential
+// scan, and the connection keeps it while deleted rows pile up until the
+// next vacuum: every read and DELETE then walks all of them. The setting
+// takes sequential scans out of the planner's choices only where an index
+// serves.
 // (osm2pgsql turns it off for the same trap: osm2pgsql-dev/osm2pgsql#1997.)
 func OpenRelay(ctx context.Context, dsn string, maxConns int) (*sql.DB, error) {
 	// pgx passes parameters it does not know to the server as settings.

@@ -26,19 +26,16 @@ type Write struct {
 // InsertWithEvents runs insert, an INSERT … RETURNING "id" of the writes'
 // rows whose arguments are args ($1 to $n), and appends the events of each
 // write whose row it inserted, all in one statement: one round trip and one
-// commit, with no transaction block around them. It returns the ids
-// inserted, and wakes the forwarder. This is group commit's write (see
-// pkg/groupcommit), where a batch would otherwise wait for BEGIN, two
-// INSERTs and COMMIT one after another; the outbox rows it writes are the
-// ones Append writes.
+// commit, with no transaction block around them, where a batch would
+// otherwise wait for BEGIN, two INSERTs and COMMIT one after another. It
+// returns the ids inserted, and wakes the forwarder.
 //
 // The statement goes to db (the *sql.DB beneath a *bun.DB, so past bun's
 // query hooks: it wakes the forwarder and opens its query span itself) with
-// its arguments: its text is the
-// same for every batch (insert takes arrays, unnest turns them into rows),
-// so pgx prepares it once per connection and PostgreSQL plans it once,
-// where bun would inline a batch's values into a text that is planned anew
-// each time.
+// its arguments: its text is the same for every batch (insert takes arrays,
+// unnest turns them into rows), so pgx prepares it once per connection and
+// PostgreSQL plans it once, where bun would inline a batch's values into a
+// text that is planned anew each time.
 func (o *Outbox) InsertWithEvents(ctx context.Context, db *sql.DB, insert string, args []any, writes []Write) (inserted map[string]bool, err error) {
 	msgs, from, err := o.envelopes(writes)
 	if err != nil {
