@@ -13,16 +13,37 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/orderflow/orderflow/pkg/messaging"
 	"github.com/orderflow/orderflow/pkg/testkit"
 )
 
+// TestFlow_every_order_gets_exactly_one_invoice runs the flow on each queue
+// type BROKER_QUEUE_TYPE offers.
 func TestFlow_every_order_gets_exactly_one_invoice(t *testing.T) {
 	testkit.Integration(t)
 	t.Parallel()
-	broker := testkit.NewVhost(t)
-	s := startStack(t, broker, broker)
+	for _, queueType := range []messaging.QueueType{messaging.QueueQuorum, messaging.QueueClassic} {
+		t.Run(string(queueType), func(t *testing.T) {
+			t.Parallel()
+			broker := testkit.NewVhost(t)
+			s := startStackWith(t, broker, broker, map[string]string{"BROKER_QUEUE_TYPE": string(queueType)})
+			placeAndInvoice(t, s, 200)
+			for _, q := range []string{
+				messaging.Subscription{Topic: messaging.EventTopic("OrderPlaced"), Handler: issueInvoiceHandler}.Queue(),
+				messaging.Subscription{Topic: messaging.EventTopic("InvoiceIssued"), Handler: markInvoicedHandler}.Queue(),
+				messaging.PoisonQueue(ordersName), messaging.PoisonQueue(invoicesName),
+			} {
+				assert.Equal(t, string(queueType), testkit.QueueInfo(t, broker, q).Type, "queue %s", q)
+			}
+		})
+	}
+}
 
-	const orders, workers = 200, 32
+// placeAndInvoice places orders from 32 clients at once and waits until
+// each has its one invoice.
+func placeAndInvoice(t *testing.T, s *stack, orders int) {
+	t.Helper()
+	const workers = 32
 	start := time.Now()
 	var wg sync.WaitGroup
 	var failed atomic.Int64
@@ -49,7 +70,7 @@ func TestFlow_every_order_gets_exactly_one_invoice(t *testing.T) {
 	s.waitAllInvoiced(t, orders, 60*time.Second)
 	all := time.Since(start)
 	t.Logf("%d orders accepted in %s (%.0f/s), all invoiced after %s (%.0f orders/s end to end)",
-		orders, accepted.Round(time.Millisecond), orders/accepted.Seconds(), all.Round(time.Millisecond), orders/all.Seconds())
+		orders, accepted.Round(time.Millisecond), float64(orders)/accepted.Seconds(), all.Round(time.Millisecond), float64(orders)/all.Seconds())
 }
 
 // TestFlow_customers_see_only_their_own_orders_and_invoices runs the flow as

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"testing"
 	"time"
@@ -113,10 +114,18 @@ type stack struct {
 // AMQP URLs each one uses (the same vhost, possibly through a proxy).
 func startStack(t *testing.T, ordersBroker, invoicesBroker string, opts ...observability.SetupOption) *stack {
 	t.Helper()
+	return startStackWith(t, ordersBroker, invoicesBroker, nil, opts...)
+}
+
+// startStackWith starts both services with env's variables set in both.
+func startStackWith(t *testing.T, ordersBroker, invoicesBroker string, env map[string]string, opts ...observability.SetupOption) *stack {
+	t.Helper()
 	s := &stack{
 		ordersEnv:   testkit.ServiceEnv(t, ordersBroker),
 		invoicesEnv: testkit.ServiceEnv(t, invoicesBroker),
 	}
+	maps.Copy(s.ordersEnv, env)
+	maps.Copy(s.invoicesEnv, env)
 	s.orders = testkit.StartService(t, ordersName, ordersApp, s.ordersEnv, opts...)
 	s.invoices = testkit.StartService(t, invoicesName, invoicesApp, s.invoicesEnv, opts...)
 	s.ordersDB = openDB(t, s.ordersEnv["DATABASE_URL"])

@@ -67,8 +67,8 @@ func (c BrokerConfig) withDefaults() BrokerConfig {
 }
 
 // amqpConfig is the watermill-amqp configuration every connection, publisher
-// and subscriber uses: durable fanout exchanges per topic, durable quorum
-// queues per handler (declared by the topology), persistent messages,
+// and subscriber uses: durable fanout exchanges per topic, durable queues per
+// handler (declared by the topology, quorum by default), persistent messages,
 // publisher confirms and manual acks.
 func (c BrokerConfig) amqpConfig(queueName amqp.QueueNameGenerator) amqp.Config {
 	cfg := amqp.NewDurablePubSubConfig(c.URL, queueName)
@@ -79,7 +79,7 @@ func (c BrokerConfig) amqpConfig(queueName amqp.QueueNameGenerator) amqp.Config 
 		BackoffMaxInterval:         c.ReconnectMaxInterval,
 	}
 	cfg.Marshaler = amqpMarshaler{}
-	cfg.Queue.Arguments = quorumArgs()
+	cfg.Queue.Arguments = c.Topology.queueArgs()
 	cfg.Publish.ConfirmDelivery = true
 	cfg.Publish.ChannelPoolSize = c.PublisherChannels
 	cfg.Consume.Qos.PrefetchCount = c.Prefetch

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"maps"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -228,28 +229,71 @@ func countIn(t *testing.T, tx bun.Tx) int {
 func TestTopology_event_published_before_consumer_ever_ran_is_kept(t *testing.T) {
 	testkit.Integration(t)
 	t.Parallel()
+	tests := []struct {
+		queueType messaging.QueueType
+		// args are the queue arguments besides x-queue-type and the
+		// dead-letter exchange.
+		args map[string]any
+	}{
+		{queueType: messaging.QueueQuorum, args: map[string]any{"x-delivery-limit": float64(20)}},
+		{queueType: messaging.QueueClassic, args: map[string]any{"x-queue-version": float64(2)}},
+	}
+	for _, tt := range tests {
+		t.Run(string(tt.queueType), func(t *testing.T) {
+			t.Parallel()
+			e := newEnv(t)
+			// A publisher on its own declares the subscription queues of its topology.
+			ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+			defer cancel()
+			sub := messaging.Subscription{Service: "invoices", Handler: "invoices.IssueInvoiceOnOrderPlaced", Topic: messaging.EventTopic("OrderPlaced")}
+			topology := messaging.Topology{Subscriptions: []messaging.Subscription{sub}, DeliveryLimit: 20, QueueType: tt.queueType}
+			b, err := messaging.ConnectBroker(ctx, messaging.BrokerConfig{URL: e.broker, Topology: topology}, watermill.NopLogger{})
+			require.NoError(t, err)
+			defer b.Close()
+			msg, err := messaging.NewMarshaler().Marshal(placedEvent("o-early"))
+			require.NoError(t, err)
+			require.NoError(t, b.Publisher().Publish(messaging.EventTopic("OrderPlaced"), msg))
+
+			n, err := testkit.QueueMessages(e.broker, sub.Queue())
+			require.NoError(t, err, "the invoices queue exists before invoices ever ran")
+			assert.Equal(t, 1, n)
+			q := testkit.QueueInfo(t, e.broker, sub.Queue())
+			assert.Equal(t, string(tt.queueType), q.Type)
+			want := map[string]any{"x-queue-type": string(tt.queueType), "x-dead-letter-exchange": "poison.invoices"}
+			maps.Copy(want, tt.args)
+			assert.Equal(t, want, q.Arguments)
+			assert.Equal(t, string(tt.queueType), testkit.QueueInfo(t, e.broker, messaging.PoisonQueue("invoices")).Type)
+		})
+	}
+}
+
+// A service whose BROKER_QUEUE_TYPE differs from the queues already on the
+// broker cannot publish, and says why rather than only what RabbitMQ said.
+func TestTopology_other_queue_type_on_the_broker_is_a_clear_error(t *testing.T) {
+	testkit.Integration(t)
+	t.Parallel()
 	e := newEnv(t)
-	// A publisher on its own declares the subscription queues of its topology.
 	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
 	defer cancel()
 	sub := messaging.Subscription{Service: "invoices", Handler: "invoices.IssueInvoiceOnOrderPlaced", Topic: messaging.EventTopic("OrderPlaced")}
-	b, err := messaging.ConnectBroker(ctx, messaging.BrokerConfig{
-		URL: e.broker, Topology: messaging.Topology{Subscriptions: []messaging.Subscription{sub}},
-	}, watermill.NopLogger{})
+	ch := e.channel(t)
+	quorum := messaging.Topology{Subscriptions: []messaging.Subscription{sub}, QueueType: messaging.QueueQuorum}
+	require.NoError(t, quorum.Declare(ch, sub.Topic))
+
+	classic := quorum
+	classic.QueueType = messaging.QueueClassic
+	b, err := messaging.ConnectBroker(ctx, messaging.BrokerConfig{URL: e.broker, Topology: classic}, watermill.NopLogger{})
 	require.NoError(t, err)
 	defer b.Close()
-	msg, err := messaging.NewMarshaler().Marshal(placedEvent("o-early"))
+	msg, err := messaging.NewMarshaler().Marshal(placedEvent("o-1"))
 	require.NoError(t, err)
-	require.NoError(t, b.Publisher().Publish(messaging.EventTopic("OrderPlaced"), msg))
-
-	n, err := testkit.QueueMessages(e.broker, sub.Queue())
-	require.NoError(t, err, "the invoices queue exists before invoices ever ran")
-	assert.Equal(t, 1, n)
-	q := testkit.QueueInfo(t, e.broker, sub.Queue())
-	assert.Equal(t, "quorum", q.Type)
-	assert.Equal(t, "poison.invoices", q.Arguments["x-dead-letter-exchange"])
-	assert.EqualValues(t, 20, q.Arguments["x-delivery-limit"])
-	assert.Equal(t, "quorum", testkit.QueueInfo(t, e.broker, messaging.PoisonQueue("invoices")).Type)
+	err = b.Publisher().Publish(sub.Topic, msg)
+	require.Error(t, err)
+	assert.ErrorContains(t, err, "BROKER_QUEUE_TYPE must be the same in every service")
+	var amqpErr *amqp091.Error
+	require.ErrorAs(t, err, &amqpErr, "RabbitMQ's own error is wrapped")
+	assert.Equal(t, amqp091.PreconditionFailed, amqpErr.Code)
+	assert.Equal(t, "quorum", testkit.QueueInfo(t, e.broker, sub.Queue()).Type, "the queue is left as it was")
 }
 
 func TestRouter_transient_failures_are_retried(t *testing.T) {

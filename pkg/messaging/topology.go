@@ -1,6 +1,7 @@
 package messaging
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 
@@ -41,7 +42,38 @@ type Topology struct {
 	// DeliveryLimit bounds how often RabbitMQ redelivers one message (a
 	// consumer that crashes on it every time); past it the message is
 	// dead-lettered to the service's poison queue instead of dropped.
+	// Quorum queues only: classic ones do not count redeliveries.
 	DeliveryLimit int
+	// QueueType is the type of every queue: QueueQuorum (the default) or
+	// QueueClassic. All services on one broker must use the same.
+	QueueType QueueType
+}
+
+// QueueType is the RabbitMQ queue type the topology declares.
+type QueueType string
+
+const (
+	// QueueQuorum queues replicate on a cluster (Amazon MQ's cluster
+	// deployment), bound redeliveries (DeliveryLimit), and work on a single
+	// node too. The default.
+	QueueQuorum QueueType = "quorum"
+	// QueueClassic queues (version 2, RabbitMQ 3.10 and later) keep their
+	// messages on one node's disk: durable and confirmed like quorum ones,
+	// and cheaper for the broker (docs/performance.md), but not replicated,
+	// and a message that crashes its consumer every time is redelivered
+	// without bound. For single-node brokers only.
+	QueueClassic QueueType = "classic"
+)
+
+// ParseQueueType reads a queue type; "" is QueueQuorum.
+func ParseQueueType(s string) (QueueType, error) {
+	switch QueueType(s) {
+	case "", QueueQuorum:
+		return QueueQuorum, nil
+	case QueueClassic:
+		return QueueClassic, nil
+	}
+	return "", fmt.Errorf("queue type must be %s or %s, got %q", QueueQuorum, QueueClassic, s)
 }
 
 // With returns a copy of t that also holds sub (when it is not there yet).
@@ -51,23 +83,29 @@ func (t Topology) With(sub Subscription) Topology {
 			return t
 		}
 	}
-	subs := append(append([]Subscription(nil), t.Subscriptions...), sub)
-	return Topology{Subscriptions: subs, DeliveryLimit: t.DeliveryLimit}
+	t.Subscriptions = append(append([]Subscription(nil), t.Subscriptions...), sub)
+	return t
 }
 
-// quorumArgs are the arguments of every queue. Quorum queues replicate on a
-// cluster (Amazon MQ's cluster deployment) and the same declaration works on
-// a single node.
-func quorumArgs() amqp091.Table { return amqp091.Table{"x-queue-type": "quorum"} }
+// queueArgs are the arguments every queue of the topology has.
+func (t Topology) queueArgs() amqp091.Table {
+	if t.QueueType == QueueClassic {
+		return amqp091.Table{"x-queue-type": string(QueueClassic), "x-queue-version": int32(2)}
+	}
+	return amqp091.Table{"x-queue-type": string(QueueQuorum)}
+}
 
 func (t Topology) subscriptionArgs(s Subscription) amqp091.Table {
-	args := quorumArgs()
+	args := t.queueArgs()
+	args["x-dead-letter-exchange"] = PoisonQueue(s.Service)
+	if t.QueueType == QueueClassic {
+		return args
+	}
 	limit := t.DeliveryLimit
 	if limit <= 0 {
 		limit = 20
 	}
 	args["x-delivery-limit"] = int64(limit)
-	args["x-dead-letter-exchange"] = PoisonQueue(s.Service)
 	return args
 }
 
@@ -82,6 +120,12 @@ func declareExchange(ch *amqp091.Channel, name string) error {
 // declareQueue declares a durable queue and binds it to a fanout exchange.
 func declareQueue(ch *amqp091.Channel, queue, exchange string, args amqp091.Table) error {
 	if _, err := ch.QueueDeclare(queue, true, false, false, false, args); err != nil {
+		var amqpErr *amqp091.Error
+		if errors.As(err, &amqpErr) && amqpErr.Code == amqp091.PreconditionFailed {
+			return fmt.Errorf("declare queue %s as %s: it exists with other arguments "+
+				"(BROKER_QUEUE_TYPE must be the same in every service and match the queues on the broker; "+
+				"docs/operations.md says how to change it): %w", queue, args["x-queue-type"], err)
+		}
 		return fmt.Errorf("declare queue %s: %w", queue, err)
 	}
 	if err := ch.QueueBind(queue, "", exchange, false, nil); err != nil {
@@ -90,16 +134,16 @@ func declareQueue(ch *amqp091.Channel, queue, exchange string, args amqp091.Tabl
 	return nil
 }
 
-func declarePoison(ch *amqp091.Channel, service string) error {
+func (t Topology) declarePoison(ch *amqp091.Channel, service string) error {
 	name := PoisonQueue(service)
 	if err := declareExchange(ch, name); err != nil {
 		return err
 	}
-	return declareQueue(ch, name, name, quorumArgs())
+	return declareQueue(ch, name, name, t.queueArgs())
 }
 
 func (t Topology) declareSubscription(ch *amqp091.Channel, s Subscription) error {
-	if err := declarePoison(ch, s.Service); err != nil {
+	if err := t.declarePoison(ch, s.Service); err != nil {
 		return err
 	}
 	if err := declareExchange(ch, s.Topic); err != nil {
@@ -112,7 +156,7 @@ func (t Topology) declareSubscription(ch *amqp091.Channel, s Subscription) error
 // A poison topic gets its poison queue.
 func (t Topology) Declare(ch *amqp091.Channel, topic string) error {
 	if service, ok := strings.CutPrefix(topic, PoisonPrefix); ok {
-		return declarePoison(ch, service)
+		return t.declarePoison(ch, service)
 	}
 	if err := declareExchange(ch, topic); err != nil {
 		return err

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/orderflow/orderflow/pkg/database"
+	"github.com/orderflow/orderflow/pkg/messaging"
 )
 
 // Config is a service's configuration. It comes from environment variables
@@ -22,6 +23,10 @@ type Config struct {
 	Port        int    // PORT
 	DatabaseURL string // DATABASE_URL
 	BrokerURL   string // BROKER_URL
+	// BrokerQueueType is the type of the queues the service declares
+	// (BROKER_QUEUE_TYPE): quorum, the default, or classic for a single-node
+	// broker (messaging.QueueClassic says what it gives up).
+	BrokerQueueType messaging.QueueType
 	LogLevel    slog.Level
 	// CreateDatabase creates the database if it is missing (DATABASE_CREATE,
 	// default true for local development).
@@ -100,6 +105,12 @@ func LoadConfig(service string, defaultPort int, getenv func(string) string) (Co
 			AckBatching:        l.enabled("BROKER_ACK_BATCHING"),
 		},
 	}
+	queueType, err := messaging.ParseQueueType(getenv("BROKER_QUEUE_TYPE"))
+	if err != nil {
+		l.errs = append(l.errs, fmt.Errorf("BROKER_QUEUE_TYPE: %w", err))
+		queueType = messaging.QueueQuorum
+	}
+	cfg.BrokerQueueType = queueType
 	// On ECS the URL is assembled from DATABASE_HOST, _USER, _PASSWORD (docs/deploy.md).
 	if dsn, ok, err := database.URLFromParts(getenv, service); err != nil {
 		l.errs = append(l.errs, err)

@@ -9,6 +9,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/orderflow/orderflow/pkg/messaging"
 	"github.com/orderflow/orderflow/pkg/platform"
 )
 
@@ -26,6 +27,7 @@ func TestLoadConfig_defaults(t *testing.T) {
 			Service: service, Version: "dev", Host: "127.0.0.1", Port: port,
 			DatabaseURL:     "postgres://postgres@127.0.0.1:5432/" + service + "?sslmode=disable",
 			BrokerURL:       "amqp://guest:guest@127.0.0.1:5672/",
+			BrokerQueueType: messaging.QueueQuorum,
 			LogLevel:        slog.LevelInfo,
 			CreateDatabase:  true,
 			ShutdownTimeout: 20 * time.Second,
@@ -66,6 +68,7 @@ func TestLoadConfig_overrides(t *testing.T) {
 		"HTTP_HOST":                      "::",
 		"DATABASE_URL":                   "postgres://u:p@db:5432/o",
 		"BROKER_URL":                     "amqp://u:p@mq:5672/v",
+		"BROKER_QUEUE_TYPE":              "classic",
 		"LOG_LEVEL":                      "debug",
 		"DATABASE_CREATE":                "false",
 		"DATABASE_MAX_CONNS":             "7",
@@ -88,6 +91,7 @@ func TestLoadConfig_overrides(t *testing.T) {
 		Service: "orders", Version: "1.2.3", Host: "::", Port: 0,
 		DatabaseURL:     "postgres://u:p@db:5432/o",
 		BrokerURL:       "amqp://u:p@mq:5672/v",
+		BrokerQueueType: messaging.QueueClassic,
 		LogLevel:        slog.LevelDebug,
 		CreateDatabase:  false,
 		ShutdownTimeout: 3 * time.Second,
@@ -144,6 +148,7 @@ func TestLoadConfig_invalid(t *testing.T) {
 		{name: "zero duration", env: map[string]string{"HANDLER_TIMEOUT": "0s"}, want: []string{`HANDLER_TIMEOUT must be a positive duration`}},
 		{name: "negative duration", env: map[string]string{"OUTBOX_POLL_INTERVAL": "-5ms"}, want: []string{`OUTBOX_POLL_INTERVAL must be a positive duration`}},
 		{name: "negative retries", env: map[string]string{"HANDLER_MAX_RETRIES": "-1"}, want: []string{"HANDLER_MAX_RETRIES must not be negative, got -1"}},
+		{name: "unknown queue type", env: map[string]string{"BROKER_QUEUE_TYPE": "stream"}, want: []string{`BROKER_QUEUE_TYPE: queue type must be quorum or classic, got "stream"`}},
 		{name: "negative outbox bound", env: map[string]string{"OUTBOX_MAX_BACKLOG": "-1"}, want: []string{"OUTBOX_MAX_BACKLOG must not be negative (0: no bound), got -1"}},
 		{
 			name: "all reported at once",
@@ -183,10 +188,12 @@ func TestLoadConfig_invalid_falls_back_to_defaults(t *testing.T) {
 	t.Parallel()
 	got, err := platform.LoadConfig("orders", 8080, env(map[string]string{
 		"PORT": "abc", "DATABASE_CREATE": "maybe", "SHUTDOWN_TIMEOUT": "forever", "BROKER_PREFETCH": "lots",
+		"BROKER_QUEUE_TYPE": "lazy",
 	}))
 	require.Error(t, err)
 	assert.Equal(t, 8080, got.Port)
 	assert.True(t, got.CreateDatabase)
 	assert.Equal(t, 20*time.Second, got.ShutdownTimeout)
 	assert.Equal(t, 256, got.Tuning.Prefetch)
+	assert.Equal(t, messaging.QueueQuorum, got.BrokerQueueType)
 }

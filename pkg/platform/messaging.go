@@ -23,12 +23,14 @@ type Messaging struct {
 // connected in the background once it runs.
 func NewRuntime(cfg Config, log *slog.Logger, tel *observability.Telemetry, relay *sql.DB, m Messaging) (*Runtime, error) {
 	t := cfg.Tuning
+	topology := m.Topology
+	topology.QueueType = cfg.BrokerQueueType
 	rt := &Runtime{
 		Broker: messaging.BrokerConfig{
 			URL: cfg.BrokerURL, Prefetch: t.Prefetch, Consumers: t.Consumers,
 			AckBatching: t.AckBatching, DrainTimeout: cfg.ShutdownTimeout,
 			PublisherChannels: publisherChannels(t),
-			Topology:          m.Topology,
+			Topology:          topology,
 		},
 		Router: messaging.RouterConfig{
 			Service: cfg.Service, Version: cfg.Version,
