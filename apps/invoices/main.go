@@ -51,6 +51,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		}
 		return 0
 	}
+	platform.SetGCPercent(getenv)
 	tel, err := observability.Setup(ctx, service.Name, cfg.Version, getenv, observability.WithLogger(log))
 	if err != nil {
 		log.Error("set up telemetry", "error", err)

@@ -85,6 +85,10 @@ type Config struct {
 	MQInstanceType   string
 	MQEngineVersion  string
 	MQUsername       string
+	// MQQueueType is the services' BROKER_QUEUE_TYPE: quorum, or classic on
+	// a SINGLE_INSTANCE broker (cheaper for the broker; not replicated, and
+	// redeliveries unbounded).
+	MQQueueType string
 	// MQPassword is the broker password, always a Pulumi secret.
 	MQPassword pulumi.StringOutput
 }
@@ -190,6 +194,7 @@ func load(r *reader) (*Config, error) {
 		MQInstanceType:   r.str("mqInstanceType", "mq.m5.large"),
 		MQEngineVersion:  r.str("mqEngineVersion", "3.13"),
 		MQUsername:       r.str("mqUsername", "orderflow"),
+		MQQueueType:      r.oneOf("mqQueueType", "quorum", "quorum", "classic"),
 	}
 	switch nat := r.oneOf("natGateways", "onePerAz", "single", "onePerAz"); nat {
 	case "onePerAz":
@@ -264,6 +269,9 @@ func validate(r *reader, c *Config) {
 	}
 	if c.MQDeploymentMode == BrokerClusterMultiAZ && c.MQInstanceType == "mq.t3.micro" {
 		r.fail("mqInstanceType", "mq.t3.micro supports only SINGLE_INSTANCE; use mq.m5.large or larger for CLUSTER_MULTI_AZ")
+	}
+	if c.MQQueueType == "classic" && c.MQDeploymentMode != BrokerSingleInstance {
+		r.fail("mqQueueType", "classic queues live on one node and are for a SINGLE_INSTANCE broker; a cluster keeps quorum queues")
 	}
 	if c.MQEngineVersion == "" {
 		r.fail("mqEngineVersion", "must not be empty")

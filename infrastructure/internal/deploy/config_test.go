@@ -55,6 +55,7 @@ func TestConfigDefaults(t *testing.T) {
 	assert.Equal(t, 0, c.OTLPPort())
 	assert.Equal(t, BrokerClusterMultiAZ, c.MQDeploymentMode)
 	assert.Equal(t, "mq.m5.large", c.MQInstanceType)
+	assert.Equal(t, "quorum", c.MQQueueType)
 	assert.False(t, c.DBInstancePerService)
 	assert.True(t, c.DBMultiAZ)
 	assert.True(t, c.DBDeletionProtection)
@@ -130,6 +131,8 @@ func TestConfigCrossChecks(t *testing.T) {
 		{"otlp", map[string]string{"otlpEndpoint": "collector:4317"}, "orderflow:otlpEndpoint: must be an http(s) URL"},
 		{"trace sample ratio", map[string]string{"traceSampleRatio": "1.5"}, "orderflow:traceSampleRatio: must be a number from 0 to 1"},
 		{"reserved db user", map[string]string{"dbUsername": "postgres"}, "orderflow:dbUsername:"},
+		{"classic queues on a cluster", map[string]string{"mqQueueType": "classic"}, "orderflow:mqQueueType: classic queues live on one node"},
+		{"unknown queue type", map[string]string{"mqDeploymentMode": "SINGLE_INSTANCE", "mqInstanceType": "mq.t3.micro", "mqQueueType": "stream"}, `orderflow:mqQueueType: must be one of quorum, classic, got "stream"`},
 		{"guest broker user", map[string]string{"mqUsername": "guest"}, "orderflow:mqUsername:"},
 		{"namespace", map[string]string{"serviceNamespace": "local"}, "orderflow:serviceNamespace:"},
 	}

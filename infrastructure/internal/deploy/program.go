@@ -210,6 +210,8 @@ func Deploy(ctx *pulumi.Context, cfg *Config) (*Deployment, error) {
 			// runtime collects harder as it nears it, rather than be killed.
 			"GOMEMLIMIT": pulumi.String(goMemLimit(memory)),
 			"GOMAXPROCS": pulumi.String(goMaxProcs(cfg.TaskCPU)),
+			// Both services declare every queue, so both get the same type.
+			"BROKER_QUEUE_TYPE": pulumi.String(cfg.MQQueueType),
 		}
 		for k, v := range telemetryEnv(cfg) {
 			env[k] = pulumi.String(v)

@@ -185,6 +185,17 @@ func TestBrokerSingleInstanceByConfig(t *testing.T) {
 	assert.Equal(t, []any{testPrivateSubnets[0]}, mq.get(t, "subnetIds"))
 }
 
+// A single-node broker may run classic queues; both services are told.
+func TestBrokerClassicQueuesByConfig(t *testing.T) {
+	t.Parallel()
+	m := mustRun(t, map[string]string{"mqDeploymentMode": "SINGLE_INSTANCE", "mqInstanceType": "mq.t3.micro", "mqQueueType": "classic"})
+	svcs := fargateServices(t, m)
+	for _, app := range Apps {
+		env := pairs(containers(t, svcs[app.Name])[app.Name]["environment"], "value")
+		assert.Equal(t, "classic", env["BROKER_QUEUE_TYPE"], app.Name)
+	}
+}
+
 func TestNoPlainTextPasswordInContainers(t *testing.T) {
 	t.Parallel()
 	m := mustRun(t, nil)
@@ -416,6 +427,7 @@ func TestServicesHaveHealthChecksCircuitBreakerAndLogs(t *testing.T) {
 			"DATABASE_USER":               app.Name + "_app",
 			"GOMEMLIMIT":                  "384MiB", // three quarters of the default 512 MiB task
 			"GOMAXPROCS":                  "1",      // the default task has a quarter of a vCPU
+			"BROKER_QUEUE_TYPE":           "quorum",
 		}, env)
 	}
 	kong := containers(t, svcs[kongName])[kongName]
