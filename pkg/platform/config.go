@@ -27,7 +27,7 @@ type Config struct {
 	// (BROKER_QUEUE_TYPE): quorum, the default, or classic for a single-node
 	// broker (messaging.QueueClassic says what it gives up).
 	BrokerQueueType messaging.QueueType
-	LogLevel    slog.Level
+	LogLevel        slog.Level
 	// CreateDatabase creates the database if it is missing (DATABASE_CREATE,
 	// default true for local development).
 	CreateDatabase  bool
