@@ -59,9 +59,10 @@ const (
 	QueueQuorum QueueType = "quorum"
 	// QueueClassic queues (version 2, RabbitMQ 3.10 and later) keep their
 	// messages on one node's disk: durable and confirmed like quorum ones,
-	// and cheaper for the broker (docs/performance.md), but not replicated,
-	// and a message that crashes its consumer every time is redelivered
-	// without bound. For single-node brokers only.
+	// but not replicated, and a message that crashes its consumer every time
+	// is redelivered without bound. For single-node brokers only; not a
+	// speed-up (docs/performance.md, the ablation: the flow was slower on
+	// them, its confirms later).
 	QueueClassic QueueType = "classic"
 )
 

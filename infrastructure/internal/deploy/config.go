@@ -86,8 +86,7 @@ type Config struct {
 	MQEngineVersion  string
 	MQUsername       string
 	// MQQueueType is the services' BROKER_QUEUE_TYPE: quorum, or classic on
-	// a SINGLE_INSTANCE broker (cheaper for the broker; not replicated, and
-	// redeliveries unbounded).
+	// a SINGLE_INSTANCE broker (not replicated, redeliveries unbounded).
 	MQQueueType string
 	// MQPassword is the broker password, always a Pulumi secret.
 	MQPassword pulumi.StringOutput
