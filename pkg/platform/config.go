@@ -85,6 +85,7 @@ func LoadConfig(service string, defaultPort int, getenv func(string) string) (Co
 		Port:             l.int("PORT", defaultPort),
 		DatabaseURL:      l.str("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/"+service+"?sslmode=disable"),
 		BrokerURL:        l.str("BROKER_URL", "amqp://guest:guest@127.0.0.1:5672/"),
+		BrokerQueueType:  l.queueType("BROKER_QUEUE_TYPE"),
 		LogLevel:         l.level("LOG_LEVEL", slog.LevelInfo),
 		CreateDatabase:   l.enabled("DATABASE_CREATE"),
 		ShutdownTimeout:  l.duration("SHUTDOWN_TIMEOUT", 20*time.Second),
@@ -105,12 +106,6 @@ func LoadConfig(service string, defaultPort int, getenv func(string) string) (Co
 			AckBatching:        l.enabled("BROKER_ACK_BATCHING"),
 		},
 	}
-	queueType, err := messaging.ParseQueueType(getenv("BROKER_QUEUE_TYPE"))
-	if err != nil {
-		l.errs = append(l.errs, fmt.Errorf("BROKER_QUEUE_TYPE: %w", err))
-		queueType = messaging.QueueQuorum
-	}
-	cfg.BrokerQueueType = queueType
 	// On ECS the URL is assembled from DATABASE_HOST, _USER, _PASSWORD (docs/deploy.md).
 	if dsn, ok, err := database.URLFromParts(getenv, service); err != nil {
 		l.errs = append(l.errs, err)
@@ -185,6 +180,15 @@ func (l *loader) enabled(key string) bool {
 		return true
 	}
 	return b
+}
+
+func (l *loader) queueType(key string) messaging.QueueType {
+	t, err := messaging.ParseQueueType(l.getenv(key))
+	if err != nil {
+		l.errs = append(l.errs, fmt.Errorf("%s: %w", key, err))
+		return messaging.QueueQuorum
+	}
+	return t
 }
 
 func (l *loader) atLeast(key string, v, least int) {
