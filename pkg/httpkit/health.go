@@ -11,8 +11,9 @@ const (
 	StateUp       = "up"
 	StateDown     = "down"
 	StateDegraded = "degraded"
-	// StateShedding is a component that refuses some requests to protect
-	// the service (load shedding); Health.Details says why.
+	// StateShedding is a component that holds back or refuses some
+	// requests to protect the service (load shedding); Health.Details says
+	// why.
 	StateShedding = "shedding"
 )
 

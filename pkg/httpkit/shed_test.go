@@ -1,6 +1,7 @@
 package httpkit_test
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
@@ -15,7 +16,7 @@ import (
 func TestShed(t *testing.T) {
 	t.Parallel()
 	over, shed := false, 0
-	mw := httpkit.Shed(func() (string, bool) { return "more than 3 events wait", over }, func(*http.Request) { shed++ })
+	mw := httpkit.Shed(func(context.Context) (string, bool) { return "more than 3 events wait", !over }, func(*http.Request) { shed++ })
 	h := mw(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusCreated) }))
 	post := func() *httptest.ResponseRecorder {
 		rec := httptest.NewRecorder()

@@ -1,6 +1,7 @@
 package httpkit
 
 import (
+	"context"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -22,16 +23,18 @@ func Unavailable(w http.ResponseWriter, r *http.Request, log *slog.Logger, depen
 	Error(w, r, http.StatusServiceUnavailable, "unavailable", "the "+dependency+" is unavailable; retry later")
 }
 
-// Shed returns a middleware that sheds load: while over reports the service
-// overloaded, it answers 503 with a problem document (detail is the reason
-// over gives) and Retry-After instead of calling next, and calls onShed (if
-// set). Nothing of a shed request was done, so the client can retry it
-// as it is, with the same Idempotency-Key.
-func Shed(over func() (reason string, shed bool), onShed func(r *http.Request)) func(http.Handler) http.Handler {
+// Shed returns a middleware that holds back and sheds load: admit decides
+// whether a request may go on, and may wait for room before it answers (it
+// ends its wait when the request's context ends). A request admit refuses
+// gets a 503 with a problem document (detail is the reason admit gives) and
+// Retry-After instead of next, and onShed (if set) is called. Nothing of a
+// shed request was done, so the client can retry it as it is, with the same
+// Idempotency-Key.
+func Shed(admit func(ctx context.Context) (reason string, ok bool), onShed func(r *http.Request)) func(http.Handler) http.Handler {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			reason, shed := over()
-			if !shed {
+			reason, ok := admit(r.Context())
+			if ok {
 				next.ServeHTTP(w, r)
 				return
 			}

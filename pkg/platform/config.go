@@ -11,6 +11,13 @@ import (
 	"github.com/orderflow/orderflow/pkg/messaging"
 )
 
+// DefaultOutboxMaxBacklog is OUTBOX_MAX_BACKLOG's default: about a second
+// of what the forwarder publishes at saturation on two cores
+// (docs/performance.md), so that at saturation an event waits about that
+// long, and RabbitMQ can be out of reach for that many orders before POST
+// /orders is refused.
+const DefaultOutboxMaxBacklog = 1000
+
 // Config is a service's configuration. It comes from environment variables
 // only, with defaults that point at a developer's localhost.
 type Config struct {
@@ -38,8 +45,9 @@ type Config struct {
 	RetryMax       time.Duration // HANDLER_RETRY_MAX_INTERVAL
 	HandlerTimeout time.Duration // HANDLER_TIMEOUT
 
-	// OutboxMaxBacklog sheds writes while more events than this wait in the
-	// outbox (OUTBOX_MAX_BACKLOG; 0, the default: never).
+	// OutboxMaxBacklog holds writes back, and then sheds them, while more
+	// events than this wait in the outbox (OUTBOX_MAX_BACKLOG, default 1000;
+	// 0: never).
 	OutboxMaxBacklog int64
 
 	Tuning Tuning
@@ -93,7 +101,7 @@ func LoadConfig(service string, defaultPort int, getenv func(string) string) (Co
 		RetryInitial:     l.duration("HANDLER_RETRY_INITIAL_INTERVAL", 100*time.Millisecond),
 		RetryMax:         l.duration("HANDLER_RETRY_MAX_INTERVAL", 5*time.Second),
 		HandlerTimeout:   l.duration("HANDLER_TIMEOUT", 30*time.Second),
-		OutboxMaxBacklog: int64(l.int("OUTBOX_MAX_BACKLOG", 0)),
+		OutboxMaxBacklog: int64(l.int("OUTBOX_MAX_BACKLOG", DefaultOutboxMaxBacklog)),
 		Tuning: Tuning{
 			DBMaxConns:         l.int("DATABASE_MAX_CONNS", 20),
 			Prefetch:           l.int("BROKER_PREFETCH", 256),

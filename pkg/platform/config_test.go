@@ -25,16 +25,17 @@ func TestLoadConfig_defaults(t *testing.T) {
 	defaults := func(service string, port int) platform.Config {
 		return platform.Config{
 			Service: service, Version: "dev", Host: "127.0.0.1", Port: port,
-			DatabaseURL:     "postgres://postgres@127.0.0.1:5432/" + service + "?sslmode=disable",
-			BrokerURL:       "amqp://guest:guest@127.0.0.1:5672/",
-			BrokerQueueType: messaging.QueueQuorum,
-			LogLevel:        slog.LevelInfo,
-			CreateDatabase:  true,
-			ShutdownTimeout: 20 * time.Second,
-			MaxRetries:      5,
-			RetryInitial:    100 * time.Millisecond,
-			RetryMax:        5 * time.Second,
-			HandlerTimeout:  30 * time.Second,
+			DatabaseURL:      "postgres://postgres@127.0.0.1:5432/" + service + "?sslmode=disable",
+			BrokerURL:        "amqp://guest:guest@127.0.0.1:5672/",
+			BrokerQueueType:  messaging.QueueQuorum,
+			LogLevel:         slog.LevelInfo,
+			CreateDatabase:   true,
+			ShutdownTimeout:  20 * time.Second,
+			MaxRetries:       5,
+			RetryInitial:     100 * time.Millisecond,
+			RetryMax:         5 * time.Second,
+			HandlerTimeout:   30 * time.Second,
+			OutboxMaxBacklog: 1000,
 			Tuning: platform.Tuning{
 				DBMaxConns: 20, Prefetch: 256, Consumers: 64,
 				OutboxWorkers: 8, OutboxBatchSize: 16, OutboxPollInterval: time.Second, GroupCommit: true, OutboxPipeline: true, AckBatching: true,
@@ -85,6 +86,7 @@ func TestLoadConfig_overrides(t *testing.T) {
 		"GROUP_COMMIT":                   "false",
 		"OUTBOX_PIPELINE":                "false",
 		"BROKER_ACK_BATCHING":            "false",
+		"OUTBOX_MAX_BACKLOG":             "0",
 	}))
 	require.NoError(t, err)
 	assert.Equal(t, platform.Config{
@@ -120,6 +122,7 @@ func TestLoadConfig_single_override(t *testing.T) {
 		{name: "bool 1", key: "DATABASE_CREATE", value: "1", field: func(c platform.Config) any { return c.CreateDatabase }, want: true},
 		{name: "bool FALSE", key: "DATABASE_CREATE", value: "FALSE", field: func(c platform.Config) any { return c.CreateDatabase }, want: false},
 		{name: "log level warn", key: "LOG_LEVEL", value: "WARN", field: func(c platform.Config) any { return c.LogLevel }, want: slog.LevelWarn},
+		{name: "outbox bound", key: "OUTBOX_MAX_BACKLOG", value: "50000", field: func(c platform.Config) any { return c.OutboxMaxBacklog }, want: int64(50000)},
 		{name: "log level error", key: "LOG_LEVEL", value: "error", field: func(c platform.Config) any { return c.LogLevel }, want: slog.LevelError},
 	}
 	for _, tt := range tests {

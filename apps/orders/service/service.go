@@ -74,20 +74,40 @@ func Run(ctx context.Context, cfg platform.Config, log *slog.Logger, tel *observ
 	if err != nil {
 		return err
 	}
-	backlog := outbox.NewBacklog(db, cfg.OutboxMaxBacklog, time.Second)
+	backlog := outbox.NewBacklog(db, cfg.OutboxMaxBacklog, backlogInterval)
 	health := httpkit.Health{Ping: db.PingContext, Components: withBacklog(rt.Status, backlog), Details: backlogDetails(backlog)}
 	if err := tel.RegisterReadiness(health.States); err != nil {
 		return fmt.Errorf("register readiness gauge: %w", err)
 	}
-	shed := httpkit.Shed(shedReason(backlog), func(r *http.Request) { m.OrderShed(r.Context()) })
+	shed := httpkit.Shed(admit(backlog), func(r *http.Request) { m.OrderShed(r.Context()) })
 	h := platform.Handler(log, tel, Name, health, httpapi.Routes(orders, log, shed))
 	go backlog.Run(ctx)
 	return platform.Serve(ctx, cfg, log, ln, h, rt)
 }
 
-// Load shedding (OUTBOX_MAX_BACKLOG): while more events wait in the outbox
-// than the bound, POST /orders answers 503 and /readyz reports the outbox
-// as shedding, with the reason. Orders accepted before go on as usual.
+// Back-pressure and load shedding (OUTBOX_MAX_BACKLOG): while more events
+// wait in the outbox than the bound, POST /orders waits for a count that
+// finds room, for up to admitWait, and answers 503 if none does; /readyz
+// reports the outbox as shedding, with the reason. At saturation the short
+// waits slow the clients to the pace the forwarder publishes at, so the
+// outbox stays near the bound instead of growing for as long as the load
+// lasts; while RabbitMQ is down the outbox fills to the bound and then every
+// POST is refused after admitWait. Orders accepted before go on as usual.
+const (
+	backlogInterval = 100 * time.Millisecond
+	admitWait       = time.Second
+)
+
+func admit(b *outbox.Backlog) func(context.Context) (string, bool) {
+	reason := shedReason(b)
+	return func(ctx context.Context) (string, bool) {
+		if b.Wait(ctx, admitWait) {
+			return "", true
+		}
+		why, _ := reason()
+		return why, false
+	}
+}
 
 func shedReason(b *outbox.Backlog) func() (string, bool) {
 	return func() (string, bool) {
@@ -117,7 +137,7 @@ func backlogDetails(b *outbox.Backlog) func() map[string]string {
 	reason := shedReason(b)
 	return func() map[string]string {
 		if why, over := reason(); over {
-			return map[string]string{"outbox": why + ": POST /orders answers 503"}
+			return map[string]string{"outbox": why + ": POST /orders waits up to " + admitWait.String() + " for room, then answers 503"}
 		}
 		return nil
 	}

@@ -244,6 +244,6 @@ func TestOrders_component(t *testing.T) { //nolint:tparallel // see above
 		r, err := testkit.GetReadiness(svc.URL)
 		require.NoError(t, err)
 		assert.Equal(t, "up", r.Status)
-		assert.Equal(t, map[string]string{"database": "up", "broker": "up", "router": "up", "forwarder": "up"}, r.Components)
+		assert.Equal(t, map[string]string{"database": "up", "broker": "up", "router": "up", "forwarder": "up", "outbox": "up"}, r.Components)
 	})
 }

@@ -16,10 +16,10 @@ import (
 )
 
 // With RabbitMQ out of reach the outbox only grows: orders are accepted up
-// to OUTBOX_MAX_BACKLOG waiting events, then POST /orders is shed with a 503
-// problem and Retry-After, /readyz says why and the shed counter counts. Once
-// the broker is back, every accepted order's event is published and orders
-// are accepted again.
+// to OUTBOX_MAX_BACKLOG waiting events; then POST /orders waits for room
+// and, finding none, is shed with a 503 problem and Retry-After, /readyz
+// says why and the shed counter counts. Once the broker is back, every
+// accepted order's event is published and orders are accepted again.
 func TestOrders_shed_load_over_the_outbox_bound(t *testing.T) {
 	testkit.Integration(t)
 	t.Parallel()
@@ -35,8 +35,8 @@ func TestOrders_shed_load_over_the_outbox_bound(t *testing.T) {
 	})
 	const body = `{"customer_id":"c-1","amount":1999,"currency":"EUR"}`
 
-	// The backlog is counted every second: orders go on being accepted
-	// until a count finds more than three waiting.
+	// The backlog is counted every 100 ms: orders go on being accepted until
+	// a count finds more than three waiting.
 	accepted := 0
 	var shed *http.Response
 	var problem httpkit.Problem
@@ -64,7 +64,7 @@ func TestOrders_shed_load_over_the_outbox_bound(t *testing.T) {
 		Details    map[string]string `json:"details"`
 	}](t, b)
 	assert.Equal(t, httpkit.StateShedding, ready.Components["outbox"])
-	assert.Contains(t, ready.Details["outbox"], "POST /orders answers 503")
+	assert.Contains(t, ready.Details["outbox"], "POST /orders waits up to 1s for room, then answers 503")
 
 	resp, b = do(t, http.MethodGet, svc.URL+"/metrics", "", nil)
 	require.Equal(t, http.StatusOK, resp.StatusCode)
