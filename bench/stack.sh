@@ -15,6 +15,10 @@
 # commit's, to compare two: see bench/compare.sh). BENCH_WARMUP=3s first
 # sends BENCH_WARMUP_RATE (400) orders/s for that long, not counted.
 #
+# BENCH_RABBITMQ_CONF="LINE[;LINE…]" runs the stack on a RabbitMQ node of its
+# own (bench/broker.sh), started with those rabbitmq.conf lines and stopped
+# at the end ("" for the node's defaults), to measure a broker setting.
+#
 # Needs PostgreSQL on 127.0.0.1:5432 and RabbitMQ on 127.0.0.1:5672 with the
 # management plugin (:15672).
 set -euo pipefail
@@ -27,8 +31,16 @@ pids=()
 cleanup() {
 	for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
 	wait 2>/dev/null || true
+	if [ -n "${node:-}" ]; then bench/broker.sh stop "$node"; fi
 }
 trap cleanup EXIT
+AMQP=amqp://guest:guest@127.0.0.1:5672
+if [ -n "${BENCH_RABBITMQ_CONF+set}" ]; then
+	node=$(mktemp -d /tmp/bench-broker.XXXXXX)
+	chmod 755 "$node"
+	IFS=';' read -ra lines <<<"$BENCH_RABBITMQ_CONF"
+	read -r AMQP MGMT < <(bench/broker.sh start "$node" "${lines[@]}") && [ -n "$MGMT" ] || exit 1
+fi
 
 if [ -n "${BENCH_BIN:-}" ]; then
 	cp "$BENCH_BIN/orders" "$BENCH_BIN/invoices" "$OUT/"
@@ -53,7 +65,7 @@ fi
 export OTEL_TRACES_EXPORTER=${OTEL_TRACES_EXPORTER:-otlp}
 export OTEL_EXPORTER_OTLP_ENDPOINT=${OTEL_EXPORTER_OTLP_ENDPOINT:-http://127.0.0.1:4318}
 export OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf
-export BROKER_URL=amqp://guest:guest@127.0.0.1:5672/bench
+export BROKER_URL=$AMQP/bench
 
 # BENCH_PPROF=1 serves pprof on :6060 (orders) and :6061 (invoices).
 pprof() { [ -n "${BENCH_PPROF:-}" ] && echo "127.0.0.1:$1" || echo ""; }

@@ -46,10 +46,11 @@ type api struct {
 }
 
 // Routes returns the orders routes, for mounting on the service's router.
-// shed guards POST /orders (load shedding: httpkit.Shed); nil guards
-// nothing. The API routes serve only a request that names its caller
-// (httpkit.RequireConsumer: Kong's X-Consumer-Custom-ID); the documents are
-// open, as /healthz, /readyz and /metrics are.
+// shed guards POST /orders (back-pressure and load shedding:
+// httpkit.Shed); nil guards nothing. The API routes serve only a request
+// that names its caller (httpkit.RequireConsumer: Kong's
+// X-Consumer-Custom-ID); the documents are open, as /healthz, /readyz and
+// /metrics are.
 func Routes(a App, log *slog.Logger, shed func(http.Handler) http.Handler) func(chi.Router) {
 	h := api{app: a, log: log}
 	if shed == nil {
