@@ -23,6 +23,11 @@
 # throughput does.
 #
 #   bench/compare.sh 2 before=/tmp/bin-old after= after-nogc=,GROUP_COMMIT=false
+#
+# A broker setting is measured on nodes of their own (bench/stack.sh,
+# BENCH_RABBITMQ_CONF; lines separated by ";", no spaces):
+#
+#   bench/compare.sh 2 node=,BENCH_RABBITMQ_CONF= seg=,BENCH_RABBITMQ_CONF=raft.segment_max_entries=32768
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=bench/alternate.sh

@@ -106,7 +106,7 @@ func LoadConfig(service string, defaultPort int, getenv func(string) string) (Co
 			DBMaxConns:         l.int("DATABASE_MAX_CONNS", 20),
 			Prefetch:           l.int("BROKER_PREFETCH", 256),
 			Consumers:          l.int("HANDLER_CONCURRENCY", 64),
-			OutboxWorkers:      l.int("OUTBOX_WORKERS", 8),
+			OutboxWorkers:      l.int("OUTBOX_WORKERS", 2),
 			OutboxBatchSize:    l.int("OUTBOX_BATCH_SIZE", 16),
 			OutboxPollInterval: l.duration("OUTBOX_POLL_INTERVAL", time.Second),
 			GroupCommit:        l.enabled("GROUP_COMMIT"),

@@ -38,7 +38,7 @@ func TestLoadConfig_defaults(t *testing.T) {
 			OutboxMaxBacklog: 1000,
 			Tuning: platform.Tuning{
 				DBMaxConns: 20, Prefetch: 256, Consumers: 64,
-				OutboxWorkers: 8, OutboxBatchSize: 16, OutboxPollInterval: time.Second, GroupCommit: true, OutboxPipeline: true, AckBatching: true,
+				OutboxWorkers: 2, OutboxBatchSize: 16, OutboxPollInterval: time.Second, GroupCommit: true, OutboxPipeline: true, AckBatching: true,
 			},
 		}
 	}
