@@ -104,7 +104,10 @@ func admit(b *outbox.Backlog) func(context.Context) (string, bool) {
 		if b.Wait(ctx, admitWait) {
 			return "", true
 		}
-		why, _ := reason()
+		why, over := reason()
+		if !over { // a count found room as the wait ended
+			return "", true
+		}
 		return why, false
 	}
 }
