@@ -7,8 +7,8 @@ import "runtime/debug"
 // all they allocate lives for one request or message, so with Go's default
 // of 100 the collector runs many times a second under load. At 400 the heap
 // may grow to five times what is live before a cycle: the services' peak RSS
-// went from about 45 to about 75 MB at saturation, and the flow invoiced
-// more with less CPU per order (docs/performance.md, the ablation). Where
+// went from about 45 to about 75 MB at saturation, and the services spent
+// less CPU per order (docs/performance.md, the ablation). Where
 // memory is bounded, GOMEMLIMIT (which the Pulumi program sets) makes the
 // collector run earlier as the heap nears it.
 const GCPercent = 400
